@@ -1,0 +1,82 @@
+// Package contract is the whole agreement between the master (supervisor) and
+// a worker process: which file descriptors a worker inherits, which
+// environment variables it reads, and the messages that travel on the status
+// pipe. Both sides import this file and nothing else of each other.
+package contract
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// File descriptors a worker inherits, in exec.Cmd.ExtraFiles order (fd 3 is
+// ExtraFiles[0]).
+const (
+	// ListenerFD is the listening socket the master bound once; every worker
+	// accepts on it.
+	ListenerFD = 3
+	// StatusFD is the write end of a pipe the master reads: the worker sends
+	// Msg lines on it (ready, heartbeats).
+	StatusFD = 4
+	// LifelineFD is the read end of a pipe whose write end only the master
+	// holds. It never carries data: EOF means the master is gone, which is
+	// the worker's second line of defence after PR_SET_PDEATHSIG.
+	LifelineFD = 5
+)
+
+// EnvMasterPID names the variable that carries the master's pid. A worker
+// refuses to run unless it equals its parent pid, so `demo worker` typed by
+// hand fails clearly instead of serving on a random fd 3.
+const EnvMasterPID = "DEMO_MASTER_PID"
+
+// ExitStartupFailure is the exit code of a worker that cannot start at all
+// (unusable socket, bad configuration). The master stops instead of
+// respawning it forever, like Gunicorn's WORKER_BOOT_ERROR.
+const ExitStartupFailure = 3
+
+// Kind names a status message.
+type Kind string
+
+const (
+	// Ready: the worker's loop is running and its listener is registered.
+	Ready Kind = "ready"
+	// Beat: the loop goroutine itself is alive; Value is the Unix time in
+	// nanoseconds at which the loop sent it.
+	Beat Kind = "beat"
+)
+
+// Msg is one line on the status pipe: "<kind> <value>\n".
+type Msg struct {
+	Kind  Kind
+	Value int64
+}
+
+// Encode renders m as one line.
+func (m Msg) Encode() []byte {
+	return []byte(string(m.Kind) + " " + strconv.FormatInt(m.Value, 10) + "\n")
+}
+
+// Reader decodes Msg lines from the status pipe.
+type Reader struct{ sc *bufio.Scanner }
+
+// NewReader reads messages from r.
+func NewReader(r io.Reader) *Reader { return &Reader{sc: bufio.NewScanner(r)} }
+
+// Next returns the next message, or io.EOF once the worker closed its end.
+func (r *Reader) Next() (Msg, error) {
+	if !r.sc.Scan() {
+		if err := r.sc.Err(); err != nil {
+			return Msg{}, fmt.Errorf("read status pipe: %w", err)
+		}
+		return Msg{}, io.EOF
+	}
+	kind, val, _ := strings.Cut(r.sc.Text(), " ")
+	n, err := strconv.ParseInt(val, 10, 64)
+	if err != nil {
+		return Msg{}, fmt.Errorf("bad status line %q: %w", r.sc.Text(), err)
+	}
+	return Msg{Kind: Kind(kind), Value: n}, nil
+}

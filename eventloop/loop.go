@@ -1,0 +1,297 @@
+// Package eventloop is the single-goroutine reactor a worker runs, the Go
+// twin of an asyncio loop: it waits for readiness with epoll, fires timers,
+// and runs completions that other goroutines post to it through an eventfd.
+// Everything registered with a Loop runs on the goroutine that called Run, one
+// callback at a time, so a callback that blocks stalls the whole loop — on
+// purpose, since that is what the project demonstrates.
+//
+// On top of the loop sit an HTTP/1.1 server (server.go) and, in package
+// eventloop/client, a non-blocking HTTP client; neither starts a goroutine
+// per connection.
+package eventloop
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Readiness events, re-exported so callers need not import x/sys/unix.
+const (
+	EventRead   = unix.EPOLLIN
+	EventWrite  = unix.EPOLLOUT
+	EventHangup = unix.EPOLLRDHUP | unix.EPOLLHUP
+	EventError  = unix.EPOLLERR
+)
+
+// Loop is a single-goroutine reactor. Only Post, Go and Context may be called
+// from other goroutines; every other method belongs to the loop goroutine.
+type Loop struct {
+	epfd   int
+	wakeFD int // eventfd: Post writes to it so a sleeping epoll_wait returns
+
+	fds    map[int]*registration
+	gen    uint32 // bumped per registration so a stale event for a reused fd is dropped
+	timers timerHeap
+	now    time.Time
+	stop   bool
+
+	mu     sync.Mutex
+	closed bool // set by Close: a late Post must not write to a reused fd number
+	posted []func()
+	spare  []func() // the other half of a double buffer, to avoid allocating per wakeup
+
+	ctx    context.Context // cancelled by Close: tells owned goroutines to give up
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // owned goroutines started with Go
+
+	// Step, when set, is called around every callback the loop runs (begin
+	// true before, false after). It is the seam for stall detection.
+	Step func(begin bool)
+}
+
+type registration struct {
+	fd      int
+	gen     uint32
+	handler func(events uint32)
+}
+
+// New creates a loop. Call Run on the goroutine that should own it.
+func New() (*Loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wakeFD, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Loop{epfd: epfd, wakeFD: wakeFD, fds: make(map[int]*registration), now: time.Now(), ctx: ctx, cancel: cancel}
+	if err := l.Add(wakeFD, EventRead, l.drainPosted); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Run runs the loop on the calling goroutine, locked to its OS thread, until
+// Stop is called from a callback. It returns nil after Stop, or the error that
+// made epoll unusable.
+func (l *Loop) Run() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	events := make([]unix.EpollEvent, 256)
+	l.stop = false
+	for !l.stop {
+		n, err := unix.EpollWait(l.epfd, events, l.waitMillis())
+		l.now = time.Now()
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			reg := l.fds[int(ev.Fd)]
+			if reg == nil || reg.gen != uint32(ev.Pad) {
+				continue // closed (and maybe reused) by an earlier callback in this batch
+			}
+			l.call(func() { reg.handler(ev.Events) })
+		}
+		l.runTimers()
+	}
+	return nil
+}
+
+// call runs one callback, bracketed by the Step hook.
+func (l *Loop) call(fn func()) {
+	if l.Step == nil {
+		fn()
+		return
+	}
+	l.Step(true)
+	defer l.Step(false)
+	fn()
+}
+
+// Stop makes Run return after the current iteration.
+func (l *Loop) Stop() { l.stop = true }
+
+// Now is the time the loop last woke up: cheap, and the same for every
+// callback of one iteration, like asyncio's loop.time().
+func (l *Loop) Now() time.Time { return l.now }
+
+// Context is cancelled when the loop is closed; goroutines started with Go
+// should return when it is done.
+func (l *Loop) Context() context.Context { return l.ctx }
+
+// Close cancels Context, waits for every goroutine started with Go, and
+// releases the epoll and eventfd descriptors. Call it after Run returned.
+// Registered fds are not closed: their owners close them.
+func (l *Loop) Close() error {
+	l.cancel()
+	l.wg.Wait()
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return errors.Join(unix.Close(l.wakeFD), unix.Close(l.epfd))
+}
+
+// Add registers fd for events; handler runs on the loop with the events that
+// fired.
+func (l *Loop) Add(fd int, events uint32, handler func(events uint32)) error {
+	l.gen++
+	reg := &registration{fd: fd, gen: l.gen, handler: handler}
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("epoll add fd %d: %w", fd, err)
+	}
+	l.fds[fd] = reg
+	return nil
+}
+
+// Modify changes the events fd is registered for.
+func (l *Loop) Modify(fd int, events uint32) error {
+	reg := l.fds[fd]
+	if reg == nil {
+		return fmt.Errorf("epoll modify fd %d: not registered", fd)
+	}
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		return fmt.Errorf("epoll modify fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Remove unregisters fd. Call it before closing fd.
+func (l *Loop) Remove(fd int) error {
+	if _, ok := l.fds[fd]; !ok {
+		return nil
+	}
+	delete(l.fds, fd)
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+		return fmt.Errorf("epoll remove fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Post queues fn to run on the loop goroutine and wakes the loop. It is the
+// only way other goroutines may hand results to the loop. Safe from any
+// goroutine.
+func (l *Loop) Post(fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return // nobody is left to run it
+	}
+	wake := len(l.posted) == 0 // a non-empty queue already has a wakeup pending
+	l.posted = append(l.posted, fn)
+	if wake {
+		var one = [8]byte{1}
+		// EAGAIN means the counter is saturated: the loop is awake anyway.
+		_, _ = unix.Write(l.wakeFD, one[:])
+	}
+}
+
+// Go runs fn on a new goroutine owned by the loop: Close waits for it, and
+// fn should return once Context is done.
+func (l *Loop) Go(fn func()) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		fn()
+	}()
+}
+
+func (l *Loop) drainPosted(uint32) {
+	var buf [8]byte
+	// Reset the counter before taking the queue, so a Post that lands after
+	// the swap always leaves a fresh wakeup behind.
+	_, _ = unix.Read(l.wakeFD, buf[:])
+	l.mu.Lock()
+	batch := l.posted
+	l.posted = l.spare[:0]
+	l.mu.Unlock()
+	for i, fn := range batch {
+		batch[i] = nil
+		fn()
+	}
+	l.mu.Lock()
+	l.spare = batch[:0]
+	l.mu.Unlock()
+}
+
+// Timer is a callback scheduled on the loop.
+type Timer struct {
+	when  time.Time
+	fn    func()
+	index int // position in the heap, -1 once fired or stopped
+}
+
+// AfterFunc runs fn on the loop once d has elapsed.
+func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
+	t := &Timer{when: time.Now().Add(d), fn: fn}
+	heap.Push(&l.timers, t)
+	return t
+}
+
+// StopTimer cancels t; it reports whether t had not fired yet.
+func (l *Loop) StopTimer(t *Timer) bool {
+	if t == nil || t.index < 0 {
+		return false
+	}
+	heap.Remove(&l.timers, t.index)
+	return true
+}
+
+func (l *Loop) runTimers() {
+	for len(l.timers) > 0 && !l.timers[0].when.After(l.now) {
+		t := heap.Pop(&l.timers).(*Timer)
+		l.call(t.fn)
+	}
+}
+
+// waitMillis is how long epoll_wait may sleep: until the next timer, rounded
+// up so a timer never fires early, or forever when there is none.
+func (l *Loop) waitMillis() int {
+	if len(l.timers) == 0 {
+		return -1
+	}
+	d := time.Until(l.timers[0].when)
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+type timerHeap []*Timer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].when.Before(h[j].when) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *timerHeap) Push(x any) {
+	t := x.(*Timer)
+	t.index = len(*h)
+	*h = append(*h, t)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.index = -1
+	*h = old[:len(old)-1]
+	return t
+}

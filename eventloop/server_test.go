@@ -1,0 +1,957 @@
+package eventloop
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testServer is a Server on a real 127.0.0.1:0 listener, driven by a Loop on
+// its own goroutine. Cleanup closes the server, stops the loop and waits.
+type testServer struct {
+	tb   testing.TB
+	loop *Loop
+	srv  *Server
+	addr string
+
+	held chan *ResponseWriter // requests to /hold, for the test to answer
+}
+
+// listenLocal opens a listening TCP socket on 127.0.0.1:0 with raw syscalls,
+// so no *os.File finalizer can close the fd behind the server's back.
+func listenLocal(tb testing.TB) (fd int, addr string) {
+	tb.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatalf("socket: %v", err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatalf("bind: %v", err)
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		tb.Fatalf("getsockname: %v", err)
+	}
+	return fd, "127.0.0.1:" + strconv.Itoa(sa.(*unix.SockaddrInet4).Port)
+}
+
+// startServer serves testHandler. Unless cfg sets ErrorLog, any ErrorLog
+// call fails the test: the server must not meet unexpected socket errors.
+func startServer(tb testing.TB, cfg ServerConfig) *testServer {
+	return startServerWith(tb, cfg, testHandler)
+}
+
+func startServerWith(tb testing.TB, cfg ServerConfig, handler func(ts *testServer) Handler) *testServer {
+	tb.Helper()
+	if cfg.ErrorLog == nil {
+		cfg.ErrorLog = func(msg string, err error) { tb.Errorf("ErrorLog: %s: %v", msg, err) }
+	}
+	fd, addr := listenLocal(tb)
+	l, err := New()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts := &testServer{tb: tb, loop: l, addr: addr, held: make(chan *ResponseWriter, 16)}
+	if ts.srv, err = NewServer(l, fd, cfg, handler(ts)); err != nil {
+		tb.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- l.Run() }()
+	tb.Cleanup(func() {
+		ts.do(ts.srv.Close)
+		l.Post(l.Stop)
+		if err := <-ran; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+		if err := l.Close(); err != nil {
+			tb.Errorf("loop Close: %v", err)
+		}
+	})
+	return ts
+}
+
+// testHandler routes the paths the tests use.
+func testHandler(ts *testServer) Handler {
+	return func(w *ResponseWriter, r *Request) {
+		switch r.URL.Path {
+		case "/":
+			w.Respond(200, "text/plain", []byte("hello"))
+		case "/echo":
+			w.Header().Set("X-Method", r.Method)
+			w.Header().Set("X-Target", r.RequestURI)
+			if v := r.Trailer.Get("X-Sum"); v != "" {
+				w.Header().Set("X-Trailer-Sum", v)
+			}
+			w.Respond(200, "application/octet-stream", r.Body)
+		case "/async":
+			ts.loop.AfterFunc(20*time.Millisecond, func() { w.Respond(200, "text/plain", []byte("async")) })
+		case "/hold":
+			ts.held <- w
+		case "/header":
+			w.Header().Set("X-Extra", "v\r\nInjected: yes")
+			w.Header().Set("Connection", "upgrade")     // Respond owns framing headers
+			w.Header().Set("Content-Length", "999")     // and this one
+			w.Header()["bad key"] = []string{"dropped"} // not a token
+			w.Respond(200, "text/plain", []byte("hello"))
+		case "/big":
+			w.Respond(200, "application/octet-stream", bigBody)
+		case "/panic":
+			panic("boom")
+		default:
+			w.Respond(404, "text/plain", []byte("not found"))
+		}
+	}
+}
+
+// do runs fn on the loop and waits for it.
+func (ts *testServer) do(fn func()) {
+	ts.tb.Helper()
+	ran := make(chan struct{})
+	ts.loop.Post(func() {
+		defer close(ran)
+		fn()
+	})
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		ts.tb.Fatal("loop did not run a posted callback within 5s")
+	}
+}
+
+// barrier returns once the loop has gone around twice after the call: bytes
+// written to loopback before it have been read by then.
+func (ts *testServer) barrier() {
+	ts.tb.Helper()
+	ran := make(chan struct{})
+	ts.loop.Post(func() { ts.loop.Post(func() { close(ran) }) })
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		ts.tb.Fatal("loop did not come around within 5s")
+	}
+}
+
+// with returns a copy of ts that reports to tb (a subtest).
+func (ts *testServer) with(tb testing.TB) *testServer {
+	sub := *ts
+	sub.tb = tb
+	return &sub
+}
+
+func (ts *testServer) stats() (st ServerStats) {
+	ts.do(func() { st = ts.srv.Stats() })
+	return st
+}
+
+// eventually polls cond on the loop until it holds or 3s pass.
+func (ts *testServer) eventually(what string, cond func() bool) {
+	ts.tb.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var ok bool
+		ts.do(func() { ok = cond() })
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (ts *testServer) dial() net.Conn {
+	ts.tb.Helper()
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		ts.tb.Fatalf("dial: %v", err)
+	}
+	ts.tb.Cleanup(func() { c.Close() })
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		ts.tb.Fatal(err)
+	}
+	return c
+}
+
+// get checks the server still serves: a fresh connection, GET / → 200.
+func (ts *testServer) get() {
+	ts.tb.Helper()
+	c := ts.dial()
+	defer c.Close()
+	send(ts.tb, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResp(ts.tb, bufio.NewReader(c), "GET"); r.status != 200 || r.body != "hello" {
+		ts.tb.Fatalf("good request after the previous one: got %d %q", r.status, r.body)
+	}
+}
+
+func send(tb testing.TB, c net.Conn, s string) {
+	tb.Helper()
+	if _, err := io.WriteString(c, s); err != nil {
+		tb.Fatalf("write: %v", err)
+	}
+}
+
+type gotResp struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// readResp reads one response and checks what every response must carry.
+func readResp(tb testing.TB, br *bufio.Reader, method string) gotResp {
+	tb.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		tb.Fatalf("read response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("read response body: %v", err)
+	}
+	if resp.StatusCode >= 200 {
+		if _, err := http.ParseTime(resp.Header.Get("Date")); err != nil {
+			tb.Errorf("bad Date header %q: %v", resp.Header.Get("Date"), err)
+		}
+		if got := resp.Header.Get("Server"); got != "demo" {
+			tb.Errorf("Server header %q, want demo", got)
+		}
+		if resp.Header.Get("Content-Length") == "" {
+			tb.Errorf("response %d has no Content-Length", resp.StatusCode)
+		}
+	}
+	if resp.Close {
+		resp.Header.Set("Connection", "close") // ReadResponse consumed it
+	}
+	return gotResp{status: resp.StatusCode, header: resp.Header, body: string(body)}
+}
+
+// expectEOF checks the server closed the connection cleanly (FIN, not RST).
+func expectEOF(tb testing.TB, br *bufio.Reader) {
+	tb.Helper()
+	b, err := br.ReadByte()
+	if err != io.EOF {
+		tb.Fatalf("want EOF from the server, got byte %q, err %v", b, err)
+	}
+}
+
+// bigBody is larger than loopback socket buffers take at once.
+var bigBody = bytes.Repeat([]byte("0123456789abcdef"), 1<<20)
+
+const get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+type want struct {
+	status int
+	body   string            // checked unless "-"
+	header map[string]string // exact values; "" means absent
+	method string            // of the request, for HEAD framing
+}
+
+type exchange struct {
+	send string
+	want []want
+}
+
+func TestServerFraming(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	bigHeader := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 17<<10) + "\r\n\r\n"
+	closes := map[string]string{"Connection": "close"}
+	errJSON := map[string]string{"Connection": "close", "Content-Type": "application/json"}
+	cases := []struct {
+		name   string
+		steps  []exchange
+		closed bool // the server closes after the last step
+	}{
+		{name: "simple GET", steps: []exchange{{get, []want{{status: 200, body: "hello", header: map[string]string{"Connection": "", "Content-Type": "text/plain"}}}}}},
+		{name: "keep-alive two requests", steps: []exchange{
+			{get, []want{{status: 200, body: "hello"}}},
+			{get, []want{{status: 200, body: "hello"}}},
+		}},
+		{name: "pipelined three in one write", steps: []exchange{{
+			"GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?3 HTTP/1.1\r\nHost: x\r\n\r\n",
+			[]want{
+				{status: 200, header: map[string]string{"X-Target": "/echo?1"}},
+				{status: 200, header: map[string]string{"X-Target": "/echo?2"}},
+				{status: 200, header: map[string]string{"X-Target": "/echo?3"}},
+			},
+		}}},
+		{name: "HTTP/1.0 closes", closed: true, steps: []exchange{
+			{"GET / HTTP/1.0\r\n\r\n", []want{{status: 200, body: "hello", header: closes}}},
+		}},
+		{name: "HTTP/1.0 keep-alive", steps: []exchange{
+			{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", []want{{status: 200, body: "hello", header: map[string]string{"Connection": "keep-alive"}}}},
+		}},
+		{name: "Connection: close", closed: true, steps: []exchange{
+			{"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", []want{{status: 200, body: "hello", header: closes}}},
+		}},
+		{name: "Content-Length body", steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", []want{{status: 200, body: "hello"}}},
+		}},
+		{name: "chunked body", steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
+				[]want{{status: 200, body: "hello world"}}},
+		}},
+		{name: "chunked body with trailer", steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n",
+				[]want{{status: 200, body: "abc", header: map[string]string{"X-Trailer-Sum": "42"}}}},
+		}},
+		{name: "Transfer-Encoding wins over Content-Length", steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+				[]want{{status: 200, body: ""}}},
+		}},
+		{name: "leading CRLF and bare LF lines", steps: []exchange{
+			{"\r\n\nGET / HTTP/1.1\nHost: x\n\n", []want{{status: 200, body: "hello"}}},
+		}},
+		{name: "HEAD sends no body", steps: []exchange{
+			{"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", []want{{status: 200, body: "", method: "HEAD", header: map[string]string{"Content-Length": "5"}}}},
+		}},
+		{name: "100-continue", steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", []want{{status: 100}}},
+			{"hello", []want{{status: 200, body: "hello"}}},
+		}},
+		{name: "100-continue with the body already sent", steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello", []want{{status: 200, body: "hello"}}},
+		}},
+		{name: "extra headers sanitised", steps: []exchange{
+			{"GET /header HTTP/1.1\r\nHost: x\r\n\r\n", []want{{status: 200, body: "hello", header: map[string]string{
+				"X-Extra": "v  Injected: yes", "Injected": "", "Connection": "", "Content-Length": "5"}}}},
+		}},
+		{name: "garbage", closed: true, steps: []exchange{{"garbage\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}}}},
+		{name: "missing Host", closed: true, steps: []exchange{{"GET / HTTP/1.1\r\n\r\n", []want{{status: 400, body: `{"error":"missing required Host header"}`, header: errJSON}}}}},
+		{name: "invalid Content-Length", closed: true, steps: []exchange{
+			{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}},
+		}},
+		{name: "bad chunk size", closed: true, steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}},
+		}},
+		{name: "chunk data without CRLF", closed: true, steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}},
+		}},
+		{name: "431 on a 17 KiB header", closed: true, steps: []exchange{{bigHeader, []want{{status: 431, body: "-", header: errJSON}}}}},
+		{name: "431 on an unterminated 17 KiB header", closed: true, steps: []exchange{
+			{bigHeader[:len(bigHeader)-4], []want{{status: 431, body: "-", header: errJSON}}},
+		}},
+		{name: "413 on a declared big body", closed: true, steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", []want{{status: 413, body: "-", header: errJSON}}},
+		}},
+		{name: "413 on a big chunk", closed: true, steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n", []want{{status: 413, body: "-", header: errJSON}}},
+		}},
+		{name: "417 on an unknown expectation", closed: true, steps: []exchange{
+			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx", []want{{status: 417, body: "-", header: errJSON}}},
+		}},
+		{name: "505 on HTTP/2.0", closed: true, steps: []exchange{{"GET / HTTP/2.0\r\nHost: x\r\n\r\n", []want{{status: 505, body: "-", header: errJSON}}}}},
+		{name: "413 to HEAD has no body", closed: true, steps: []exchange{
+			{"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", []want{{status: 413, body: "", method: "HEAD", header: errJSON}}},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := ts.with(t)
+			c := ts.dial()
+			br := bufio.NewReader(c)
+			for _, step := range tc.steps {
+				send(t, c, step.send)
+				for i, w := range step.want {
+					method := w.method
+					if method == "" {
+						method = "GET"
+					}
+					got := readResp(t, br, method)
+					if got.status != w.status {
+						t.Fatalf("response %d: status %d, want %d (body %q)", i, got.status, w.status, got.body)
+					}
+					if w.body != "-" && got.body != w.body {
+						t.Errorf("response %d: body %q, want %q", i, got.body, w.body)
+					}
+					if w.status >= 400 && !strings.HasPrefix(got.body, `{"error":`) && method != "HEAD" {
+						t.Errorf("error body %q is not a JSON error", got.body)
+					}
+					for k, v := range w.header {
+						if g := got.header.Get(k); g != v {
+							t.Errorf("response %d: header %s = %q, want %q", i, k, g, v)
+						}
+					}
+				}
+			}
+			if tc.closed {
+				expectEOF(t, br)
+			} else {
+				// The connection is still in step: the next request works.
+				send(t, c, get)
+				if got := readResp(t, br, "GET"); got.status != 200 || got.body != "hello" {
+					t.Fatalf("follow-up request: %d %q", got.status, got.body)
+				}
+			}
+			ts.get() // whatever came before, the worker keeps serving
+		})
+	}
+}
+
+// TestServerSplitAtEveryByte writes each request in two parts, split at every
+// position, letting the loop read the first part before the second arrives.
+func TestServerSplitAtEveryByte(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	cases := []struct {
+		req   string
+		want  []string // X-Target of each response
+		body  string   // of the last response
+		bytes bool     // also send it one byte at a time
+	}{
+		{req: "GET /echo?q=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: split\r\n\r\n", want: []string{"/echo?q=1"}},
+		{req: "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", want: []string{"/echo"}, body: "hello world"},
+		{req: "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n",
+			want: []string{"/echo"}, body: "hello world", bytes: true},
+		{req: "GET /echo?a HTTP/1.1\r\nHost: x\r\n\r\n\r\nGET /echo?b HTTP/1.1\r\nHost: x\r\n\r\n", want: []string{"/echo?a", "/echo?b"}},
+	}
+	check := func(t *testing.T, br *bufio.Reader, want []string, body string) {
+		t.Helper()
+		for i, target := range want {
+			got := readResp(t, br, "GET")
+			if got.status != 200 || got.header.Get("X-Target") != target {
+				t.Fatalf("response %d: %d for %q, want 200 for %q", i, got.status, got.header.Get("X-Target"), target)
+			}
+			if i == len(want)-1 && got.body != body {
+				t.Fatalf("body %q, want %q", got.body, body)
+			}
+		}
+	}
+	for _, tc := range cases {
+		c := ts.dial()
+		br := bufio.NewReader(c)
+		for i := 1; i < len(tc.req); i++ {
+			send(t, c, tc.req[:i])
+			ts.barrier()
+			send(t, c, tc.req[i:])
+			check(t, br, tc.want, tc.body)
+		}
+		if tc.bytes {
+			for i := range len(tc.req) {
+				send(t, c, tc.req[i:i+1])
+				ts.barrier()
+			}
+			check(t, br, tc.want, tc.body)
+		}
+		c.Close()
+	}
+	ts.get()
+}
+
+// TestServerLargeResponse checks a response the socket cannot take at once:
+// the rest waits for EPOLLOUT while the loop serves others, and arrives
+// intact, followed by the next response on the same connection.
+func TestServerLargeResponse(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	c := ts.dial()
+	send(t, c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"+get)
+	ts.barrier()
+	var pending bool
+	ts.do(func() {
+		for sc := range ts.srv.conns {
+			pending = sc.outPending() && sc.events&unix.EPOLLOUT != 0
+		}
+	})
+	if !pending {
+		t.Fatal("a 16 MiB response did not wait for EPOLLOUT; the test proves nothing")
+	}
+	ts.get() // the loop is not stuck writing
+	br := bufio.NewReader(c)
+	if got := readResp(t, br, "GET"); got.status != 200 || got.body != string(bigBody) {
+		t.Fatalf("big response: %d, %d bytes, intact %v", got.status, len(got.body), got.body == string(bigBody))
+	}
+	if got := readResp(t, br, "GET"); got.status != 200 || got.body != "hello" {
+		t.Fatalf("pipelined after the big response: %d %q", got.status, got.body)
+	}
+}
+
+func TestServerWithNetHTTPClient(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url := "http://" + ts.addr
+
+	do := func(method, path string, body io.Reader) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
+	}
+	for range 3 {
+		if resp, body := do("GET", "/", nil); resp.StatusCode != 200 || body != "hello" {
+			t.Fatalf("GET /: %d %q", resp.StatusCode, body)
+		}
+	}
+	if st := ts.stats(); st.Conns != 1 || st.Requests != 3 {
+		t.Fatalf("after 3 GETs: %+v, want 1 reused connection and 3 requests", st)
+	}
+	if resp, body := do("POST", "/echo", strings.NewReader("sized body")); resp.StatusCode != 200 || body != "sized body" {
+		t.Fatalf("POST with Content-Length: %d %q", resp.StatusCode, body)
+	}
+	// A reader of unknown length makes the client send chunks.
+	if resp, body := do("POST", "/echo", io.MultiReader(strings.NewReader("chunked "), strings.NewReader("body"))); resp.StatusCode != 200 || body != "chunked body" {
+		t.Fatalf("chunked POST: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := do("HEAD", "/", nil); resp.StatusCode != 200 || resp.ContentLength != 5 || body != "" {
+		t.Fatalf("HEAD: %d length %d body %q", resp.StatusCode, resp.ContentLength, body)
+	}
+	if resp, body := do("GET", "/async", nil); resp.StatusCode != 200 || body != "async" {
+		t.Fatalf("GET /async: %d %q", resp.StatusCode, body)
+	}
+	// The client is still uploading when the 413 goes out; lingering keeps
+	// the answer from being destroyed by a reset.
+	resp, body := do("POST", "/echo", bytes.NewReader(make([]byte, 2<<20)))
+	if resp.StatusCode != 413 || !strings.Contains(body, "too large") {
+		t.Fatalf("2 MiB POST: %d %q, want 413", resp.StatusCode, body)
+	}
+}
+
+func TestServerAsyncHandler(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	// A request held by the handler does not stop the loop serving others.
+	held := ts.dial()
+	send(t, held, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	w := <-ts.held
+	ts.get()
+	timed := ts.dial()
+	start := time.Now()
+	send(t, timed, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n")
+	if got := readResp(t, bufio.NewReader(timed), "GET"); got.status != 200 || got.body != "async" {
+		t.Fatalf("GET /async: %d %q", got.status, got.body)
+	}
+	if el := time.Since(start); el < 20*time.Millisecond {
+		t.Fatalf("AfterFunc(20ms) answer came after %v", el)
+	}
+	if st := ts.stats(); st.InFlight != 1 {
+		t.Fatalf("InFlight = %d with one request held", st.InFlight)
+	}
+	ts.do(func() { w.Respond(202, "text/plain", []byte("later")) })
+	if got := readResp(t, bufio.NewReader(held), "GET"); got.status != 202 || got.body != "later" {
+		t.Fatalf("held request: %d %q", got.status, got.body)
+	}
+	if st := ts.stats(); st.InFlight != 0 {
+		t.Fatalf("InFlight = %d after the answer", st.InFlight)
+	}
+}
+
+func TestServerClientDisconnects(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+
+	t.Run("while its request is in flight", func(t *testing.T) {
+		ts := ts.with(t)
+		c := ts.dial()
+		send(t, c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+		w := <-ts.held
+		var gone bool
+		ts.do(func() { gone = w.ClientGone() })
+		if gone {
+			t.Fatal("ClientGone before the client left")
+		}
+		c.Close()
+		ts.eventually("ClientGone", w.ClientGone)
+		ts.do(func() {
+			w.Respond(200, "text/plain", []byte("too late"))
+			w.Respond(500, "text/plain", nil) // a second call is harmless too
+		})
+		ts.eventually("the connection to be cleaned up", func() bool {
+			st := ts.srv.Stats()
+			return st.Conns == 0 && st.InFlight == 0
+		})
+	})
+	for _, partial := range []string{
+		"GET / HTTP/1.1\r\nHo",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+	} {
+		t.Run("mid-request", func(t *testing.T) {
+			ts := ts.with(t)
+			c := ts.dial()
+			send(t, c, partial)
+			ts.barrier()
+			if st := ts.stats(); st.Conns != 1 {
+				t.Fatalf("Conns = %d with one partial request", st.Conns)
+			}
+			c.Close()
+			ts.eventually("the connection to be closed", func() bool { return ts.srv.Stats().Conns == 0 })
+		})
+	}
+	ts.get()
+}
+
+func TestServerKeepAliveTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	ts := startServer(t, ServerConfig{KeepAliveTimeout: timeout})
+
+	c := ts.dial()
+	br := bufio.NewReader(c)
+	// Requests closer together than the timeout keep the connection open
+	// longer than one timeout in total: each one restarts the clock.
+	start := time.Now()
+	for range 5 {
+		send(t, c, get)
+		if got := readResp(t, br, "GET"); got.status != 200 {
+			t.Fatalf("status %d", got.status)
+		}
+		time.Sleep(timeout / 3)
+	}
+	if el := time.Since(start); el < timeout {
+		t.Fatalf("test ran only %v, less than the timeout", el)
+	}
+	// Then silence closes it, not before the timeout.
+	idleFrom := time.Now()
+	expectEOF(t, br)
+	if el := time.Since(idleFrom); el < timeout-timeout/3-10*time.Millisecond || el > timeout+time.Second {
+		t.Fatalf("idle connection closed after %v, timeout %v", el, timeout)
+	}
+
+	// A connection that never sends is closed too, as is a stalled request.
+	for _, first := range []string{"", "GET / HTTP/1.1\r\n"} {
+		c := ts.dial()
+		if first != "" {
+			send(t, c, first)
+		}
+		start := time.Now()
+		expectEOF(t, bufio.NewReader(c))
+		if el := time.Since(start); el < timeout/2 {
+			t.Fatalf("closed after %v, before the %v timeout", el, timeout)
+		}
+	}
+	ts.eventually("no connections", func() bool { return ts.srv.Stats().Conns == 0 })
+}
+
+func TestServerShutdown(t *testing.T) {
+	fd, addr := listenLocal(t)
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{tb: t, loop: l, addr: addr, held: make(chan *ResponseWriter, 1)}
+	ts.srv, err = NewServer(l, fd, ServerConfig{ErrorLog: func(msg string, err error) { t.Errorf("%s: %v", msg, err) }}, testHandler(ts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runLoop(t, l)
+	defer stop()
+
+	busy := ts.dial()
+	send(t, busy, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	w := <-ts.held
+	idle := ts.dial()
+	idleR := bufio.NewReader(idle)
+	send(t, idle, get)
+	readResp(t, idleR, "GET")
+
+	done := make(chan struct{})
+	ts.do(func() { ts.srv.Shutdown(func() { close(done) }) })
+	expectEOF(t, idleR) // the idle connection is closed at once
+	select {
+	case <-done:
+		t.Fatal("Shutdown's done ran while a request was in flight")
+	default:
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		t.Fatalf("Shutdown closed the listener it does not own: %v", err)
+	}
+	// New connections wait in the backlog, unserved.
+	late := ts.dial()
+	send(t, late, get)
+	ts.barrier()
+	if st := ts.stats(); st.Conns != 1 {
+		t.Fatalf("Conns = %d after Shutdown, want only the busy one", st.Conns)
+	}
+
+	ts.do(func() { w.Respond(200, "text/plain", []byte("finished")) })
+	busyR := bufio.NewReader(busy)
+	got := readResp(t, busyR, "GET")
+	if got.status != 200 || got.body != "finished" || got.header.Get("Connection") != "close" {
+		t.Fatalf("in-flight response: %d %q Connection=%q", got.status, got.body, got.header.Get("Connection"))
+	}
+	expectEOF(t, busyR)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown's done did not run after the last connection closed")
+	}
+	// A second Shutdown with nothing left calls its done too.
+	again := make(chan struct{})
+	ts.do(func() { ts.srv.Shutdown(func() { close(again) }) })
+	<-again
+}
+
+// TestServerAcceptBatch checks that one listener readiness event accepts every
+// pending connection before any of their handlers runs, as asyncio does.
+func TestServerAcceptBatch(t *testing.T) {
+	blocked := make(chan struct{})
+	release := make(chan struct{})
+	ts := startServerWith(t, ServerConfig{}, func(ts *testServer) Handler {
+		return func(w *ResponseWriter, r *Request) {
+			switch r.URL.Path {
+			case "/block":
+				close(blocked)
+				<-release // stall the whole loop, like a blocking call in async code
+				w.Respond(200, "text/plain", nil)
+			default:
+				w.Respond(200, "text/plain", []byte(strconv.Itoa(ts.srv.Stats().Conns)))
+			}
+		}
+	})
+	first := ts.dial()
+	send(t, first, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-blocked
+	// While the loop is stuck, three clients complete their handshakes in
+	// the kernel backlog and send their requests.
+	var waiting []net.Conn
+	for range 3 {
+		c := ts.dial()
+		send(t, c, get)
+		waiting = append(waiting, c)
+	}
+	close(release)
+	readResp(t, bufio.NewReader(first), "GET")
+	for i, c := range waiting {
+		got := readResp(t, bufio.NewReader(c), "GET")
+		if got.body != "4" {
+			t.Errorf("handler for pending connection %d saw %s connections, want 4: all were accepted before any handler ran", i, got.body)
+		}
+	}
+}
+
+// TestServerAcceptEMFILE runs out of descriptors (by lowering RLIMIT_NOFILE
+// under the open ones) and checks accepting pauses instead of spinning, then
+// resumes.
+func TestServerAcceptEMFILE(t *testing.T) {
+	var mu sync.Mutex
+	var errs []error
+	firstErr := make(chan struct{})
+	ts := startServer(t, ServerConfig{ErrorLog: func(msg string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, err)
+		if len(errs) == 1 {
+			close(firstErr)
+		}
+	}})
+	stalled := make(chan struct{})
+	release := make(chan struct{})
+	ts.loop.Post(func() {
+		close(stalled)
+		<-release
+	})
+	<-stalled
+	c := ts.dial() // our own descriptors must exist before the limit drops
+	send(t, c, get)
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = 3 // no new descriptor fits: 0, 1 and 2 are open
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	restore := sync.OnceFunc(func() {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+			t.Errorf("restore RLIMIT_NOFILE: %v", err)
+		}
+	})
+	defer restore()
+	close(release)
+	select {
+	case <-firstErr:
+	case <-time.After(3 * time.Second):
+		restore()
+		t.Fatal("accept under EMFILE was not reported")
+	}
+	// Measure the retry rate over a window: a spinning accept would log
+	// thousands of times.
+	const window = 350 * time.Millisecond
+	time.Sleep(window)
+	restore()
+	mu.Lock()
+	n, first := len(errs), errs[0]
+	mu.Unlock()
+	if !errors.Is(first, unix.EMFILE) {
+		t.Errorf("logged %v, want EMFILE", first)
+	}
+	if max := int(window/acceptRetryDelay) + 2; n > max {
+		t.Errorf("accept failed %d times in %v: not paused (want <= %d)", n, window, max)
+	}
+	if got := readResp(t, bufio.NewReader(c), "GET"); got.status != 200 {
+		t.Fatalf("after descriptors came back: status %d", got.status)
+	}
+}
+
+// TestServerBoundsPipelinedInput pipelines far more than the buffer limit
+// behind a held request, then half-closes: the server stops reading at the
+// limit, and once the first response is out answers all of them in order,
+// closing after the last.
+func TestServerBoundsPipelinedInput(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	c := ts.dial()
+	const n = 8000
+	var reqs strings.Builder
+	reqs.WriteString("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	for i := range n {
+		fmt.Fprintf(&reqs, "GET /echo?%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+	}
+	if reqs.Len() < 2*(pipelineLimit+readSize) {
+		t.Fatalf("test input of %d bytes is too small to hit the limit", reqs.Len())
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, reqs.String()) // blocks while the server stops reading
+		if err == nil {
+			// Hang up the sending side: what was sent is still answered.
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		wrote <- err
+	}()
+	w := <-ts.held
+	buffered := func() (n int, paused bool) {
+		for sc := range ts.srv.conns {
+			n, paused = len(sc.in)-sc.off, sc.events&unix.EPOLLIN == 0
+		}
+		return n, paused
+	}
+	ts.eventually("the pipeline limit", func() bool { n, _ := buffered(); return n >= pipelineLimit })
+	ts.barrier()
+	var got int
+	var paused bool
+	ts.do(func() { got, paused = buffered() })
+	if got > pipelineLimit+readSize || !paused {
+		t.Fatalf("buffered %d bytes (paused %v) behind a held request, limit %d", got, paused, pipelineLimit)
+	}
+	ts.do(func() { w.Respond(200, "text/plain", []byte("held")) })
+	br := bufio.NewReader(c)
+	if r := readResp(t, br, "GET"); r.body != "held" {
+		t.Fatalf("first response %q", r.body)
+	}
+	for i := range n {
+		r := readResp(t, br, "GET")
+		if want := "/echo?" + strconv.Itoa(i); r.header.Get("X-Target") != want {
+			t.Fatalf("response %d answers %q, want %q", i, r.header.Get("X-Target"), want)
+		}
+		if i < n-1 && r.header.Get("Connection") == "close" {
+			t.Fatalf("response %d of %d says Connection: close", i, n)
+		}
+	}
+	expectEOF(t, br)
+	if err := <-wrote; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+func TestServerHandlerPanic(t *testing.T) {
+	logged := make(chan string, 1)
+	ts := startServer(t, ServerConfig{ErrorLog: func(msg string, err error) { logged <- msg + ": " + err.Error() }})
+	c := ts.dial()
+	br := bufio.NewReader(c)
+	send(t, c, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	if got := readResp(t, br, "GET"); got.status != 500 || got.header.Get("Connection") != "close" {
+		t.Fatalf("panicking handler: %d Connection=%q", got.status, got.header.Get("Connection"))
+	}
+	if msg := <-logged; !strings.Contains(msg, "boom") {
+		t.Fatalf("ErrorLog got %q", msg)
+	}
+	expectEOF(t, br)
+	ts.get()
+}
+
+func TestServerAccessLog(t *testing.T) {
+	type entry struct {
+		remote, method, target, proto string
+		status                        int
+	}
+	entries := make(chan entry, 4)
+	ts := startServer(t, ServerConfig{AccessLog: func(remote, method, target, proto string, status int) {
+		entries <- entry{remote, method, target, proto, status}
+	}})
+	c := ts.dial()
+	send(t, c, "GET /echo?x=1 HTTP/1.1\r\nHost: x\r\n\r\nnonsense\r\n\r\n")
+	br := bufio.NewReader(c)
+	readResp(t, br, "GET")
+	readResp(t, br, "GET")
+	local := c.LocalAddr().String()
+	for _, want := range []entry{
+		{local, "GET", "/echo?x=1", "HTTP/1.1", 200},
+		{local, "", "", "", 400},
+	} {
+		if got := <-entries; got != want {
+			t.Errorf("access log %+v, want %+v", got, want)
+		}
+	}
+}
+
+// BenchmarkServerHealthcheck measures keep-alive GET round trips through the
+// real loop over loopback; allocs/op is what one request costs the server
+// (the raw client allocates nothing per request).
+func BenchmarkServerHealthcheck(b *testing.B) {
+	ts := startServerWith(b, ServerConfig{}, func(*testServer) Handler {
+		body := []byte(`{"status":"ok"}`)
+		return func(w *ResponseWriter, r *Request) { w.Respond(200, "application/json", body) }
+	})
+	c := ts.dial()
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		b.Fatal(err)
+	}
+	req := []byte("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	buf := make([]byte, 4096)
+	// Every response has the same length (Date is fixed-width): learn it.
+	if _, err := c.Write(req); err != nil {
+		b.Fatal(err)
+	}
+	size := 0
+	for got := 0; size == 0 || got < size; {
+		n, err := c.Read(buf[got:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += n
+		if i := bytes.Index(buf[:got], []byte("\r\n\r\n")); i >= 0 && size == 0 {
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(buf[:i+4])), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			size = i + 4 + int(resp.ContentLength)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		for got := 0; got < size; {
+			n, err := c.Read(buf[got:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+	}
+}

@@ -1,0 +1,566 @@
+// Package supervisor is the master process: it binds the listening socket
+// once, starts N worker processes by re-executing a given executable (it never
+// imports the worker package; contract.go is the whole agreement), keeps them
+// alive, and stops them on a signal — the Go counterpart of uvicorn's
+// supervisors/multiprocess.py and gunicorn's arbiter.
+//
+// Structure follows cloudflare/tableflip and uvicorn: signals only enqueue,
+// and one owner goroutine (the caller of Run) holds the worker table and
+// dispatches every event — signal, worker exited, worker message, timer.
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"demo/contract"
+)
+
+// Config describes what to supervise.
+type Config struct {
+	// Listener is the listening socket every worker accepts on, from Listen
+	// or os.NewFile (--fd) or a net.Listener's File(). Run takes ownership
+	// and closes it; its own copy is closed when shutdown begins (as
+	// gunicorn does), so once the workers are gone new connections are
+	// refused instead of queueing for nobody.
+	Listener *os.File
+	// Addr is shown in the "running on" line, e.g. "http://127.0.0.1:8000".
+	Addr    string
+	Workers int
+	// GracefulTimeout bounds how long workers may drain after SIGTERM before
+	// they are killed (--timeout-graceful-shutdown). Zero means 30s.
+	GracefulTimeout time.Duration
+	// Executable is re-executed for every worker; empty means os.Executable().
+	Executable string
+	// WorkerArgs returns the full argv, argv[0] included (what ps shows),
+	// for worker index (1-based) of total.
+	WorkerArgs func(index, total int) []string
+	Logger     *zap.Logger
+	// Stderr and Stdout are the children's stdio, inherited as fds (no
+	// copying goroutines). Nil means the master's own.
+	Stderr, Stdout *os.File
+}
+
+// DefaultGracefulTimeout is used when Config.GracefulTimeout is zero.
+const DefaultGracefulTimeout = 30 * time.Second
+
+// Crash-loop backoff: a worker slot whose processes die within fastDeath of
+// starting backoffAfter times in a row waits backoffBase, doubling up to
+// backoffMax, before each further restart.
+const (
+	fastDeath    = time.Second
+	backoffAfter = 5
+	backoffBase  = 100 * time.Millisecond
+	backoffMax   = 5 * time.Second
+)
+
+// readerGrace is how long the status reader may keep going after its process
+// exited. EOF normally comes at once; only a grandchild that inherited fd 4
+// could keep the pipe open, and that must not keep Run from returning.
+const readerGrace = time.Second
+
+// handledSignals are the signals Run subscribes to. SIGHUP (rolling restart)
+// and SIGTTIN/SIGTTOU (one worker more/less) join this list, and
+// handleSignal's switch, when they are implemented.
+var handledSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT}
+
+// Run supervises until a signal ends it. It returns nil after a graceful
+// shutdown (SIGINT/SIGTERM, even if stragglers had to be killed at the
+// timeout) and an error after a forced one (second SIGINT/SIGTERM, SIGQUIT),
+// when a worker fails during start-up, or when one exits with
+// contract.ExitStartupFailure.
+func Run(cfg Config) error {
+	if cfg.Listener != nil {
+		defer cfg.Listener.Close() // ours now, whatever happens
+	}
+	if err := cfg.fill(); err != nil {
+		return err
+	}
+	ln, err := adoptListener(cfg.Listener)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	cfg.Listener = ln
+	s := &supervisor{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		pid:    os.Getpid(),
+		events: make(chan event, 16),
+		slots:  make([]*slot, cfg.Workers),
+	}
+	s.env = workerEnv(s.pid)
+	for i := range s.slots {
+		s.slots[i] = &slot{index: i + 1}
+	}
+	return s.run()
+}
+
+func (c *Config) fill() error {
+	switch {
+	case c.Listener == nil:
+		return errors.New("supervisor: no listener")
+	case c.Workers < 1:
+		return fmt.Errorf("supervisor: workers must be at least 1, got %d", c.Workers)
+	case c.WorkerArgs == nil:
+		return errors.New("supervisor: no WorkerArgs")
+	case c.GracefulTimeout < 0:
+		return fmt.Errorf("supervisor: negative graceful timeout %v", c.GracefulTimeout)
+	}
+	if c.GracefulTimeout == 0 {
+		c.GracefulTimeout = DefaultGracefulTimeout
+	}
+	if c.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("supervisor: find own executable: %w", err)
+		}
+		c.Executable = exe
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	return nil
+}
+
+// adoptListener returns a private, close-on-exec duplicate of f that
+// exec.Cmd can pass at every spawn without side effects. An *os.File from
+// net.Listener.File() switches its socket to blocking mode each time Fd() is
+// called (exec calls it at every spawn), and O_NONBLOCK belongs to the file
+// description every worker shares: a respawn would turn the other workers'
+// accept into a blocking call. The duplicate is made blocking once, before
+// any worker exists, which also keeps it out of the master's netpoller (the
+// master never accepts); each worker sets the mode it needs.
+func adoptListener(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: listener: %w", err)
+	}
+	dup := -1
+	var opErr error
+	err = rc.Control(func(fd uintptr) {
+		acc, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		if err != nil || acc != 1 {
+			opErr = fmt.Errorf("supervisor: %s is not a listening socket", f.Name())
+			return
+		}
+		dup, opErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err == nil {
+		err = opErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: listener: %w", err)
+	}
+	if err := unix.SetNonblock(dup, false); err != nil {
+		unix.Close(dup)
+		return nil, fmt.Errorf("supervisor: listener: %w", err)
+	}
+	return os.NewFile(uintptr(dup), f.Name()), nil
+}
+
+// workerEnv is the master's environment plus contract.EnvMasterPID, which a
+// worker checks against its parent pid.
+func workerEnv(masterPID int) []string {
+	prefix := contract.EnvMasterPID + "="
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, prefix) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, fmt.Sprintf("%s%d", prefix, masterPID))
+}
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec.
+// Go opens its own files that way, but descriptors the master inherited
+// without it (a shell's or a CI runner's) would otherwise reach every worker,
+// which must see exactly stdio plus the contract's fds 3-5 (like Python's
+// close_fds=True). ExtraFiles are dup'ed into the child regardless.
+func closeInheritedOnExec() error {
+	names, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range names {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		// EBADF is expected: the directory's own fd is gone by now.
+		unix.CloseOnExec(fd)
+	}
+	return nil
+}
+
+type eventKind int
+
+const (
+	evMsg          eventKind = iota // a status line from a worker
+	evExited                        // cmd.Wait returned
+	evStatusClosed                  // the status reader finished
+)
+
+// event is what the per-worker goroutines send to the owner.
+type event struct {
+	kind eventKind
+	w    *worker
+	msg  contract.Msg
+	err  error
+}
+
+// slot is one worker index: the process currently filling it and its
+// crash-loop bookkeeping.
+type slot struct {
+	index      int
+	cur        *worker   // nil while empty (between death and respawn)
+	fastDeaths int       // consecutive deaths within fastDeath of starting
+	respawnAt  time.Time // zero unless a backed-off respawn is pending
+}
+
+// supervisor is Run's state; all of it belongs to the owner goroutine.
+type supervisor struct {
+	cfg     Config
+	log     *zap.Logger
+	pid     int
+	env     []string
+	events  chan event
+	spawner *spawner
+	wg      sync.WaitGroup // the per-worker goroutines
+
+	slots []*slot
+	procs []*worker // every process not yet reaped, in start order
+
+	announced bool  // the "running on" line was logged
+	stopping  bool  // shutdown began: no more respawns
+	forced    bool  // every worker was sent SIGKILL
+	err       error // what Run returns
+
+	drain   *time.Timer // graceful-timeout deadline while stopping
+	respawn *time.Timer // earliest pending backed-off respawn
+}
+
+func (s *supervisor) run() error {
+	s.log.Info(fmt.Sprintf("Started parent process [%d]", s.pid))
+	// Before any spawn: the fds this process inherited must not reach workers.
+	if err := closeInheritedOnExec(); err != nil {
+		s.log.Debug("could not mark inherited fds close-on-exec", zap.Error(err))
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, handledSignals...)
+	defer signal.Stop(sigs)
+
+	s.spawner = startSpawner()
+	defer s.spawner.stop()
+
+	for _, sl := range s.slots {
+		if err := s.start(sl); err != nil {
+			s.shutdown(err, "a worker could not be started")
+			break
+		}
+	}
+	// The dispatch loop. Next: a watchdog ticker for --timeout, comparing
+	// each worker's lastBeat with now, becomes one more case here.
+	for !s.stopping || len(s.procs) > 0 {
+		select {
+		case sig := <-sigs:
+			s.handleSignal(sig)
+		case ev := <-s.events:
+			s.handleEvent(ev)
+		case <-timerC(s.drain):
+			s.drainExpired()
+		case <-timerC(s.respawn):
+			s.respawnDue()
+		}
+	}
+	// Every worker was reaped, so both its goroutines have sent their last
+	// event; this returns at once.
+	s.wg.Wait()
+	stopTimer(s.drain)
+	stopTimer(s.respawn)
+	s.log.Info(fmt.Sprintf("Stopping parent process [%d]", s.pid))
+	return s.err
+}
+
+func (s *supervisor) handleSignal(sig os.Signal) {
+	name := unix.SignalName(sig.(syscall.Signal))
+	// Next: SIGHUP → rolling restart, SIGTTIN/SIGTTOU → one worker slot
+	// more/less get their cases here (and a place in handledSignals).
+	switch sig {
+	case syscall.SIGINT, syscall.SIGTERM:
+		if !s.stopping {
+			s.shutdown(nil, "received "+name)
+			return
+		}
+		if !s.forced {
+			s.log.Warn(fmt.Sprintf("Received %s again during graceful shutdown: killing child processes", name))
+			s.kill(fmt.Errorf("forced shutdown: second %s during graceful shutdown", name))
+		}
+	case syscall.SIGQUIT:
+		if !s.forced {
+			s.log.Warn("Received SIGQUIT: killing child processes without draining")
+			s.kill(errors.New("quit on SIGQUIT: workers killed without draining"))
+		}
+	}
+}
+
+func (s *supervisor) handleEvent(ev event) {
+	w := ev.w
+	switch ev.kind {
+	case evMsg:
+		s.handleMsg(w, ev.msg)
+	case evExited:
+		w.waited = true
+		// Nothing of the worker is left to tell it we live.
+		w.lifelineW.Close()
+		_ = w.statusR.SetReadDeadline(time.Now().Add(readerGrace))
+	case evStatusClosed:
+		w.readerDone = true
+		if ev.err != nil {
+			s.log.Debug("status pipe closed with an error", zap.String("worker", w.name()), zap.Int("pid", w.pid), zap.Error(ev.err))
+		}
+	}
+	// Reap only when both goroutines are done, so a "ready" written just
+	// before an exit is always handled before the exit itself.
+	if w.waited && w.readerDone && w.state != Exited {
+		s.reap(w)
+	}
+}
+
+func (s *supervisor) handleMsg(w *worker, msg contract.Msg) {
+	switch msg.Kind {
+	case contract.Ready:
+		if w.state != Starting {
+			return
+		}
+		w.state = Ready
+		s.log.Debug(fmt.Sprintf("Child process [%d] ready", w.pid), zap.String("worker", w.name()))
+		s.maybeAnnounce()
+	case contract.Beat:
+		// Seam for --timeout: a watchdog timer will compare this with now
+		// and kill a worker whose loop stopped beating.
+		w.lastBeat = time.Now()
+	default:
+		s.log.Debug("unknown status message", zap.String("worker", w.name()), zap.String("kind", string(msg.Kind)))
+	}
+}
+
+// maybeAnnounce logs the "running on" line once every slot has a ready worker.
+func (s *supervisor) maybeAnnounce() {
+	if s.announced || s.stopping {
+		return
+	}
+	for _, sl := range s.slots {
+		if sl.cur == nil || sl.cur.state != Ready {
+			return
+		}
+	}
+	s.announced = true
+	s.log.Info(fmt.Sprintf("demo running on %s (Press CTRL+C to quit)", s.cfg.Addr))
+}
+
+// reap forgets a worker that exited and whose status pipe is drained, and
+// decides what its exit means.
+func (s *supervisor) reap(w *worker) {
+	w.state = Exited
+	for i, p := range s.procs {
+		if p == w {
+			s.procs = append(s.procs[:i], s.procs[i+1:]...)
+			break
+		}
+	}
+	sl := s.slots[w.index-1]
+	if sl.cur == w {
+		sl.cur = nil
+	}
+	ps := w.cmd.ProcessState
+	msgFields := []zap.Field{zap.String("worker", w.name()), zap.String("status", ps.String())}
+	switch {
+	case s.stopping:
+		s.log.Info(fmt.Sprintf("Child process [%d] stopped", w.pid), msgFields...)
+	case ps.Exited() && ps.ExitCode() == contract.ExitStartupFailure:
+		// Like gunicorn's WORKER_BOOT_ERROR: a worker that cannot start
+		// will not start next time either, so respawning is pointless.
+		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot", w.pid), msgFields...)
+		s.shutdown(fmt.Errorf("worker %s [%d] could not start (exit status %d)", w.name(), w.pid, contract.ExitStartupFailure), "a worker failed to boot")
+	case !s.announced:
+		s.log.Error(fmt.Sprintf("Child process [%d] died during start-up", w.pid), msgFields...)
+		s.shutdown(fmt.Errorf("worker %s [%d] exited during start-up: %s", w.name(), w.pid, ps), "a worker died during start-up")
+	default:
+		s.log.Warn(fmt.Sprintf("Child process [%d] died", w.pid), msgFields...)
+		if time.Since(w.started) < fastDeath {
+			sl.fastDeaths++
+		} else {
+			sl.fastDeaths = 0
+		}
+		s.replace(sl)
+	}
+}
+
+// replace refills a slot whose worker died, at once or after a backoff if the
+// slot is crash-looping.
+func (s *supervisor) replace(sl *slot) {
+	if sl.fastDeaths < backoffAfter {
+		s.restart(sl)
+		return
+	}
+	delay := backoffMax
+	if n := sl.fastDeaths - backoffAfter; n < 6 {
+		delay = min(backoffBase<<n, backoffMax)
+	}
+	s.log.Warn(fmt.Sprintf("Worker %d/%d died within %v of starting %d times in a row; restarting it in %v",
+		sl.index, s.cfg.Workers, fastDeath, sl.fastDeaths, delay))
+	sl.respawnAt = time.Now().Add(delay)
+	s.armRespawn()
+}
+
+// restart starts a new process in sl; a failure to even start counts as a
+// fast death, so a missing executable backs off instead of spinning.
+func (s *supervisor) restart(sl *slot) {
+	if err := s.start(sl); err != nil {
+		s.log.Error("Could not restart worker", zap.Error(err))
+		sl.fastDeaths = max(sl.fastDeaths+1, backoffAfter)
+		s.replace(sl)
+	}
+}
+
+func (s *supervisor) start(sl *slot) error {
+	w, err := s.spawn(sl.index)
+	if err != nil {
+		return err
+	}
+	sl.cur = w
+	s.procs = append(s.procs, w)
+	s.log.Info(fmt.Sprintf("Started server process [%d] (worker %s)", w.pid, w.name()))
+	return nil
+}
+
+func (s *supervisor) armRespawn() {
+	var next time.Time
+	for _, sl := range s.slots {
+		if !sl.respawnAt.IsZero() && (next.IsZero() || sl.respawnAt.Before(next)) {
+			next = sl.respawnAt
+		}
+	}
+	if next.IsZero() {
+		stopTimer(s.respawn)
+		return
+	}
+	if s.respawn == nil {
+		s.respawn = time.NewTimer(time.Until(next))
+		return
+	}
+	s.respawn.Reset(time.Until(next))
+}
+
+func (s *supervisor) respawnDue() {
+	now := time.Now()
+	for _, sl := range s.slots {
+		if !sl.respawnAt.IsZero() && !now.Before(sl.respawnAt) {
+			sl.respawnAt = time.Time{}
+			s.restart(sl)
+		}
+	}
+	s.armRespawn()
+}
+
+// beginStop moves to the stopping phase: no respawns, listener closed.
+func (s *supervisor) beginStop(reason error) {
+	s.stopping = true
+	if s.err == nil {
+		s.err = reason
+	}
+	for _, sl := range s.slots {
+		sl.respawnAt = time.Time{}
+	}
+	stopTimer(s.respawn)
+	// Workers keep their own copies; closing ours means that once they have
+	// all gone, new connections are refused rather than left in a backlog
+	// nobody will accept from.
+	s.cfg.Listener.Close()
+}
+
+// shutdown starts a graceful stop: SIGTERM to every worker, SIGKILL for the
+// ones still there after GracefulTimeout. reason is what Run returns (nil for
+// a requested stop); why is logged.
+func (s *supervisor) shutdown(reason error, why string) {
+	if s.stopping {
+		return
+	}
+	s.beginStop(reason)
+	s.log.Info("Shutting down", zap.String("reason", why))
+	for _, w := range s.procs {
+		if !w.alive() {
+			continue
+		}
+		w.state = Draining
+		s.log.Info(fmt.Sprintf("Waiting for child process [%d]", w.pid), zap.String("worker", w.name()))
+		if err := w.signal(syscall.SIGTERM); err != nil {
+			s.log.Error("SIGTERM failed", zap.Int("pid", w.pid), zap.Error(err))
+		}
+	}
+	s.drain = time.NewTimer(s.cfg.GracefulTimeout)
+}
+
+// drainExpired kills the workers that did not finish within GracefulTimeout.
+// The shutdown still counts as graceful: this is the configured policy.
+func (s *supervisor) drainExpired() {
+	s.drain = nil
+	s.log.Warn(fmt.Sprintf("Graceful shutdown timed out after %v", s.cfg.GracefulTimeout))
+	s.killAll()
+}
+
+// kill stops at once: SIGKILL to every worker; Run will return reason.
+func (s *supervisor) kill(reason error) {
+	if !s.stopping {
+		s.beginStop(reason)
+	} else if s.err == nil {
+		s.err = reason
+	}
+	stopTimer(s.drain)
+	s.drain = nil
+	s.forced = true
+	s.killAll()
+}
+
+func (s *supervisor) killAll() {
+	for _, w := range s.procs {
+		if !w.alive() {
+			continue
+		}
+		w.state = Draining
+		s.log.Warn(fmt.Sprintf("Killing child process [%d]", w.pid), zap.String("worker", w.name()))
+		if err := w.signal(syscall.SIGKILL); err != nil {
+			s.log.Error("SIGKILL failed", zap.Int("pid", w.pid), zap.Error(err))
+		}
+	}
+}
+
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}

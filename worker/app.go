@@ -1,0 +1,286 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
+
+	"demo/eventloop"
+	"demo/eventloop/client"
+)
+
+// Mode decides what GET / does; the other paths stay reachable in every mode.
+type Mode string
+
+const (
+	// Mixed is `async def` calling `requests`: a blocking call on the loop.
+	Mixed Mode = "mixed"
+	// Async is `async def` awaiting httpx.AsyncClient: the loop keeps serving.
+	Async Mode = "async"
+	// Threadpool is a plain `def` endpoint that Starlette runs in a thread pool.
+	Threadpool Mode = "threadpool"
+)
+
+// Modes lists every mode, in the order help text shows them.
+var Modes = []Mode{Mixed, Async, Threadpool}
+
+// ParseMode accepts one of Modes.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range Modes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("--mode %q: want one of mixed, async, threadpool", s)
+}
+
+// Bodies of the hot paths, built once.
+var (
+	bodyHealthy    = []byte(`{"status":"ok"}`)
+	bodyHello      = []byte(`{"message":"hello world"}`)
+	bodyNotFound   = []byte(`{"detail":"Not Found"}`)
+	bodyNotAllowed = []byte(`{"detail":"Method Not Allowed"}`)
+)
+
+const jsonType = "application/json"
+
+// maxExternalBody bounds what a blocking call reads from the external API.
+const maxExternalBody = 1 << 20
+
+type handler func(w *eventloop.ResponseWriter, r *eventloop.Request)
+
+// app is the worker's application. Everything in it runs on the loop
+// goroutine except the blocking calls handed to the thread pool.
+type app struct {
+	loop     *eventloop.Loop
+	cfg      Config
+	log      *zap.Logger
+	client   *client.Client
+	pool     *semaphore.Weighted
+	routes   map[string]handler
+	draining bool
+}
+
+func newApp(loop *eventloop.Loop, cfg Config, log *zap.Logger) *app {
+	a := &app{
+		loop:   loop,
+		cfg:    cfg,
+		log:    log,
+		client: client.New(loop, client.Config{}),
+		pool:   semaphore.NewWeighted(int64(cfg.ThreadpoolSize)),
+	}
+	byMode := map[Mode]handler{Mixed: a.mixed, Async: a.async, Threadpool: a.threadpool}
+	a.routes = map[string]handler{
+		"/healthcheck": a.healthcheck,
+		"/":            byMode[cfg.Mode],
+		"/mixed":       a.mixed,
+		"/all-async":   a.async,
+		"/threadpool":  a.threadpool,
+	}
+	return a
+}
+
+func (a *app) serverConfig() eventloop.ServerConfig {
+	cfg := eventloop.ServerConfig{
+		ServerName: "demo",
+		ErrorLog: func(msg string, err error) {
+			a.log.Error(msg, zap.Error(err))
+		},
+	}
+	if a.cfg.AccessLog {
+		cfg.AccessLog = func(remote, method, target, proto string, status int) {
+			a.log.Info(fmt.Sprintf(`%s - "%s %s %s" %d`, remote, method, target, proto, status))
+		}
+	}
+	return cfg
+}
+
+// serve routes a request like FastAPI would: 404 and 405 carry its bodies.
+func (a *app) serve(w *eventloop.ResponseWriter, r *eventloop.Request) {
+	h, ok := a.routes[r.URL.Path]
+	switch {
+	case !ok:
+		w.Respond(http.StatusNotFound, jsonType, bodyNotFound)
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		w.Header().Set("Allow", "GET")
+		w.Respond(http.StatusMethodNotAllowed, jsonType, bodyNotAllowed)
+	default:
+		h(w, r)
+	}
+}
+
+func (a *app) healthcheck(w *eventloop.ResponseWriter, _ *eventloop.Request) {
+	w.Respond(http.StatusOK, jsonType, bodyHealthy)
+}
+
+// mixed calls the external API with a blocking client right here, on the
+// loop goroutine, like `requests` inside `async def`: until both calls
+// return, this worker accepts, reads and answers nothing else.
+func (a *app) mixed(w *eventloop.ResponseWriter, _ *eventloop.Request) {
+	id := a.begin(w)
+	err := a.blockingCalls(context.Background(), id)
+	a.end(w, id, err)
+}
+
+// threadpool runs the same blocking calls on a goroutine holding one of
+// ThreadpoolSize slots, like Starlette running a plain `def` endpoint with
+// anyio.to_thread: the loop keeps serving, and a request beyond the pool's
+// size waits for a slot before it even starts processing.
+func (a *app) threadpool(w *eventloop.ResponseWriter, _ *eventloop.Request) {
+	id := newRequestID()
+	w.Header().Set("X-Request-ID", id)
+	ctx := a.loop.Context()
+	a.loop.Go(func() {
+		if err := a.pool.Acquire(ctx, 1); err != nil {
+			return // the worker is exiting; nobody is left to answer
+		}
+		defer a.pool.Release(1)
+		a.log.Info(id + ": started processing")
+		err := a.blockingCalls(ctx, id)
+		a.loop.Post(func() { a.end(w, id, err) })
+	})
+}
+
+// async awaits each call through the loop's own non-blocking client, like
+// httpx.AsyncClient: between the request and the response the loop is free.
+func (a *app) async(w *eventloop.ResponseWriter, _ *eventloop.Request) {
+	id := a.begin(w)
+	var call func(n int)
+	call = func(n int) {
+		if n > a.cfg.Calls {
+			a.end(w, id, nil)
+			return
+		}
+		a.client.Get(a.cfg.External, a.cfg.ExternalTimeout, func(resp *client.Response, err error) {
+			if err == nil {
+				// httpx prints the reason phrase: <Response [200 OK]>
+				a.log.Info(fmt.Sprintf("%s %d: <Response [%s]>", id, n, resp.Status))
+				err = statusError(resp.StatusCode)
+			}
+			if err != nil {
+				a.end(w, id, &callError{n: n, err: err})
+				return
+			}
+			call(n + 1)
+		})
+	}
+	call(1)
+}
+
+// blockingCalls makes the request's external calls one after the other with
+// a blocking client, as `requests` does.
+func (a *app) blockingCalls(ctx context.Context, id string) error {
+	for n := 1; n <= a.cfg.Calls; n++ {
+		code, err := a.blockingGet(ctx)
+		if err == nil {
+			// requests prints the bare code: <Response [200]>
+			a.log.Info(fmt.Sprintf("%s %d: <Response [%d]>", id, n, code))
+			err = statusError(code)
+		}
+		if err != nil {
+			return &callError{n: n, err: err}
+		}
+	}
+	return nil
+}
+
+// blockingGet is one `requests.Session().request("GET", ...)`: a fresh
+// client and connection per call, read to the end, then dropped.
+func (a *app) blockingGet(ctx context.Context) (int, error) {
+	transport := &http.Transport{DisableKeepAlives: true, Proxy: nil}
+	defer transport.CloseIdleConnections()
+	c := &http.Client{Transport: transport, Timeout: a.cfg.ExternalTimeout}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.cfg.External, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxExternalBody)); err != nil {
+		return 0, fmt.Errorf("read response: %w", err)
+	}
+	return resp.StatusCode, nil
+}
+
+// begin gives the request its id and logs the article's first line.
+func (a *app) begin(w *eventloop.ResponseWriter) string {
+	id := newRequestID()
+	w.Header().Set("X-Request-ID", id)
+	a.log.Info(id + ": started processing")
+	return id
+}
+
+// end answers the request: hello world, or 502/504 naming the failed call.
+func (a *app) end(w *eventloop.ResponseWriter, id string, err error) {
+	if err == nil {
+		a.log.Info(id + ": finished!")
+		w.Respond(http.StatusOK, jsonType, bodyHello)
+		return
+	}
+	status := http.StatusBadGateway
+	if isTimeout(err) {
+		status = http.StatusGatewayTimeout
+	}
+	a.log.Error(fmt.Sprintf("%s: failed: %v", id, err))
+	body, _ := json.Marshal(struct {
+		Error     string `json:"error"`
+		RequestID string `json:"request_id"`
+	}{err.Error(), id})
+	w.Respond(status, jsonType, body)
+}
+
+// drain stops accepting and lets in-flight requests finish; the loop stops
+// once the last connection is gone.
+func (a *app) drain(srv *eventloop.Server) {
+	if a.draining {
+		return
+	}
+	a.draining = true
+	st := srv.Stats()
+	a.log.Info(fmt.Sprintf("Shutting down (%d connections, %d requests in flight)", st.Conns, st.InFlight))
+	srv.Shutdown(a.loop.Stop)
+}
+
+// callError names which of the request's external calls failed.
+type callError struct {
+	n   int
+	err error
+}
+
+func (e *callError) Error() string { return fmt.Sprintf("external API call %d: %v", e.n, e.err) }
+func (e *callError) Unwrap() error { return e.err }
+
+func statusError(code int) error {
+	if code >= 200 && code < 300 {
+		return nil
+	}
+	return fmt.Errorf("external API answered %d %s", code, http.StatusText(code))
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, client.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &t) && t.Timeout())
+}
+
+// newRequestID returns a random (version 4) UUID, as Python's uuid.uuid4().
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return strings.Join([]string{h[:8], h[8:12], h[12:16], h[16:20], h[20:]}, "-")
+}
