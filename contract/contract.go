@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // File descriptors a worker inherits, in exec.Cmd.ExtraFiles order (fd 3 is
@@ -22,10 +23,20 @@ const (
 	// Msg lines on it (ready, heartbeats).
 	StatusFD = 4
 	// LifelineFD is the read end of a pipe whose write end only the master
-	// holds. It never carries data: EOF means the master is gone, which is
-	// the worker's second line of defence after PR_SET_PDEATHSIG.
+	// holds. The master writes one byte (Ping) every HeartbeatInterval; a
+	// goroutine beside the worker's loop answers each with an Alive message,
+	// which proves the process lives even while its loop is blocked. EOF
+	// means the master is gone: the worker's second line of defence after
+	// PR_SET_PDEATHSIG.
 	LifelineFD = 5
 )
+
+// Ping is the byte the master writes on the lifeline.
+const Ping byte = 'p'
+
+// HeartbeatInterval is how often the master pings and how often a worker's
+// loop sends Beat. A loop that has not beaten for a few intervals is stalled.
+const HeartbeatInterval = 500 * time.Millisecond
 
 // EnvMasterPID names the variable that carries the master's pid. A worker
 // refuses to run unless it equals its parent pid, so `demo worker` typed by
@@ -44,8 +55,16 @@ const (
 	// Ready: the worker's loop is running and its listener is registered.
 	Ready Kind = "ready"
 	// Beat: the loop goroutine itself is alive; Value is the Unix time in
-	// nanoseconds at which the loop sent it.
+	// nanoseconds at which the loop sent it. Only the loop sends it, from a
+	// loop timer, so a blocked loop stops beating.
 	Beat Kind = "beat"
+	// Alive: the process answers a Ping (Value: Unix nanoseconds). It is sent
+	// beside the loop, so it keeps coming while the loop is blocked.
+	Alive Kind = "alive"
+	// Retire: the worker served its --limit-max-requests and asks for a
+	// replacement; it keeps serving until the master sends SIGTERM, so no
+	// request is refused meanwhile. Value: requests served.
+	Retire Kind = "retire"
 )
 
 // Msg is one line on the status pipe: "<kind> <value>\n".
