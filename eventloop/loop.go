@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,8 +53,11 @@ type Loop struct {
 	wg     sync.WaitGroup // owned goroutines started with Go
 
 	// Step, when set, is called around every callback the loop runs (begin
-	// true before, false after). It is the seam for stall detection.
+	// true before, false after). Watch installs it to detect stalls.
 	Step func(begin bool)
+
+	gid   atomic.Int64           // the loop goroutine's id, for reading its stack
+	label atomic.Pointer[string] // what the current callback is doing (Annotate)
 }
 
 type registration struct {
@@ -75,7 +79,8 @@ func New() (*Loop, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Loop{epfd: epfd, wakeFD: wakeFD, fds: make(map[int]*registration), now: time.Now(), ctx: ctx, cancel: cancel}
-	if err := l.Add(wakeFD, EventRead, l.drainPosted); err != nil {
+	// Run dispatches wakeFD itself (drainPosted); the handler is never called.
+	if err := l.Add(wakeFD, EventRead, func(uint32) {}); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -88,6 +93,7 @@ func New() (*Loop, error) {
 func (l *Loop) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	l.gid.Store(goroutineID())
 	events := make([]unix.EpollEvent, 256)
 	l.stop = false
 	for !l.stop {
@@ -105,6 +111,10 @@ func (l *Loop) Run() error {
 			if reg == nil || reg.gen != uint32(ev.Pad) {
 				continue // closed (and maybe reused) by an earlier callback in this batch
 			}
+			if reg.fd == l.wakeFD {
+				l.drainPosted() // each posted callback is a step of its own
+				continue
+			}
 			l.call(func() { reg.handler(ev.Events) })
 		}
 		l.runTimers()
@@ -116,11 +126,28 @@ func (l *Loop) Run() error {
 func (l *Loop) call(fn func()) {
 	if l.Step == nil {
 		fn()
+		l.label.Store(nil)
 		return
 	}
 	l.Step(true)
-	defer l.Step(false)
+	defer func() {
+		l.Step(false)
+		l.label.Store(nil)
+	}()
 	fn()
+}
+
+// Annotate says what the running callback is doing, e.g.
+// "GET / (request 9631c187-...)", so a stall report can name its culprit.
+// The label lasts until the callback returns.
+func (l *Loop) Annotate(label string) { l.label.Store(&label) }
+
+// Label returns the running callback's Annotate label, or "".
+func (l *Loop) Label() string {
+	if p := l.label.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Stop makes Run return after the current iteration.
@@ -212,7 +239,7 @@ func (l *Loop) Go(fn func()) {
 	}()
 }
 
-func (l *Loop) drainPosted(uint32) {
+func (l *Loop) drainPosted() {
 	var buf [8]byte
 	// Reset the counter before taking the queue, so a Post that lands after
 	// the swap always leaves a fresh wakeup behind.
@@ -223,7 +250,7 @@ func (l *Loop) drainPosted(uint32) {
 	l.mu.Unlock()
 	for i, fn := range batch {
 		batch[i] = nil
-		fn()
+		l.call(fn)
 	}
 	l.mu.Lock()
 	l.spare = batch[:0]

@@ -1,0 +1,161 @@
+package eventloop
+
+import (
+	"bytes"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Stall describes a callback that has held the loop too long: what asyncio's
+// debug mode reports as "Executing <Task ...> took 20.010 seconds", but said
+// while the loop is still blocked, with the call that blocks it.
+type Stall struct {
+	Label    string        // the callback's Annotate label, "" if it set none
+	Duration time.Duration // blocked so far, or in total once Done
+	Culprit  string        // while blocked: the loop goroutine's project frames and the call they are in, outermost first
+	Done     bool          // the callback has returned; Duration is final
+}
+
+// WatchConfig configures Watch.
+type WatchConfig struct {
+	Threshold time.Duration // a callback running longer is a stall; asyncio's slow_callback_duration is 100ms
+	Repeat    time.Duration // while a stall lasts, report again at most this often (default 5s)
+	Prefix    string        // frames whose function starts with Prefix are the project's, e.g. "demo/"
+	// Report receives each stall: once at Threshold and every Repeat after
+	// (from the watchdog goroutine, while the loop is still blocked), and
+	// once when it ends (from the loop goroutine, with Done set).
+	Report func(Stall)
+}
+
+// Watch starts a watchdog beside the loop that notices callbacks running
+// longer than cfg.Threshold. Call it before Run. The bookkeeping on the
+// loop is two clock reads and a few atomic stores per callback; the stack
+// is only read once a stall is found.
+func (l *Loop) Watch(cfg WatchConfig) {
+	if cfg.Repeat <= 0 {
+		cfg.Repeat = 5 * time.Second
+	}
+	w := &watchdog{loop: l, cfg: cfg}
+	l.Step = w.step
+	l.Go(w.run)
+}
+
+type watchdog struct {
+	loop  *Loop
+	cfg   WatchConfig
+	start atomic.Int64  // Unix nanoseconds the running callback began; 0 between callbacks
+	seq   atomic.Uint64 // counts callbacks, so the watchdog can tell one stall from the next
+}
+
+// step brackets every callback (the Loop's Step hook, loop goroutine).
+func (w *watchdog) step(begin bool) {
+	now := time.Now().UnixNano()
+	if begin {
+		w.seq.Add(1)
+		w.start.Store(now)
+		return
+	}
+	d := time.Duration(now - w.start.Swap(0))
+	if d >= w.cfg.Threshold {
+		w.cfg.Report(Stall{Label: w.loop.Label(), Duration: d, Done: true})
+	}
+}
+
+// run polls the running callback's age a few times per threshold.
+func (w *watchdog) run() {
+	tick := time.NewTicker(max(w.cfg.Threshold/4, time.Millisecond))
+	defer tick.Stop()
+	var warned uint64 // seq of the stall last reported
+	var lastReport time.Time
+	for {
+		select {
+		case <-w.loop.Context().Done():
+			return
+		case now := <-tick.C:
+			seq := w.seq.Load()
+			start := w.start.Load()
+			if start == 0 || w.seq.Load() != seq {
+				continue // idle, or a new callback began while we looked
+			}
+			d := now.Sub(time.Unix(0, start))
+			if d < w.cfg.Threshold || (seq == warned && now.Sub(lastReport) < w.cfg.Repeat) {
+				continue
+			}
+			culprit := ""
+			if seq != warned {
+				culprit = culpritOf(goroutineStack(w.loop.gid.Load()), w.cfg.Prefix)
+			}
+			warned, lastReport = seq, now
+			w.cfg.Report(Stall{Label: w.loop.Label(), Duration: d, Culprit: culprit})
+		}
+	}
+}
+
+// goroutineID parses the calling goroutine's id from its stack header,
+// "goroutine 18 [running]:". Go hides ids on purpose; the watchdog needs one
+// only to find the loop's stack among all the others.
+func goroutineID() int64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		id, _ := strconv.ParseInt(string(b[:i]), 10, 64)
+		return id
+	}
+	return 0
+}
+
+// goroutineStack returns the stack of goroutine gid, or "" if it is gone.
+// runtime.Stack(all) stops the world briefly: called once per stall only.
+func goroutineStack(gid int64) string {
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	header := "goroutine " + strconv.FormatInt(gid, 10) + " ["
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.HasPrefix(g, header) {
+			return g
+		}
+	}
+	return ""
+}
+
+// culpritOf reduces a goroutine's stack to the project's own frames (not the
+// loop's machinery) and the call the innermost of them is blocked in:
+// "worker.(*app).mixed → worker.(*app).blockingGet → net/http.(*Client).Do".
+func culpritOf(stack, prefix string) string {
+	var funcs []string // innermost first, as the runtime prints them
+	lines := strings.Split(stack, "\n")
+	for i := 1; i < len(lines); i++ {
+		fn := lines[i]
+		if fn == "" || strings.HasPrefix(fn, "\t") || strings.HasPrefix(fn, "created by ") {
+			continue
+		}
+		if j := strings.LastIndexByte(fn, '('); j > 0 {
+			fn = fn[:j] // drop the argument list
+		}
+		funcs = append(funcs, fn)
+	}
+	machinery := prefix + "eventloop."
+	var chain []string // outermost first
+	innermost := -1
+	for i := len(funcs) - 1; i >= 0; i-- {
+		if strings.HasPrefix(funcs[i], prefix) && !strings.HasPrefix(funcs[i], machinery) {
+			chain = append(chain, strings.TrimPrefix(funcs[i], prefix))
+			innermost = i
+		}
+	}
+	if innermost > 0 {
+		chain = append(chain, strings.TrimPrefix(funcs[innermost-1], prefix))
+	}
+	return strings.Join(chain, " → ")
+}
