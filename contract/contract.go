@@ -67,15 +67,33 @@ const (
 	Retire Kind = "retire"
 )
 
-// Msg is one line on the status pipe: "<kind> <value>\n".
+// Msg is one line on the status pipe: "<kind> <value>[ <text>]\n". Text
+// is optional and never contains a newline (JSON for structured payloads).
 type Msg struct {
 	Kind  Kind
 	Value int64
+	Text  string
 }
 
-// Encode renders m as one line.
+// MaxMsg bounds an encoded message: below PIPE_BUF (4096 on Linux), so one
+// write is atomic even when several goroutines of a worker send at once.
+const MaxMsg = 4000
+
+// Encode renders m as one line, cutting Text to keep it under MaxMsg.
 func (m Msg) Encode() []byte {
-	return []byte(string(m.Kind) + " " + strconv.FormatInt(m.Value, 10) + "\n")
+	b := make([]byte, 0, 32+len(m.Text))
+	b = append(b, m.Kind...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, m.Value, 10)
+	if m.Text != "" {
+		text := strings.ReplaceAll(m.Text, "\n", " ")
+		if room := MaxMsg - len(b) - 2; len(text) > room {
+			text = text[:room]
+		}
+		b = append(b, ' ')
+		b = append(b, text...)
+	}
+	return append(b, '\n')
 }
 
 // Reader decodes Msg lines from the status pipe.
@@ -92,10 +110,11 @@ func (r *Reader) Next() (Msg, error) {
 		}
 		return Msg{}, io.EOF
 	}
-	kind, val, _ := strings.Cut(r.sc.Text(), " ")
+	kind, rest, _ := strings.Cut(r.sc.Text(), " ")
+	val, text, _ := strings.Cut(rest, " ")
 	n, err := strconv.ParseInt(val, 10, 64)
 	if err != nil {
 		return Msg{}, fmt.Errorf("bad status line %q: %w", r.sc.Text(), err)
 	}
-	return Msg{Kind: Kind(kind), Value: n}, nil
+	return Msg{Kind: Kind(kind), Value: n, Text: text}, nil
 }
