@@ -1,0 +1,135 @@
+// Package control is the master's inspection channel: a unix socket (0600)
+// on which the master answers every connection with one JSON snapshot of its
+// workers, and the client side that `demo status` uses to read and print it.
+// It sees further than ps: requests, connections, and how long each event
+// loop has been stalled and by what.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Snapshot is what the master knows about itself and its workers.
+type Snapshot struct {
+	MasterPID int       `json:"master_pid"`
+	Addr      string    `json:"addr"`
+	Mode      string    `json:"mode,omitempty"`
+	Taken     time.Time `json:"taken"`
+	Workers   []Worker  `json:"workers"`
+}
+
+// Worker is one worker's row of `demo status`.
+type Worker struct {
+	Index    int           `json:"index"`
+	PID      int           `json:"pid"`
+	State    string        `json:"state"` // starting, ready, draining
+	Uptime   time.Duration `json:"uptime_ns"`
+	Requests uint64        `json:"requests"`
+	InFlight int           `json:"in_flight"`
+	Conns    int           `json:"conns"`
+	// StalledFor is how long the loop has not beaten now (0 when beating).
+	StalledFor time.Duration `json:"stalled_for_ns"`
+	// LongestStall and its Culprit: the worst stall seen so far.
+	LongestStall time.Duration `json:"longest_stall_ns"`
+	Culprit      string        `json:"culprit,omitempty"`
+	RSS          int64         `json:"rss_bytes"`
+}
+
+// Path is where the master for a TCP port (or a unix socket path) listens
+// for control connections: derived, so `demo status --port 8000` finds it.
+func Path(port int, uds string) string {
+	if uds != "" {
+		return uds + ".control"
+	}
+	dir := filepath.Join(os.TempDir(), "demo-"+strconv.Itoa(os.Getuid()))
+	return filepath.Join(dir, "control-"+strconv.Itoa(port)+".sock")
+}
+
+// Server answers control connections until Close.
+type Server struct {
+	ln   net.Listener
+	path string
+	wg   sync.WaitGroup
+}
+
+// Listen creates the control socket at path (its directory 0700, the socket
+// 0600: only the user who started the master may inspect it). A stale file
+// left by a dead master is replaced; one a live master answers on is not.
+func Listen(path string) (*Server, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another master is running", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &Server{ln: ln, path: path}, nil
+}
+
+// Path returns the socket's path.
+func (s *Server) Path() string { return s.path }
+
+// Serve answers each connection with snapshot() until Close. snapshot must
+// be safe to call from Serve's goroutine.
+func (s *Server) Serve(snapshot func() Snapshot) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := s.ln.Accept()
+			if err != nil {
+				return // closed
+			}
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			_ = json.NewEncoder(c).Encode(snapshot())
+			c.Close()
+		}
+	}()
+}
+
+// Close stops serving, waits for Serve's goroutine and removes the socket.
+func (s *Server) Close() error {
+	err := s.ln.Close() // also unlinks the path (net.UnixListener's default)
+	s.wg.Wait()
+	return err
+}
+
+// Fetch reads one snapshot from the master listening at path.
+func Fetch(ctx context.Context, path string) (Snapshot, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Snapshot{}, fmt.Errorf("no demo master at %s (is `demo serve` running on that port?)", path)
+		}
+		return Snapshot{}, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	var snap Snapshot
+	if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&snap); err != nil {
+		return Snapshot{}, fmt.Errorf("read status from %s: %w", path, err)
+	}
+	return snap, nil
+}
