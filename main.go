@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
@@ -78,6 +79,19 @@ func appFlags() []cli.Flag {
 	}
 }
 
+// Per-worker server limits, shared by serve and the worker it starts. serve
+// passes on only those the user set, so a worker's ps line stays short.
+func limitFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "limit-concurrency", Usage: "per worker: answer 503 to a request arriving while more than N connections are open or N requests are in flight (0 = no limit)"},
+		&cli.DurationFlag{Name: "timeout-keep-alive", Value: 5 * time.Second, Usage: "close a connection that has sent no request for this long, a brand new one included"},
+		&cli.DurationFlag{Name: "timeout-request-header", Value: 10 * time.Second, Usage: "answer 408 and close when a request's header is not complete this long after its first byte, so slow clients (slowloris) cannot pin connections"},
+		&cli.Int64Flag{Name: "limit-request-body", Value: 1 << 20, Usage: "largest request body in bytes; a larger one gets 413"},
+	}
+}
+
+var limitFlagNames = []string{"limit-concurrency", "timeout-keep-alive", "timeout-request-header", "limit-request-body"}
+
 // Flags every command takes: logging.
 func logFlags() []cli.Flag {
 	return []cli.Flag{
@@ -95,8 +109,12 @@ func newApp() *cli.App {
 		&cli.DurationFlag{Name: "timeout-graceful-shutdown", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long in-flight requests may finish before workers are killed"},
 		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request"},
 		&cli.BoolFlag{Name: "no-access-log", Usage: "disable the access log"},
+		&cli.IntFlag{Name: "limit-max-requests", Usage: "recycle a worker after it served about N requests: a replacement starts first, so no request fails (0 = never)"},
+		&cli.IntFlag{Name: "limit-max-requests-jitter", Usage: "add a random 0..J to each worker's --limit-max-requests, so workers do not all recycle at once"},
+		&cli.BoolFlag{Name: "reuse-port", Usage: "each worker binds its own SO_REUSEPORT socket instead of sharing the master's; the kernel then picks a worker per connection, even a blocked one"},
 	}
 	serveFlags = append(serveFlags, appFlags()...)
+	serveFlags = append(serveFlags, limitFlags()...)
 	serveFlags = append(serveFlags, logFlags()...)
 
 	return &cli.App{
@@ -135,9 +153,12 @@ func newApp() *cli.App {
 				ArgsUsage:    "INDEX/TOTAL",
 				Hidden:       true,
 				OnUsageError: usageError,
-				Flags: append(append([]cli.Flag{
+				Flags: append(append(append([]cli.Flag{
 					&cli.BoolFlag{Name: "access-log", Value: true},
-				}, appFlags()...), logFlags()...),
+					&cli.IntFlag{Name: "limit-max-requests", Usage: "ask for a replacement after exactly N requests (0 = never)"},
+					&cli.StringFlag{Name: "reuse-port-bind", Usage: "HOST:PORT to bind with SO_REUSEPORT instead of accepting on fd 3"},
+					&cli.IntFlag{Name: "backlog", Value: 2048, Usage: "listen backlog of the --reuse-port-bind socket"},
+				}, appFlags()...), limitFlags()...), logFlags()...),
 				Action: runWorker,
 			},
 		},
@@ -163,15 +184,29 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 		return worker.Config{}, badFlag("%v", err)
 	}
 	cfg := worker.Config{
-		Mode:            mode,
-		External:        c.String("external"),
-		Calls:           c.Int("calls"),
-		ExternalTimeout: c.Duration("external-timeout"),
-		ThreadpoolSize:  c.Int("threadpool-size"),
-		AccessLog:       c.Bool("access-log") && !c.Bool("no-access-log"),
-		Logger:          logger,
-		Index:           1,
-		Total:           1,
+		Mode:                 mode,
+		External:             c.String("external"),
+		Calls:                c.Int("calls"),
+		ExternalTimeout:      c.Duration("external-timeout"),
+		ThreadpoolSize:       c.Int("threadpool-size"),
+		AccessLog:            c.Bool("access-log") && !c.Bool("no-access-log"),
+		Logger:               logger,
+		Index:                1,
+		Total:                1,
+		LimitConcurrency:     c.Int("limit-concurrency"),
+		KeepAliveTimeout:     c.Duration("timeout-keep-alive"),
+		RequestHeaderTimeout: c.Duration("timeout-request-header"),
+		MaxBodyBytes:         c.Int64("limit-request-body"),
+		MaxRequests:          c.Int("limit-max-requests"),
+	}
+	// Zero would silently mean "the default" inside the worker: refuse it.
+	switch {
+	case cfg.KeepAliveTimeout <= 0:
+		return worker.Config{}, badFlag("--timeout-keep-alive must be positive, got %v", cfg.KeepAliveTimeout)
+	case cfg.RequestHeaderTimeout <= 0:
+		return worker.Config{}, badFlag("--timeout-request-header must be positive, got %v", cfg.RequestHeaderTimeout)
+	case cfg.MaxBodyBytes < 1:
+		return worker.Config{}, badFlag("--limit-request-body must be at least 1 byte, got %d", cfg.MaxBodyBytes)
 	}
 	if err := cfg.Validate(); err != nil {
 		return worker.Config{}, badFlag("%v", err)
@@ -190,7 +225,12 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	workers, port, backlog := c.Int("workers"), c.Int("port"), c.Int("backlog")
+	jitter := c.Int("limit-max-requests-jitter")
 	switch {
+	case jitter < 0:
+		return badFlag("--limit-max-requests-jitter must be 0 or more, got %d", jitter)
+	case jitter > 0 && wcfg.MaxRequests == 0:
+		return badFlag("--limit-max-requests-jitter needs --limit-max-requests")
 	case workers < 1:
 		return badFlag("--workers must be at least 1, got %d", workers)
 	case port < 0 || port > 65535:
@@ -200,31 +240,63 @@ func serve(c *cli.Context) error {
 	case c.Duration("timeout-graceful-shutdown") < 0:
 		return badFlag("--timeout-graceful-shutdown must not be negative")
 	}
-	ln, addr, err := supervisor.Listen(c.String("host"), port, backlog)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	return supervisor.Run(supervisor.Config{
-		Listener:        ln,
-		Addr:            "http://" + addr.String(),
+	cfg := supervisor.Config{
 		Workers:         workers,
 		GracefulTimeout: c.Duration("timeout-graceful-shutdown"),
 		Logger:          logger,
-		WorkerArgs: func(index, total int) []string {
-			return []string{
-				"demo", "worker", fmt.Sprintf("%d/%d", index, total),
-				"--mode", string(wcfg.Mode),
-				"--external", wcfg.External,
-				"--calls", strconv.Itoa(wcfg.Calls),
-				"--external-timeout", wcfg.ExternalTimeout.String(),
-				"--threadpool-size", strconv.Itoa(wcfg.ThreadpoolSize),
-				"--access-log=" + strconv.FormatBool(wcfg.AccessLog),
-				"--log-level", c.String("log-level"),
-				"--log-format", c.String("log-format"),
-			}
-		},
-	})
+	}
+	var reuseAddr string // --reuse-port: where each worker binds
+	if c.Bool("reuse-port") {
+		// The master binds without listening: a busy port fails here, and
+		// port 0 becomes the concrete port every worker must share.
+		reserved, addr, err := supervisor.ReservePort(c.String("host"), port)
+		if err != nil {
+			return err
+		}
+		defer reserved.Close()
+		cfg.ReusePort = true
+		reuseAddr = addr.String()
+		cfg.Addr = "http://" + reuseAddr
+	} else {
+		ln, addr, err := supervisor.Listen(c.String("host"), port, backlog)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		cfg.Listener = ln
+		cfg.Addr = "http://" + addr.String()
+	}
+	// Only limits the user set travel on the worker's command line.
+	var limits []string
+	for _, name := range limitFlagNames {
+		if c.IsSet(name) {
+			limits = append(limits, "--"+name, fmt.Sprint(c.Value(name)))
+		}
+	}
+	cfg.WorkerArgs = func(index, total int) []string {
+		argv := []string{
+			"demo", "worker", fmt.Sprintf("%d/%d", index, total),
+			"--mode", string(wcfg.Mode),
+			"--external", wcfg.External,
+			"--calls", strconv.Itoa(wcfg.Calls),
+			"--external-timeout", wcfg.ExternalTimeout.String(),
+			"--threadpool-size", strconv.Itoa(wcfg.ThreadpoolSize),
+			"--access-log=" + strconv.FormatBool(wcfg.AccessLog),
+			"--log-level", c.String("log-level"),
+			"--log-format", c.String("log-format"),
+		}
+		argv = append(argv, limits...)
+		if wcfg.MaxRequests > 0 {
+			// Drawn per process, respawns included, and shown by ps.
+			n := wcfg.MaxRequests + rand.IntN(jitter+1)
+			argv = append(argv, "--limit-max-requests", strconv.Itoa(n))
+		}
+		if reuseAddr != "" {
+			argv = append(argv, "--reuse-port-bind", reuseAddr, "--backlog", strconv.Itoa(backlog))
+		}
+		return argv
+	}
+	return supervisor.Run(cfg)
 }
 
 func runWorker(c *cli.Context) error {
@@ -248,6 +320,8 @@ func runWorker(c *cli.Context) error {
 	if !ok || err != nil || cfg.Index < 1 || cfg.Index > cfg.Total {
 		return badFlag("bad worker INDEX/TOTAL %q", c.Args().First())
 	}
+	cfg.ReusePortAddr = c.String("reuse-port-bind")
+	cfg.Backlog = c.Int("backlog")
 	cfg.Logger = logger.Named(fmt.Sprintf("worker-%d[%d]", cfg.Index, os.Getpid()))
 	return worker.Run(cfg)
 }

@@ -23,6 +23,7 @@ const (
 	defaultMaxHeaderBytes   = 16 << 10
 	defaultMaxBodyBytes     = 1 << 20
 	defaultKeepAliveTimeout = 5 * time.Second
+	defaultHeaderTimeout    = 10 * time.Second
 	defaultAcceptBatch      = 100 // asyncio's backlog for _accept_connection
 
 	// readSize is how much one read(2) may bring in.
@@ -49,7 +50,27 @@ const (
 type ServerConfig struct {
 	MaxHeaderBytes   int           // default 16 KiB: a larger header block gets 431 and the connection closes
 	MaxBodyBytes     int64         // default 1 MiB: a larger body (declared or chunked) gets 413 and the connection closes
-	KeepAliveTimeout time.Duration // default 5s: a connection waiting for a request this long is closed
+	KeepAliveTimeout time.Duration // default 5s: a connection waiting for a request this long is closed, a brand new one included
+	// RequestHeaderTimeout (default 10s) bounds how long a request's header
+	// block may take from its first byte. Past it the client gets 408 and
+	// the connection closes, so a slowloris that sends a byte now and then
+	// (each byte restarts the keep-alive clock) cannot pin a connection.
+	RequestHeaderTimeout time.Duration
+	// LimitConcurrency, when > 0, is uvicorn's --limit-concurrency: a
+	// request that completes while more than LimitConcurrency connections
+	// are open, or LimitConcurrency requests are already in flight, never
+	// reaches the handler; it gets 503 {"detail":"Service Unavailable"} and
+	// the connection closes. Accepting goes on, so an overloaded worker
+	// fails fast instead of leaving clients in the backlog. (Uvicorn
+	// compares with >= including the current connection, which admits only
+	// N-1 connections; here exactly N are served.)
+	LimitConcurrency int
+	// ExclusiveListener says the listener is this server's alone (its own
+	// SO_REUSEPORT socket). Shutdown then first accepts every connection the
+	// kernel already queued on it, since the owner closes it next and that
+	// would reset them. Leave it false on a shared socket: what is queued
+	// there belongs to the other workers.
+	ExclusiveListener bool
 	// AcceptBatch (default 100) is how many pending connections one listener
 	// readiness event accepts (until EAGAIN) before any handler runs, exactly
 	// like asyncio's _accept_connection(backlog=100). With workers sharing a
@@ -74,6 +95,9 @@ func (c *ServerConfig) setDefaults() {
 	}
 	if c.KeepAliveTimeout <= 0 {
 		c.KeepAliveTimeout = defaultKeepAliveTimeout
+	}
+	if c.RequestHeaderTimeout <= 0 {
+		c.RequestHeaderTimeout = defaultHeaderTimeout
 	}
 	if c.AcceptBatch <= 0 {
 		c.AcceptBatch = defaultAcceptBatch
@@ -161,6 +185,7 @@ type ServerStats struct {
 	Conns    int    // open connections, plus dead ones whose handler has not responded yet
 	InFlight int    // requests handed to the handler and not answered yet
 	Requests uint64 // requests handed to the handler so far
+	Shed     uint64 // requests answered 503 by LimitConcurrency
 }
 
 // Server is an HTTP/1.1 server driven entirely by a Loop: accepting, reading,
@@ -181,6 +206,7 @@ type Server struct {
 	doneFns   []func()
 	inFlight  int
 	requests  uint64
+	shed      uint64
 
 	// Scratch shared by all connections: only the loop goroutine runs.
 	rbuf    []byte        // read(2) target
@@ -220,20 +246,28 @@ func NewServer(l *Loop, listenFD int, cfg ServerConfig, h Handler) (*Server, err
 
 // Stats returns the server's counters.
 func (s *Server) Stats() ServerStats {
-	return ServerStats{Conns: len(s.conns), InFlight: s.inFlight, Requests: s.requests}
+	return ServerStats{Conns: len(s.conns), InFlight: s.inFlight, Requests: s.requests, Shed: s.shed}
 }
 
 // Shutdown stops accepting (the listener leaves the loop but stays open: the
-// caller owns it), closes idle connections now and lets in-flight requests
-// finish; their responses carry Connection: close. done runs on the loop,
-// after Shutdown returned, once no connection is left. A handler that never
-// responds keeps done from running; the caller bounds the wait.
+// caller owns it), closes idle keep-alive connections now and lets every
+// request already begun finish; those responses carry Connection: close.
+// Like net/http, it never drops a request that reached it: a connection
+// that has sent part of a request is answered (or cut by
+// RequestHeaderTimeout), and one accepted but silent so far keeps its
+// KeepAliveTimeout to send its request, since its client has nothing to
+// retry on. done runs on the loop, after Shutdown returned, once no
+// connection is left. A handler that never responds keeps done from
+// running; the caller bounds the wait.
 func (s *Server) Shutdown(done func()) {
 	if done != nil {
 		s.doneFns = append(s.doneFns, done)
 	}
 	if !s.shutting {
 		s.shutting = true
+		if s.cfg.ExclusiveListener && s.listening {
+			s.accept(-1) // everything queued, before the owner closes it
+		}
 		s.stopAccepting()
 		for c := range s.conns {
 			switch {
@@ -242,7 +276,13 @@ func (s *Server) Shutdown(done func()) {
 			case c.outPending():
 				c.closeAfter = true
 			default:
-				c.close()
+				// Waiting for the client. A request may already sit in
+				// the socket, its readiness event not handled yet: read
+				// it rather than close under it.
+				c.read()
+				if c.fd >= 0 {
+					c.advance()
+				}
 			}
 		}
 	}
@@ -263,7 +303,12 @@ func (s *Server) Close() {
 func (s *Server) onListen(uint32) {
 	// Accept the whole batch before returning to the loop, so every pending
 	// connection is ours before any of their handlers runs.
-	for i := 0; i < s.cfg.AcceptBatch && s.listening; i++ {
+	s.accept(s.cfg.AcceptBatch)
+}
+
+// accept takes up to max pending connections (all of them if max < 0).
+func (s *Server) accept(max int) {
+	for i := 0; (max < 0 || i < max) && s.listening; i++ {
 		fd, sa, err := unix.Accept4(s.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
 			switch {
@@ -322,6 +367,7 @@ func (s *Server) newConn(fd int, sa unix.Sockaddr) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := &conn{s: s, fd: fd, remote: sockaddrString(sa), events: unix.EPOLLIN | unix.EPOLLRDHUP}
 	c.onIdle = c.idleFired
+	c.onHeaderTimeout = c.headerFired
 	if err := s.loop.Add(fd, c.events, c.handle); err != nil {
 		s.logError("register connection", err)
 		unix.Close(fd)
@@ -471,10 +517,12 @@ func sockaddrString(sa unix.Sockaddr) string {
 	case *unix.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
 	case *unix.SockaddrUnix:
-		if a.Name == "" {
-			return "@"
+		// A unix-socket client is almost always unnamed (x/sys shows that
+		// as "@"); there is no address worth logging, only the transport.
+		if a.Name == "" || a.Name == "@" {
+			return "unix"
 		}
-		return a.Name
+		return "unix:" + a.Name
 	}
 	return ""
 }
@@ -522,11 +570,20 @@ type conn struct {
 	closeAfter  bool            // close once out is flushed
 	failed      bool            // answered with an error: linger before closing
 	lingering   bool
+	requests    int  // requests dispatched (or shed) on this connection
+	hdrStarted  bool // bytes of the next request's header have arrived
 
 	idleDeadline time.Time // zero unless waiting for the client
 	idleTimer    *Timer
 	onIdle       func()
 	lingerTimer  *Timer
+
+	// The RequestHeaderTimeout clock: unlike the idle one, arriving bytes
+	// do not restart it. It runs from when the connection starts waiting
+	// on a begun header until the header block is complete.
+	hdrDeadline     time.Time
+	hdrTimer        *Timer
+	onHeaderTimeout func()
 }
 
 func (c *conn) outPending() bool { return c.outOff < len(c.out) }
@@ -584,6 +641,9 @@ func (c *conn) read() {
 	}
 	c.in = append(c.in, c.s.rbuf[:n]...)
 	c.idleDeadline = time.Time{} // bytes arrived: the idle clock restarts when we wait again
+	if c.req == nil {
+		c.hdrStarted = true // the next request has begun (consume corrects it for a body's bytes)
+	}
 }
 
 // advance answers what the buffer holds, as far as one request in flight at a
@@ -599,11 +659,16 @@ func (c *conn) advance() {
 	}
 	if c.w == nil && !c.outPending() && !c.closeAfter {
 		// Waiting for the client.
-		if c.rdClosed || c.s.shutting {
-			c.close() // nothing more will come, or nothing more is wanted
+		if c.rdClosed || (c.s.shutting && c.requests > 0 && !c.hdrStarted && c.req == nil) {
+			// Nothing more will come, or nothing more is wanted: shutting
+			// down, an idle keep-alive connection goes (see Shutdown).
+			c.close()
 			return
 		}
 		c.armIdle()
+		if c.req == nil && c.hdrStarted {
+			c.armHeaderTimeout()
+		}
 	}
 	c.updateInterest()
 }
@@ -639,6 +704,7 @@ func (c *conn) step() bool {
 		}
 		c.req = req
 		c.hdrLen = end
+		c.hdrDeadline = time.Time{} // the header is complete: its clock stops
 		if status, msg := c.checkHeader(req); status != 0 {
 			c.fail(status, msg)
 			return true
@@ -761,6 +827,7 @@ func (c *conn) sendContinue() {
 // consume drops one parsed message from the buffer and resets parse state.
 func (c *conn) consume(n int) {
 	c.off += n
+	c.hdrStarted = c.off < len(c.in) // a pipelined request has begun
 	c.scan, c.req, c.hdrLen, c.chunks, c.continued = 0, nil, 0, chunkScanner{}, false
 	if c.off == len(c.in) {
 		c.off = 0
@@ -773,6 +840,12 @@ func (c *conn) consume(n int) {
 
 func (c *conn) dispatch(req *http.Request, body []byte) {
 	s := c.s
+	c.idleDeadline = time.Time{}
+	c.requests++
+	if n := s.cfg.LimitConcurrency; n > 0 && (len(s.conns) > n || s.inFlight >= n) {
+		c.shed(req)
+		return
+	}
 	req.RemoteAddr = c.remote
 	req.Body = http.NoBody
 	// One allocation for both halves of the exchange.
@@ -782,7 +855,6 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 	}{ResponseWriter{c: c, req: req}, Request{Request: req, Body: body, RemoteAddr: c.remote}}
 	w := &x.w
 	c.w = w
-	c.idleDeadline = time.Time{}
 	s.inFlight++
 	s.requests++
 	c.dispatching = true
@@ -799,6 +871,21 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 	}()
 	s.handler(w, &x.r)
 }
+
+// shed answers 503 instead of running the handler (LimitConcurrency) and
+// closes the connection afterwards, as uvicorn does. The request was read
+// whole, so there is nothing to linger for unless more is pipelined.
+func (c *conn) shed(req *http.Request) {
+	s := c.s
+	s.shed++
+	c.closeAfter = true
+	s.wbuf = s.appendResponse(s.wbuf[:0], http.StatusServiceUnavailable, "application/json", nil,
+		bodyServiceUnavailable, req.Method == http.MethodHead, true, false)
+	c.output(s.wbuf)
+	s.accessLog(c, req, http.StatusServiceUnavailable)
+}
+
+var bodyServiceUnavailable = []byte(`{"detail":"Service Unavailable"}`)
 
 // fail answers with a JSON error and closes the connection afterwards.
 func (c *conn) fail(status int, msg string) {
@@ -896,7 +983,7 @@ func (c *conn) startLinger() {
 	}
 	c.lingering = true
 	c.in, c.off = nil, 0
-	c.idleDeadline = time.Time{}
+	c.idleDeadline, c.hdrDeadline = time.Time{}, time.Time{}
 	c.setEvents(unix.EPOLLIN | unix.EPOLLRDHUP)
 	c.lingerTimer = c.s.loop.AfterFunc(lingerTimeout, c.close)
 }
@@ -971,6 +1058,38 @@ func (c *conn) idleFired() {
 	c.close()
 }
 
+// armHeaderTimeout starts the header clock unless it already runs; lazy
+// like armIdle.
+func (c *conn) armHeaderTimeout() {
+	if !c.hdrDeadline.IsZero() {
+		return
+	}
+	d := c.s.cfg.RequestHeaderTimeout
+	c.hdrDeadline = c.s.loop.Now().Add(d)
+	if c.hdrTimer == nil {
+		c.hdrTimer = c.s.loop.AfterFunc(d, c.onHeaderTimeout)
+	}
+}
+
+func (c *conn) headerFired() {
+	c.hdrTimer = nil
+	if c.fd < 0 || c.hdrDeadline.IsZero() {
+		return // the header completed; a later one arms a new timer
+	}
+	if d := c.hdrDeadline.Sub(c.s.loop.Now()); d > 0 {
+		c.hdrTimer = c.s.loop.AfterFunc(d, c.onHeaderTimeout)
+		return
+	}
+	c.hdrDeadline = time.Time{}
+	if c.w != nil || c.req != nil || c.closeAfter || c.lingering || c.outPending() {
+		return // not waiting on a header any more
+	}
+	c.fail(http.StatusRequestTimeout, "request header not received in time")
+	if c.fd >= 0 {
+		c.advance()
+	}
+}
+
 // close releases the socket now. The connection leaves the server's table
 // unless its handler has yet to respond.
 func (c *conn) close() {
@@ -990,7 +1109,11 @@ func (c *conn) close() {
 		s.loop.StopTimer(c.lingerTimer)
 		c.lingerTimer = nil
 	}
-	c.idleDeadline = time.Time{}
+	if c.hdrTimer != nil {
+		s.loop.StopTimer(c.hdrTimer)
+		c.hdrTimer = nil
+	}
+	c.idleDeadline, c.hdrDeadline = time.Time{}, time.Time{}
 	c.in, c.out, c.off, c.outOff = nil, nil, 0, 0
 	c.lingering = false
 	if c.w == nil {

@@ -20,10 +20,11 @@ import (
 // testServer is a Server on a real 127.0.0.1:0 listener, driven by a Loop on
 // its own goroutine. Cleanup closes the server, stops the loop and waits.
 type testServer struct {
-	tb   testing.TB
-	loop *Loop
-	srv  *Server
-	addr string
+	tb      testing.TB
+	loop    *Loop
+	srv     *Server
+	network string // "tcp" unless set
+	addr    string
 
 	held chan *ResponseWriter // requests to /hold, for the test to answer
 }
@@ -58,15 +59,22 @@ func startServer(tb testing.TB, cfg ServerConfig) *testServer {
 
 func startServerWith(tb testing.TB, cfg ServerConfig, handler func(ts *testServer) Handler) *testServer {
 	tb.Helper()
+	fd, addr := listenLocal(tb)
+	return startServerOn(tb, fd, "tcp", addr, cfg, handler)
+}
+
+// startServerOn serves on the listening socket fd, which clients reach by
+// dialing network and addr.
+func startServerOn(tb testing.TB, fd int, network, addr string, cfg ServerConfig, handler func(ts *testServer) Handler) *testServer {
+	tb.Helper()
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = func(msg string, err error) { tb.Errorf("ErrorLog: %s: %v", msg, err) }
 	}
-	fd, addr := listenLocal(tb)
 	l, err := New()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := &testServer{tb: tb, loop: l, addr: addr, held: make(chan *ResponseWriter, 16)}
+	ts := &testServer{tb: tb, loop: l, network: network, addr: addr, held: make(chan *ResponseWriter, 16)}
 	if ts.srv, err = NewServer(l, fd, cfg, handler(ts)); err != nil {
 		tb.Fatal(err)
 	}
@@ -177,7 +185,11 @@ func (ts *testServer) eventually(what string, cond func() bool) {
 
 func (ts *testServer) dial() net.Conn {
 	ts.tb.Helper()
-	c, err := net.Dial("tcp", ts.addr)
+	network := ts.network
+	if network == "" {
+		network = "tcp"
+	}
+	c, err := net.Dial(network, ts.addr)
 	if err != nil {
 		ts.tb.Fatalf("dial: %v", err)
 	}
@@ -637,8 +649,8 @@ func TestServerKeepAliveTimeout(t *testing.T) {
 		}
 		start := time.Now()
 		expectEOF(t, bufio.NewReader(c))
-		if el := time.Since(start); el < timeout/2 {
-			t.Fatalf("closed after %v, before the %v timeout", el, timeout)
+		if el := time.Since(start); el < timeout/2 || el > timeout+time.Second {
+			t.Fatalf("connection sending %q closed after %v, timeout %v", first, el, timeout)
 		}
 	}
 	ts.eventually("no connections", func() bool { return ts.srv.Stats().Conns == 0 })
@@ -953,5 +965,272 @@ func BenchmarkServerHealthcheck(b *testing.B) {
 			}
 			got += n
 		}
+	}
+}
+
+// TestServerLimitConcurrency checks uvicorn's --limit-concurrency: exactly N
+// requests are served at once, the next one gets a quick 503 and its
+// connection closes, and service resumes once load drops.
+func TestServerLimitConcurrency(t *testing.T) {
+	ts := startServer(t, ServerConfig{LimitConcurrency: 2})
+	var held []*ResponseWriter
+	var busy []net.Conn
+	for range 2 {
+		c := ts.dial()
+		send(t, c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+		busy = append(busy, c)
+		held = append(held, <-ts.held)
+	}
+
+	for _, method := range []string{"GET", "HEAD"} {
+		c := ts.dial()
+		br := bufio.NewReader(c)
+		start := time.Now()
+		send(t, c, method+" / HTTP/1.1\r\nHost: x\r\n\r\n")
+		got := readResp(t, br, method)
+		el := time.Since(start)
+		wantBody := `{"detail":"Service Unavailable"}`
+		if method == "HEAD" {
+			wantBody = ""
+		}
+		if got.status != 503 || got.body != wantBody || got.header.Get("Connection") != "close" {
+			t.Fatalf("%s beyond the limit: %d %q Connection=%q", method, got.status, got.body, got.header.Get("Connection"))
+		}
+		if el > 500*time.Millisecond {
+			t.Errorf("503 took %v", el)
+		}
+		t.Logf("%s beyond the limit answered 503 in %v", method, el)
+		expectEOF(t, br)
+	}
+	select {
+	case <-ts.held:
+		t.Fatal("the handler ran beyond the limit")
+	default:
+	}
+	if st := ts.stats(); st.Shed != 2 || st.Requests != 2 || st.InFlight != 2 {
+		t.Fatalf("stats %+v, want 2 shed, 2 handled, 2 in flight", st)
+	}
+
+	// Load drops: one answer goes out and its client leaves.
+	ts.do(func() { held[0].Respond(200, "text/plain", []byte("done")) })
+	if got := readResp(t, bufio.NewReader(busy[0]), "GET"); got.status != 200 {
+		t.Fatalf("held request: %d", got.status)
+	}
+	busy[0].Close()
+	ts.eventually("one connection left", func() bool { return ts.srv.Stats().Conns == 1 })
+	ts.get()
+	ts.do(func() { held[1].Respond(200, "text/plain", []byte("done")) })
+	if got := readResp(t, bufio.NewReader(busy[1]), "GET"); got.status != 200 {
+		t.Fatalf("held request: %d", got.status)
+	}
+}
+
+// drip writes s to c every interval until stop is closed or a write fails,
+// like a slowloris client. The returned func stops it and waits; it may be
+// called more than once.
+func drip(c net.Conn, s string, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := io.WriteString(c, s); err != nil {
+				return // the server hung up, as it should
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+}
+
+func TestServerRequestHeaderTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	// The keep-alive clock (5s) restarts with every byte; only the header
+	// clock can end these connections in time.
+	ts := startServer(t, ServerConfig{RequestHeaderTimeout: timeout})
+
+	for _, tc := range []struct{ name, first, drip string }{
+		{"header byte by byte", "GET / HTTP/1.1\r\nX-Slow: ", "a"},
+		{"empty lines forever", "", "\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := ts.with(t)
+			c := ts.dial()
+			br := bufio.NewReader(c)
+			start := time.Now()
+			send(t, c, tc.first)
+			stop := drip(c, tc.drip, timeout/6)
+			defer stop()
+			got := readResp(t, br, "GET")
+			el := time.Since(start)
+			if got.status != 408 || got.header.Get("Connection") != "close" {
+				t.Fatalf("slow header: %d Connection=%q, want 408 and close", got.status, got.header.Get("Connection"))
+			}
+			if el < timeout-20*time.Millisecond || el > timeout+time.Second {
+				t.Fatalf("408 after %v, timeout %v", el, timeout)
+			}
+			t.Logf("slowloris answered 408 after %v", el)
+			expectEOF(t, br)
+			stop()
+			ts.eventually("the connection to be released", func() bool { return ts.srv.Stats().Conns == 0 })
+		})
+	}
+
+	t.Run("each request has its own clock", func(t *testing.T) {
+		ts := ts.with(t)
+		c := ts.dial()
+		br := bufio.NewReader(c)
+		start := time.Now()
+		for time.Since(start) < 2*timeout {
+			send(t, c, "GET / HTTP/1.1\r\n")
+			time.Sleep(timeout / 2) // pacing, well inside the timeout
+			send(t, c, "Host: x\r\n\r\n")
+			if got := readResp(t, br, "GET"); got.status != 200 {
+				t.Fatalf("status %d", got.status)
+			}
+		}
+	})
+
+	t.Run("a slow body is not a slow header", func(t *testing.T) {
+		ts := ts.with(t)
+		c := ts.dial()
+		send(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+		time.Sleep(2 * timeout) // the header is complete: its clock stopped
+		send(t, c, "ok")
+		if got := readResp(t, bufio.NewReader(c), "POST"); got.status != 200 || got.body != "ok" {
+			t.Fatalf("slow body: %d %q", got.status, got.body)
+		}
+	})
+}
+
+// TestServerShutdownKeepAlive checks that draining drops no request: a
+// keep-alive connection's in-flight answer says Connection: close, a request
+// already sitting in an idle connection's socket is still answered, and a
+// connection accepted but silent so far may still send its one request.
+func TestServerShutdownKeepAlive(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	ka := ts.dial()
+	kaR := bufio.NewReader(ka)
+	send(t, ka, get)
+	if got := readResp(t, kaR, "GET"); got.status != 200 || got.header.Get("Connection") != "" {
+		t.Fatalf("before shutdown: %d Connection=%q", got.status, got.header.Get("Connection"))
+	}
+	send(t, ka, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	w := <-ts.held
+
+	idle := ts.dial()
+	idleR := bufio.NewReader(idle)
+	send(t, idle, get)
+	readResp(t, idleR, "GET")
+	fresh := ts.dial()
+	ts.eventually("three connections", func() bool { return ts.srv.Stats().Conns == 3 })
+
+	done := make(chan struct{})
+	var werr error
+	ts.do(func() {
+		// The request lands while the loop is busy here, so its readiness
+		// event is not handled yet when Shutdown runs.
+		_, werr = io.WriteString(idle, get)
+		ts.srv.Shutdown(func() { close(done) })
+	})
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	for name, r := range map[string]*bufio.Reader{"idle": idleR, "fresh": bufio.NewReader(fresh)} {
+		if name == "fresh" {
+			send(t, fresh, get)
+		}
+		if got := readResp(t, r, "GET"); got.status != 200 || got.header.Get("Connection") != "close" {
+			t.Fatalf("%s connection while draining: %d Connection=%q", name, got.status, got.header.Get("Connection"))
+		}
+		expectEOF(t, r)
+	}
+	ts.do(func() { w.Respond(200, "text/plain", []byte("finished")) })
+	if got := readResp(t, kaR, "GET"); got.status != 200 || got.header.Get("Connection") != "close" {
+		t.Fatalf("keep-alive in-flight response while draining: %d Connection=%q", got.status, got.header.Get("Connection"))
+	}
+	expectEOF(t, kaR)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown's done did not run")
+	}
+}
+
+// TestServerExclusiveListener checks that a server owning its listener
+// (SO_REUSEPORT) serves, on Shutdown, the connections the kernel queued on
+// it, instead of leaving them to be reset when the listener closes.
+func TestServerExclusiveListener(t *testing.T) {
+	for _, exclusive := range []bool{false, true} {
+		t.Run(fmt.Sprint("exclusive=", exclusive), func(t *testing.T) {
+			ts := startServer(t, ServerConfig{ExclusiveListener: exclusive})
+			blocked, release := make(chan struct{}), make(chan struct{})
+			done := make(chan struct{})
+			ts.loop.Post(func() {
+				close(blocked)
+				<-release
+				ts.srv.Shutdown(func() { close(done) })
+			})
+			<-blocked
+			var queued []net.Conn
+			for range 3 { // the kernel completes these handshakes on its own
+				c := ts.dial()
+				send(t, c, get)
+				queued = append(queued, c)
+			}
+			close(release)
+			if !exclusive {
+				<-done // nothing was accepted: nothing to wait for
+				ts.barrier()
+				if st := ts.stats(); st.Requests != 0 {
+					t.Fatalf("a shared listener's queue was served on shutdown: %+v", st)
+				}
+				return
+			}
+			for _, c := range queued {
+				br := bufio.NewReader(c)
+				if got := readResp(t, br, "GET"); got.status != 200 || got.header.Get("Connection") != "close" {
+					t.Fatalf("queued connection: %d Connection=%q", got.status, got.header.Get("Connection"))
+				}
+				expectEOF(t, br)
+			}
+			<-done
+		})
+	}
+}
+
+// TestServerUnixSocket serves on a unix-socket listener (--uds) and checks
+// what the access log calls such a peer.
+func TestServerUnixSocket(t *testing.T) {
+	path := t.TempDir() + "/demo.sock"
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 16); err != nil {
+		t.Fatal(err)
+	}
+	remotes := make(chan string, 1)
+	ts := startServerOn(t, fd, "unix", path, ServerConfig{AccessLog: func(remote, _, _, _ string, _ int) {
+		remotes <- remote
+	}}, testHandler)
+	ts.get()
+	if got := <-remotes; got != "unix" {
+		t.Fatalf("access log remote %q, want unix", got)
 	}
 }

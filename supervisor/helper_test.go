@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,7 +41,21 @@ const (
 	envTestBehaviour = "DEMO_TEST_BEHAVIOUR" // per worker index, comma-separated; the last one repeats
 	envTestGrace     = "DEMO_TEST_GRACE"     // GracefulTimeout
 	envTestChurn     = "DEMO_TEST_CHURN"     // "1": kill OS threads while workers run
-	testWorkerArgv0  = "demo-test-worker"
+	// DEMO_TEST_BEHAVIOUR_FILE: read behaviours from this file at every
+	// spawn instead, so a test can "deploy" a broken version before SIGHUP.
+	envTestBehaviourFile = "DEMO_TEST_BEHAVIOUR_FILE"
+	envTestHealth        = "DEMO_TEST_HEALTHCHECK" // Config.HealthcheckTimeout
+	envTestTimeout       = "DEMO_TEST_TIMEOUT"     // Config.Timeout
+	envTestStallEvery    = "DEMO_TEST_STALL_EVERY" // stallProgressEvery
+	// DEMO_TEST_LISTEN: where the master's socket comes from: "" (Listen
+	// on 127.0.0.1:0), "fd:N" (ListenFD), "systemd" (ListenSystemd),
+	// "unix:PATH" (ListenUnix) or "reuseport" (ReservePort, no Listener).
+	envTestListen = "DEMO_TEST_LISTEN"
+	// DEMO_TEST_ACTIVATE=1: this process plays systemd's last step before
+	// exec — it sets LISTEN_PID to its own pid and re-executes itself, so
+	// the master that runs next has the pid the variable names.
+	envTestActivate = "DEMO_TEST_ACTIVATE"
+	testWorkerArgv0 = "demo-test-worker"
 )
 
 func TestMain(m *testing.M) {
@@ -48,37 +63,126 @@ func TestMain(m *testing.M) {
 	if os.Getenv(contract.EnvMasterPID) != "" {
 		os.Exit(testWorker(os.Args))
 	}
+	if os.Getenv(envTestActivate) != "" {
+		os.Exit(activate())
+	}
 	if os.Getenv(envTestMaster) != "" {
 		os.Exit(testMaster())
 	}
 	os.Exit(m.Run())
 }
 
+// activate replaces this process with a master whose LISTEN_PID is its own
+// pid, the fds (from the test's ExtraFiles) staying open across exec.
+func activate() int {
+	env := []string{fmt.Sprintf("LISTEN_PID=%d", os.Getpid())}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envTestActivate+"=") && !strings.HasPrefix(kv, "LISTEN_PID=") {
+			env = append(env, kv)
+		}
+	}
+	err := syscall.Exec(os.Args[0], os.Args, env)
+	fmt.Fprintln(os.Stderr, "activate: exec:", err)
+	return 2
+}
+
 // testMaster runs Run the way main would, logging with zap to stderr.
 func testMaster() int {
-	n, err := strconv.Atoi(os.Getenv(envTestWorkers))
-	if err != nil {
+	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "test master:", err)
 		return 2
 	}
-	behaviours := strings.Split(os.Getenv(envTestBehaviour), ",")
-	grace, err := time.ParseDuration(os.Getenv(envTestGrace))
+	n, err := strconv.Atoi(os.Getenv(envTestWorkers))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "test master:", err)
-		return 2
+		return fail(err)
+	}
+	var durs [4]time.Duration
+	for i, k := range []string{envTestGrace, envTestHealth, envTestTimeout, envTestStallEvery} {
+		if v := os.Getenv(k); v != "" {
+			if durs[i], err = time.ParseDuration(v); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if durs[3] > 0 {
+		stallProgressEvery = durs[3]
 	}
 	logCfg := zap.NewDevelopmentConfig()
 	logCfg.Level = zap.NewAtomicLevelAt(zapcore.DebugLevel)
 	logCfg.DisableStacktrace = true
 	logger, err := logCfg.Build()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "test master:", err)
-		return 2
+		return fail(err)
 	}
-	ln, addr, err := Listen("127.0.0.1", 0, 64)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test master:", err)
-		return 1
+	cfg := Config{
+		Workers:            n,
+		GracefulTimeout:    durs[0],
+		HealthcheckTimeout: durs[1],
+		Timeout:            durs[2],
+		Logger:             logger,
+		Control:            NewControl(),
+		// Executable left empty: os.Executable(), this test binary.
+	}
+	var bindArg string // reuseport: where each worker binds
+	switch src := os.Getenv(envTestListen); {
+	case src == "":
+		ln, addr, err := Listen("127.0.0.1", 0, 64)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test master:", err)
+			return 1
+		}
+		cfg.Listener, cfg.Addr = ln, "http://"+addr.String()
+	case strings.HasPrefix(src, "fd:"):
+		fd, _ := strconv.Atoi(strings.TrimPrefix(src, "fd:"))
+		ln, err := ListenFD(fd)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test master:", err)
+			return 1
+		}
+		cfg.Listener, cfg.Addr = ln, "http://"+boundAddr(ln)
+	case src == "systemd":
+		ln, name, err := ListenSystemd()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test master:", err)
+			return 1
+		}
+		logger.Info(fmt.Sprintf("socket activation: using %q", name))
+		cfg.Listener, cfg.Addr = ln, "http://"+boundAddr(ln)
+	case strings.HasPrefix(src, "unix:"):
+		path := strings.TrimPrefix(src, "unix:")
+		ln, err := ListenUnix(path, 64)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test master:", err)
+			return 1
+		}
+		cfg.Listener, cfg.UnixSocket, cfg.Addr = ln, path, "unix:"+path
+	case src == "reuseport":
+		res, addr, err := ReservePort("127.0.0.1", 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test master:", err)
+			return 1
+		}
+		defer res.Close()
+		cfg.ReusePort, cfg.Addr, bindArg = true, "http://"+addr.String(), addr.String()
+	default:
+		return fail(fmt.Errorf("bad %s %q", envTestListen, src))
+	}
+	cfg.WorkerArgs = func(index, total int) []string {
+		list := os.Getenv(envTestBehaviour)
+		if path := os.Getenv(envTestBehaviourFile); path != "" {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				list = "bad-behaviour-file"
+			} else {
+				list = strings.TrimSpace(string(data))
+			}
+		}
+		behaviours := strings.Split(list, ",")
+		argv := []string{testWorkerArgv0, "worker", fmt.Sprintf("%d/%d", index, total), behaviours[min(index, len(behaviours))-1]}
+		if bindArg != "" {
+			argv = append(argv, bindArg)
+		}
+		return argv
 	}
 	if os.Getenv(envTestChurn) != "" {
 		stop := make(chan struct{})
@@ -86,24 +190,63 @@ func testMaster() int {
 		defer func() { close(stop); <-done }()
 		go churnThreads(logger, stop, done)
 	}
-	err = Run(Config{
-		Listener:        ln,
-		Addr:            "http://" + addr.String(),
-		Workers:         n,
-		GracefulTimeout: grace,
-		// Executable left empty: os.Executable(), this test binary.
-		WorkerArgs: func(index, total int) []string {
-			b := behaviours[min(index, len(behaviours))-1]
-			return []string{testWorkerArgv0, "worker", fmt.Sprintf("%d/%d", index, total), b}
-		},
-		Logger: logger,
-	})
+	stopStatus := serveStatus(cfg.Control)
+	err = Run(cfg)
+	stopStatus()
 	_ = logger.Sync()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "master error:", err)
 		return 1
 	}
 	return 0
+}
+
+// boundAddr is the local address of a listening socket file.
+func boundAddr(f *os.File) string {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err.Error()
+	}
+	var sa unix.Sockaddr
+	_ = rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
+	if err != nil {
+		return err.Error()
+	}
+	return tcpAddr(sa).String()
+}
+
+// serveStatus prints the worker table on stderr at every SIGUSR1, as
+// "status #Q ..." lines closed by "status #Q end", until stop is called.
+func serveStatus(c *Control) (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for q := 1; ; q++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sigs:
+			}
+			ws, err := c.Workers(ctx)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "status #%d error %v\n", q, err)
+				continue
+			}
+			for _, w := range ws {
+				fmt.Fprintf(os.Stderr, "status #%d worker=%d/%d pid=%d state=%s successor=%t stalled=%t since-beat=%v since-alive=%v\n",
+					q, w.Index, w.Total, w.PID, w.State, w.Successor, w.Stalled, w.SinceBeat, w.SinceAlive)
+			}
+			fmt.Fprintf(os.Stderr, "status #%d end\n", q)
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		cancel()
+		<-done
+	}
 }
 
 // churnThreads makes the runtime tear down OS threads, as a goroutine that
@@ -132,7 +275,23 @@ func churnThreads(logger *zap.Logger, stop <-chan struct{}, done chan<- struct{}
 }
 
 // testWorker is a worker per contract.go, with misbehaviours on demand:
-// argv is {argv0, "worker", "i/n", behaviour}.
+// argv is {argv0, "worker", "i/n", behaviour[, bind address]}; behaviour is
+// one or more of these, joined by "+":
+//
+//	ok                nothing special
+//	exit1, exit3      exit with that code before ready
+//	hang-boot         never get ready (but answer pings)
+//	crash-after-ready exit 1 right after ready
+//	ignore-term       ignore SIGTERM (only SIGKILL ends it)
+//	ignore-abort      ignore SIGABRT (so --timeout must escalate to SIGKILL)
+//	no-lifeline       do not watch the lifeline: no Alive, no master-gone check
+//	no-alive          read pings but never answer them
+//	retire=N          send contract.Retire after N requests to /
+//	print-env         print LISTEN_* variables it sees
+//
+// Like a real worker, it has a "loop": the beat ticker, / and /block share
+// one mutex, so /block?d=2s stops both serving / and beating for 2s, while
+// the lifeline goroutine answers pings beside it.
 func testWorker(args []string) int {
 	// Before anything opens a file: which fds did we inherit?
 	fmt.Fprintf(os.Stderr, "test-worker [%d] fds: %s\n", os.Getpid(), openFDs())
@@ -140,29 +299,74 @@ func testWorker(args []string) int {
 		fmt.Fprintln(os.Stderr, "test-worker: not started by my master")
 		return contract.ExitStartupFailure
 	}
-	if len(args) != 4 {
+	if len(args) != 4 && len(args) != 5 {
 		fmt.Fprintf(os.Stderr, "test-worker: bad argv %q\n", args)
 		return contract.ExitStartupFailure
 	}
-	behaviour := args[3]
-	switch behaviour {
-	case "exit1":
+	has := map[string]string{}
+	for _, b := range strings.Split(args[3], "+") {
+		k, v, _ := strings.Cut(b, "=")
+		has[k] = v
+	}
+	is := func(k string) bool { _, ok := has[k]; return ok }
+	switch {
+	case is("exit1"):
 		return 1
-	case "exit3":
+	case is("exit3"):
 		return contract.ExitStartupFailure
 	}
+	if is("print-env") {
+		fmt.Fprintf(os.Stderr, "test-worker [%d] env LISTEN_PID=%q LISTEN_FDS=%q LISTEN_FDNAMES=%q\n", os.Getpid(),
+			os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"))
+	}
+	if is("ignore-abort") {
+		signal.Ignore(syscall.SIGABRT)
+	}
 
-	ln, err := net.FileListener(os.NewFile(contract.ListenerFD, "listener"))
+	var ln net.Listener
+	var err error
+	if len(args) == 5 {
+		// --reuse-port: bind our own socket; fd 3 must not exist.
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			return errors.Join(err, serr)
+		}}
+		ln, err = lc.Listen(context.Background(), "tcp", args[4])
+	} else {
+		ln, err = net.FileListener(os.NewFile(contract.ListenerFD, "listener"))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test-worker:", err)
 		return contract.ExitStartupFailure
 	}
 	status := os.NewFile(contract.StatusFD, "status")
 	lifeline := os.NewFile(contract.LifelineFD, "lifeline")
+	send := func(k contract.Kind, v int64) {
+		_, _ = status.Write(contract.Msg{Kind: k, Value: v}.Encode())
+	}
 
+	var loop sync.Mutex // held by whatever "runs on the loop"
+	var served atomic.Int64
+	retireAfter, _ := strconv.ParseInt(has["retire"], 10, 64)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		loop.Lock()
+		defer loop.Unlock()
 		fmt.Fprint(w, os.Getpid())
+		if n := served.Add(1); n == retireAfter {
+			send(contract.Retire, n)
+		}
+	})
+	mux.HandleFunc("/block", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		loop.Lock()
+		defer loop.Unlock()
+		fmt.Fprintf(os.Stderr, "test-worker [%d] loop blocked\n", os.Getpid())
+		time.Sleep(d) // the blocking call under test, not a synchronisation
+		fmt.Fprintf(w, "unblocked %d", os.Getpid())
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
@@ -174,43 +378,92 @@ func testWorker(args []string) int {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
 		os.Exit(code)
 	})
-	srv := &http.Server{Handler: mux}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// Count connections, so draining can wait for the last one.
+	var conns sync.WaitGroup
+	srv := &http.Server{Handler: mux, ConnState: func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			conns.Done()
+		}
+	}}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
 
 	// Signal handling is in place before "ready": from then on the master
 	// may send SIGTERM at any moment.
 	sigs := make(chan os.Signal, 1)
-	if behaviour == "ignore-term" {
+	if is("ignore-term") {
 		signal.Ignore(syscall.SIGTERM)
 	} else {
 		signal.Notify(sigs, syscall.SIGTERM)
 	}
 	masterGone := make(chan struct{})
-	if behaviour != "no-lifeline" {
+	if !is("no-lifeline") {
 		go func() {
-			_, _ = io.Copy(io.Discard, lifeline)
-			close(masterGone)
+			defer close(masterGone)
+			buf := make([]byte, 64)
+			for {
+				n, err := lifeline.Read(buf)
+				for i := 0; i < n && !is("no-alive"); i++ {
+					if buf[i] == contract.Ping {
+						send(contract.Alive, time.Now().UnixNano())
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
 		}()
 	}
-	if _, err := status.Write(contract.Msg{Kind: contract.Ready}.Encode()); err != nil {
-		fmt.Fprintln(os.Stderr, "test-worker:", err)
-		return contract.ExitStartupFailure
-	}
-	if behaviour == "crash-after-ready" {
+	if is("hang-boot") {
+		fmt.Fprintf(os.Stderr, "test-worker [%d] hanging before ready\n", os.Getpid())
+		select {
+		case <-masterGone:
+		case <-sigs:
+		}
 		return 1
 	}
+	send(contract.Ready, 0)
+	if is("crash-after-ready") {
+		return 1
+	}
+	stopBeats := make(chan struct{})
+	beatsDone := make(chan struct{})
+	go func() {
+		defer close(beatsDone)
+		t := time.NewTicker(contract.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			loop.Lock()
+			send(contract.Beat, time.Now().UnixNano())
+			loop.Unlock()
+			select {
+			case <-stopBeats:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer func() { close(stopBeats); <-beatsDone }()
 	select {
 	case <-sigs:
-		if err := srv.Shutdown(context.Background()); err != nil {
-			return 1
-		}
+		// Not srv.Shutdown: it drops the request of a connection accepted
+		// just before it began, which a draining worker must answer.
+		// Stop accepting; once Serve returned, every accepted connection
+		// is counted. Idle keep-alive connections close now, busy ones
+		// after their response (with "Connection: close").
+		ln.Close()
+		<-serveErr
+		srv.SetKeepAlivesEnabled(false)
+		conns.Wait()
 		fmt.Fprintf(os.Stderr, "test-worker [%d] drained\n", os.Getpid())
 		return 0
 	case <-masterGone:
 		fmt.Fprintf(os.Stderr, "test-worker [%d] master gone\n", os.Getpid())
 		return 0
-	case err := <-served:
+	case err := <-serveErr:
 		fmt.Fprintln(os.Stderr, "test-worker:", err)
 		return 1
 	}
@@ -272,6 +525,13 @@ func startMaster(t *testing.T, n int, grace time.Duration, behaviours ...string)
 // startMasterEnv is startMaster with extra environment for the master.
 func startMasterEnv(t *testing.T, env []string, n int, grace time.Duration, behaviours ...string) *master {
 	t.Helper()
+	return startMasterFiles(t, env, nil, n, grace, behaviours...)
+}
+
+// startMasterFiles is startMasterEnv with files the master inherits from
+// fd 3 on.
+func startMasterFiles(t *testing.T, env []string, files []*os.File, n int, grace time.Duration, behaviours ...string) *master {
+	t.Helper()
 	if len(behaviours) == 0 {
 		behaviours = []string{"ok"}
 	}
@@ -287,6 +547,7 @@ func startMasterEnv(t *testing.T, env []string, n int, grace time.Duration, beha
 		envTestGrace+"="+grace.String(),
 	)
 	cmd.Env = append(cmd.Env, env...)
+	cmd.ExtraFiles = files
 	cmd.Stderr = w
 	// Should this test process die, its master (and so the workers) goes too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -354,14 +615,32 @@ func (m *master) cleanup() {
 // that matches re, failing the test after timeout.
 func (m *master) waitFor(re string, timeout time.Duration) []string {
 	m.t.Helper()
+	return m.find(re, timeout, true)
+}
+
+// await is waitFor searching every line so far, without moving waitFor's
+// cursor.
+func (m *master) await(re string, timeout time.Duration) []string {
+	m.t.Helper()
+	return m.find(re, timeout, false)
+}
+
+func (m *master) find(re string, timeout time.Duration, advance bool) []string {
+	m.t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		m.mu.Lock()
-		for i := m.next; i < len(m.lines); i++ {
+		from := 0
+		if advance {
+			from = m.next
+		}
+		for i := from; i < len(m.lines); i++ {
 			if sub := rx.FindStringSubmatch(m.lines[i]); sub != nil {
-				m.next = i + 1
+				if advance {
+					m.next = i + 1
+				}
 				m.mu.Unlock()
 				return sub
 			}
@@ -372,7 +651,7 @@ func (m *master) waitFor(re string, timeout time.Duration) []string {
 		case <-m.scanDone:
 			// One last look: lines may have arrived with the EOF.
 			m.mu.Lock()
-			found := slices.ContainsFunc(m.lines[m.next:], rx.MatchString)
+			found := slices.ContainsFunc(m.lines[from:], rx.MatchString)
 			m.mu.Unlock()
 			if !found {
 				m.t.Fatalf("output ended without a line matching %q", re)
@@ -401,7 +680,7 @@ func (m *master) all(re string) [][]string {
 // started so far, by index.
 func (m *master) waitRunning() map[int]int {
 	m.t.Helper()
-	sub := m.waitFor(`demo running on (http://127\.0\.0\.1:\d+) \(Press CTRL\+C to quit\)`, 10*time.Second)
+	sub := m.waitFor(`demo running on (\S+) \(Press CTRL\+C to quit\)`, 10*time.Second)
 	m.url = sub[1]
 	pids := map[int]int{}
 	for _, s := range m.all(`Started server process \[(\d+)\] \(worker (\d+)/\d+\)`) {
@@ -432,6 +711,54 @@ func (m *master) waitExit(timeout time.Duration) int {
 		m.t.Fatalf("wait master: %v", m.waitErr)
 	}
 	return m.cmd.ProcessState.ExitCode()
+}
+
+// workerStatus is one line of the test master's status dump.
+type workerStatus struct {
+	index, total, pid   int
+	state               string
+	successor, stalled  bool
+	sinceBeat, sinceAlv time.Duration
+}
+
+// status asks the master (SIGUSR1 → Control.Workers) for its worker table.
+func (m *master) status() []workerStatus {
+	m.t.Helper()
+	m.mu.Lock()
+	q := len(regexpAll(m.lines, `^status #\d+ end$`)) + 1
+	m.mu.Unlock()
+	m.signal(syscall.SIGUSR1)
+	m.await(fmt.Sprintf(`^status #%d end$`, q), 5*time.Second)
+	var out []workerStatus
+	for _, sub := range m.all(fmt.Sprintf(`^status #%d worker=(\d+)/(\d+) pid=(\d+) state=(\S+) successor=(\S+) stalled=(\S+) since-beat=(\S+) since-alive=(\S+)$`, q)) {
+		var ws workerStatus
+		ws.index, _ = strconv.Atoi(sub[1])
+		ws.total, _ = strconv.Atoi(sub[2])
+		ws.pid, _ = strconv.Atoi(sub[3])
+		ws.state = sub[4]
+		ws.successor = sub[5] == "true"
+		ws.stalled = sub[6] == "true"
+		ws.sinceBeat, _ = time.ParseDuration(sub[7])
+		ws.sinceAlv, _ = time.ParseDuration(sub[8])
+		out = append(out, ws)
+	}
+	return out
+}
+
+func regexpAll(lines []string, re string) []string {
+	rx := regexp.MustCompile(re)
+	var out []string
+	for _, l := range lines {
+		if rx.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// count is how many lines so far match re.
+func (m *master) count(re string) int {
+	return len(m.all(re))
 }
 
 // get fetches path on a fresh connection (keep-alive would pin one worker).

@@ -1,12 +1,15 @@
 // Package supervisor is the master process: it binds the listening socket
-// once, starts N worker processes by re-executing a given executable (it never
-// imports the worker package; contract.go is the whole agreement), keeps them
-// alive, and stops them on a signal — the Go counterpart of uvicorn's
+// once (or, with SO_REUSEPORT, lets each worker bind its own), starts N
+// worker processes by re-executing a given executable (it never imports the
+// worker package; contract.go is the whole agreement), watches their health,
+// restarts, scales and recycles them without dropping requests, and stops
+// them on a signal — the Go counterpart of uvicorn's
 // supervisors/multiprocess.py and gunicorn's arbiter.
 //
 // Structure follows cloudflare/tableflip and uvicorn: signals only enqueue,
 // and one owner goroutine (the caller of Run) holds the worker table and
-// dispatches every event — signal, worker exited, worker message, timer.
+// dispatches every event — signal, worker exited, worker message, health
+// tick, timer, status query.
 package supervisor
 
 import (
@@ -28,31 +31,56 @@ import (
 
 // Config describes what to supervise.
 type Config struct {
-	// Listener is the listening socket every worker accepts on, from Listen
-	// or os.NewFile (--fd) or a net.Listener's File(). Run takes ownership
-	// and closes it; its own copy is closed when shutdown begins (as
-	// gunicorn does), so once the workers are gone new connections are
-	// refused instead of queueing for nobody.
+	// Listener is the listening socket every worker accepts on (fd 3),
+	// from Listen, ListenUnix, ListenFD or ListenSystemd. Run takes
+	// ownership and closes it; its own copy is closed when shutdown begins
+	// (as gunicorn does), so once the workers are gone new connections are
+	// refused instead of queueing for nobody. Nil if and only if ReusePort.
 	Listener *os.File
+	// ReusePort: there is no shared socket; each worker binds its own
+	// SO_REUSEPORT socket (its argv, from WorkerArgs, says where) and fd 3
+	// stays closed in it. The caller probes the address first with
+	// ReservePort.
+	ReusePort bool
+	// UnixSocket is the path ListenUnix bound, if any: Run removes it when
+	// shutdown begins (and on any return), unless the file there is no
+	// longer the socket it found at start.
+	UnixSocket string
 	// Addr is shown in the "running on" line, e.g. "http://127.0.0.1:8000".
 	Addr    string
 	Workers int
-	// GracefulTimeout bounds how long workers may drain after SIGTERM before
-	// they are killed (--timeout-graceful-shutdown). Zero means 30s.
+	// GracefulTimeout bounds how long a worker may drain after SIGTERM —
+	// at shutdown, or when a rolling restart, recycling or SIGTTOU retires
+	// it — before it is killed (--timeout-graceful-shutdown). Zero means
+	// DefaultGracefulTimeout.
 	GracefulTimeout time.Duration
+	// HealthcheckTimeout: a ready worker that answers no Ping for this
+	// long, or a new one not ready within it, is killed and replaced
+	// (--timeout-worker-healthcheck). Zero means DefaultHealthcheckTimeout.
+	HealthcheckTimeout time.Duration
+	// Timeout: a worker whose event loop has not beaten for longer than
+	// this is aborted (SIGABRT, then SIGKILL) and replaced (--timeout,
+	// gunicorn's meaning). Zero turns it off: stalls are only reported.
+	Timeout time.Duration
 	// Executable is re-executed for every worker; empty means os.Executable().
 	Executable string
 	// WorkerArgs returns the full argv, argv[0] included (what ps shows),
-	// for worker index (1-based) of total.
+	// for worker index (1-based) of total, the number of workers wanted
+	// when it is spawned (SIGTTIN/SIGTTOU change it).
 	WorkerArgs func(index, total int) []string
 	Logger     *zap.Logger
 	// Stderr and Stdout are the children's stdio, inherited as fds (no
 	// copying goroutines). Nil means the master's own.
 	Stderr, Stdout *os.File
+	// Control, if set, answers status queries while Run runs.
+	Control *Control
 }
 
-// DefaultGracefulTimeout is used when Config.GracefulTimeout is zero.
-const DefaultGracefulTimeout = 30 * time.Second
+// Defaults for zero Config durations.
+const (
+	DefaultGracefulTimeout    = 30 * time.Second
+	DefaultHealthcheckTimeout = 5 * time.Second
+)
 
 // Crash-loop backoff: a worker slot whose processes die within fastDeath of
 // starting backoffAfter times in a row waits backoffBase, doubling up to
@@ -69,35 +97,53 @@ const (
 // could keep the pipe open, and that must not keep Run from returning.
 const readerGrace = time.Second
 
-// handledSignals are the signals Run subscribes to. SIGHUP (rolling restart)
-// and SIGTTIN/SIGTTOU (one worker more/less) join this list, and
-// handleSignal's switch, when they are implemented.
-var handledSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT}
+// handledSignals are the signals Run subscribes to; handleSignal dispatches.
+var handledSignals = []os.Signal{
+	syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
+	syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU,
+}
 
 // Run supervises until a signal ends it. It returns nil after a graceful
 // shutdown (SIGINT/SIGTERM, even if stragglers had to be killed at the
 // timeout) and an error after a forced one (second SIGINT/SIGTERM, SIGQUIT),
 // when a worker fails during start-up, or when one exits with
-// contract.ExitStartupFailure.
+// contract.ExitStartupFailure where it would otherwise be respawned.
+//
+// Signals while running: SIGHUP restarts every worker, one at a time, each
+// replacement ready before its predecessor drains; SIGTTIN adds a worker;
+// SIGTTOU retires the last one (never below one).
 func Run(cfg Config) error {
 	if cfg.Listener != nil {
 		defer cfg.Listener.Close() // ours now, whatever happens
 	}
+	if cfg.Control != nil {
+		defer cfg.Control.stopped() // queries fail from now on
+	}
 	if err := cfg.fill(); err != nil {
 		return err
 	}
-	ln, err := adoptListener(cfg.Listener)
-	if err != nil {
-		return err
+	sock := watchSocketFile(cfg.UnixSocket)
+	defer sock.remove()
+	if cfg.Listener != nil {
+		ln, err := adoptListener(cfg.Listener)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		cfg.Listener = ln
 	}
-	defer ln.Close()
-	cfg.Listener = ln
 	s := &supervisor{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		pid:    os.Getpid(),
 		events: make(chan event, 16),
 		slots:  make([]*slot, cfg.Workers),
+		sock:   sock,
+		limits: healthLimits{
+			healthcheck: cfg.HealthcheckTimeout,
+			timeout:     cfg.Timeout,
+			stallEvery:  stallProgressEvery,
+		},
 	}
 	s.env = workerEnv(s.pid)
 	for i := range s.slots {
@@ -108,17 +154,26 @@ func Run(cfg Config) error {
 
 func (c *Config) fill() error {
 	switch {
-	case c.Listener == nil:
+	case c.Listener == nil && !c.ReusePort:
 		return errors.New("supervisor: no listener")
+	case c.Listener != nil && c.ReusePort:
+		return errors.New("supervisor: ReusePort workers bind their own sockets; Listener must be nil")
 	case c.Workers < 1:
 		return fmt.Errorf("supervisor: workers must be at least 1, got %d", c.Workers)
 	case c.WorkerArgs == nil:
 		return errors.New("supervisor: no WorkerArgs")
 	case c.GracefulTimeout < 0:
 		return fmt.Errorf("supervisor: negative graceful timeout %v", c.GracefulTimeout)
+	case c.HealthcheckTimeout < 0:
+		return fmt.Errorf("supervisor: negative healthcheck timeout %v", c.HealthcheckTimeout)
+	case c.Timeout < 0:
+		return fmt.Errorf("supervisor: negative timeout %v", c.Timeout)
 	}
 	if c.GracefulTimeout == 0 {
 		c.GracefulTimeout = DefaultGracefulTimeout
+	}
+	if c.HealthcheckTimeout == 0 {
+		c.HealthcheckTimeout = DefaultHealthcheckTimeout
 	}
 	if c.Executable == "" {
 		exe, err := os.Executable()
@@ -155,9 +210,8 @@ func adoptListener(f *os.File) (*os.File, error) {
 	dup := -1
 	var opErr error
 	err = rc.Control(func(fd uintptr) {
-		acc, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-		if err != nil || acc != 1 {
-			opErr = fmt.Errorf("supervisor: %s is not a listening socket", f.Name())
+		if opErr = checkListening(int(fd)); opErr != nil {
+			opErr = fmt.Errorf("%s: %w", f.Name(), opErr)
 			return
 		}
 		dup, opErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
@@ -225,11 +279,38 @@ type event struct {
 	err  error
 }
 
-// slot is one worker index: the process currently filling it and its
-// crash-loop bookkeeping.
+// purpose says why a slot's next process is booting.
+type purpose int
+
+const (
+	forRestart purpose = iota + 1 // one step of a SIGHUP rolling restart
+	forRecycle                    // its predecessor sent contract.Retire
+	forScaleUp                    // a new slot from SIGTTIN: no predecessor
+)
+
+func (p purpose) String() string {
+	switch p {
+	case forRestart:
+		return "rolling restart"
+	case forRecycle:
+		return "recycling"
+	case forScaleUp:
+		return "SIGTTIN"
+	}
+	return "purpose(" + strconv.Itoa(int(p)) + ")"
+}
+
+// slot is one worker index: the process serving it, the one booting to
+// take over, and its crash-loop bookkeeping.
 type slot struct {
-	index      int
-	cur        *worker   // nil while empty (between death and respawn)
+	index int
+	// cur serves the slot; nil while empty (between a death and its
+	// respawn, or while a SIGTTIN slot's first process boots).
+	cur *worker
+	// next boots to replace cur (or to fill a new slot); when it is ready
+	// it becomes cur and the old cur drains. At most one at a time.
+	next       *worker
+	nextFor    purpose
 	fastDeaths int       // consecutive deaths within fastDeath of starting
 	respawnAt  time.Time // zero unless a backed-off respawn is pending
 }
@@ -243,9 +324,20 @@ type supervisor struct {
 	events  chan event
 	spawner *spawner
 	wg      sync.WaitGroup // the per-worker goroutines
+	sock    *socketFile
+	limits  healthLimits
 
-	slots []*slot
+	slots []*slot   // index i holds worker i+1; len is the wanted count
 	procs []*worker // every process not yet reaped, in start order
+
+	// gen counts SIGHUPs; each worker remembers the gen it was spawned
+	// in. While rolling, every slot whose cur is older than gen is
+	// replaced, one at a time; a SIGHUP during a restart bumps gen, so
+	// workers started before it are replaced (again) too.
+	gen         int
+	rolling     bool
+	rollStarted time.Time
+	rollSteps   int
 
 	announced bool  // the "running on" line was logged
 	stopping  bool  // shutdown began: no more respawns
@@ -262,32 +354,46 @@ func (s *supervisor) run() error {
 	if err := closeInheritedOnExec(); err != nil {
 		s.log.Debug("could not mark inherited fds close-on-exec", zap.Error(err))
 	}
-	sigs := make(chan os.Signal, 4)
+	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, handledSignals...)
 	defer signal.Stop(sigs)
 
 	s.spawner = startSpawner()
 	defer s.spawner.stop()
 
+	health := time.NewTicker(contract.HeartbeatInterval)
+	defer health.Stop()
+
+	var queries <-chan chan []WorkerStatus
+	if c := s.cfg.Control; c != nil {
+		queries = c.reqs
+	}
+
 	for _, sl := range s.slots {
-		if err := s.start(sl); err != nil {
+		w, err := s.spawn(sl)
+		if err != nil {
 			s.shutdown(err, "a worker could not be started")
 			break
 		}
+		sl.cur = w
+		s.logStarted(w)
 	}
-	// The dispatch loop. Next: a watchdog ticker for --timeout, comparing
-	// each worker's lastBeat with now, becomes one more case here.
 	for !s.stopping || len(s.procs) > 0 {
 		select {
 		case sig := <-sigs:
 			s.handleSignal(sig)
 		case ev := <-s.events:
 			s.handleEvent(ev)
+		case now := <-health.C:
+			s.checkHealth(now)
+		case reply := <-queries:
+			reply <- s.snapshot(time.Now())
 		case <-timerC(s.drain):
 			s.drainExpired()
 		case <-timerC(s.respawn):
 			s.respawnDue()
 		}
+		s.advance()
 	}
 	// Every worker was reaped, so both its goroutines have sent their last
 	// event; this returns at once.
@@ -300,8 +406,6 @@ func (s *supervisor) run() error {
 
 func (s *supervisor) handleSignal(sig os.Signal) {
 	name := unix.SignalName(sig.(syscall.Signal))
-	// Next: SIGHUP → rolling restart, SIGTTIN/SIGTTOU → one worker slot
-	// more/less get their cases here (and a place in handledSignals).
 	switch sig {
 	case syscall.SIGINT, syscall.SIGTERM:
 		if !s.stopping {
@@ -317,6 +421,22 @@ func (s *supervisor) handleSignal(sig os.Signal) {
 			s.log.Warn("Received SIGQUIT: killing child processes without draining")
 			s.kill(errors.New("quit on SIGQUIT: workers killed without draining"))
 		}
+	case syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU:
+		if s.stopping {
+			s.log.Info(fmt.Sprintf("Received %s during shutdown: ignored", name))
+			return
+		}
+		switch sig {
+		case syscall.SIGHUP:
+			s.log.Info("Received SIGHUP, restarting processes.")
+			s.startRollingRestart()
+		case syscall.SIGTTIN:
+			s.log.Info("Received SIGTTIN, increasing the number of processes.")
+			s.scaleUp()
+		case syscall.SIGTTOU:
+			s.log.Info("Received SIGTTOU, decreasing the number of processes.")
+			s.scaleDown()
+		}
 	}
 }
 
@@ -327,7 +447,7 @@ func (s *supervisor) handleEvent(ev event) {
 		s.handleMsg(w, ev.msg)
 	case evExited:
 		w.waited = true
-		// Nothing of the worker is left to tell it we live.
+		// Nothing of the worker is left to ping or to tell it we live.
 		w.lifelineW.Close()
 		_ = w.statusR.SetReadDeadline(time.Now().Add(readerGrace))
 	case evStatusClosed:
@@ -344,18 +464,29 @@ func (s *supervisor) handleEvent(ev event) {
 }
 
 func (s *supervisor) handleMsg(w *worker, msg contract.Msg) {
+	if w.state == Exited {
+		return
+	}
+	now := time.Now()
 	switch msg.Kind {
 	case contract.Ready:
 		if w.state != Starting {
 			return
 		}
 		w.state = Ready
-		s.log.Debug(fmt.Sprintf("Child process [%d] ready", w.pid), zap.String("worker", w.name()))
+		w.readyAt = now
+		s.log.Debug(fmt.Sprintf("Child process [%d] ready", w.pid), zap.String("worker", w.name()),
+			zap.Duration("boot", now.Sub(w.started).Round(time.Millisecond)))
+		if sl := w.slot; sl.next == w {
+			s.promote(sl)
+		}
 		s.maybeAnnounce()
 	case contract.Beat:
-		// Seam for --timeout: a watchdog timer will compare this with now
-		// and kill a worker whose loop stopped beating.
-		w.lastBeat = time.Now()
+		s.beat(w, now)
+	case contract.Alive:
+		w.lastAlive = now
+	case contract.Retire:
+		s.retireRequested(w, msg.Value)
 	default:
 		s.log.Debug("unknown status message", zap.String("worker", w.name()), zap.String("kind", string(msg.Kind)))
 	}
@@ -375,8 +506,12 @@ func (s *supervisor) maybeAnnounce() {
 	s.log.Info(fmt.Sprintf("demo running on %s (Press CTRL+C to quit)", s.cfg.Addr))
 }
 
+func (s *supervisor) logStarted(w *worker) {
+	s.log.Info(fmt.Sprintf("Started server process [%d] (worker %s)", w.pid, w.name()))
+}
+
 // reap forgets a worker that exited and whose status pipe is drained, and
-// decides what its exit means.
+// decides what its exit means for its slot.
 func (s *supervisor) reap(w *worker) {
 	w.state = Exited
 	for i, p := range s.procs {
@@ -385,31 +520,84 @@ func (s *supervisor) reap(w *worker) {
 			break
 		}
 	}
-	sl := s.slots[w.index-1]
-	if sl.cur == w {
-		sl.cur = nil
-	}
+	sl := w.slot
 	ps := w.cmd.ProcessState
-	msgFields := []zap.Field{zap.String("worker", w.name()), zap.String("status", ps.String())}
+	fields := []zap.Field{zap.String("worker", w.name()), zap.String("status", ps.String())}
+	if w.killedFor != "" {
+		fields = append(fields, zap.String("killed", w.killedFor))
+	}
 	switch {
 	case s.stopping:
-		s.log.Info(fmt.Sprintf("Child process [%d] stopped", w.pid), msgFields...)
+		if sl.cur == w {
+			sl.cur = nil
+		}
+		if sl.next == w {
+			sl.next = nil
+		}
+		s.log.Info(fmt.Sprintf("Child process [%d] stopped", w.pid), fields...)
+	case sl.next == w:
+		sl.next = nil
+		s.nextFailed(sl, w, fields)
+	case sl.cur != w:
+		// Retired on purpose: replaced, or its slot removed.
+		s.log.Info(fmt.Sprintf("Child process [%d] stopped", w.pid), fields...)
+	default:
+		sl.cur = nil
+		s.slotDied(sl, w, fields)
+	}
+}
+
+// slotDied handles the death of the process serving sl.
+func (s *supervisor) slotDied(sl *slot, w *worker, fields []zap.Field) {
+	ps := w.cmd.ProcessState
+	switch {
 	case ps.Exited() && ps.ExitCode() == contract.ExitStartupFailure:
 		// Like gunicorn's WORKER_BOOT_ERROR: a worker that cannot start
 		// will not start next time either, so respawning is pointless.
-		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot", w.pid), msgFields...)
+		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot", w.pid), fields...)
 		s.shutdown(fmt.Errorf("worker %s [%d] could not start (exit status %d)", w.name(), w.pid, contract.ExitStartupFailure), "a worker failed to boot")
 	case !s.announced:
-		s.log.Error(fmt.Sprintf("Child process [%d] died during start-up", w.pid), msgFields...)
+		s.log.Error(fmt.Sprintf("Child process [%d] died during start-up", w.pid), fields...)
 		s.shutdown(fmt.Errorf("worker %s [%d] exited during start-up: %s", w.name(), w.pid, ps), "a worker died during start-up")
 	default:
-		s.log.Warn(fmt.Sprintf("Child process [%d] died", w.pid), msgFields...)
+		s.log.Warn(fmt.Sprintf("Child process [%d] died", w.pid), fields...)
 		if time.Since(w.started) < fastDeath {
 			sl.fastDeaths++
 		} else {
 			sl.fastDeaths = 0
 		}
+		if sl.next != nil {
+			// Its successor is already booting and takes over when ready.
+			return
+		}
 		s.replace(sl)
+	}
+}
+
+// nextFailed handles a process that died before it was ready to take over
+// sl: the operation it was for is abandoned and whatever serves sl keeps
+// serving. Only when sl has nobody left does the respawn policy apply.
+func (s *supervisor) nextFailed(sl *slot, w *worker, fields []zap.Field) {
+	why := sl.nextFor
+	sl.nextFor = 0
+	if why == forScaleUp {
+		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot; not adding worker %s", w.pid, w.name()), fields...)
+		if s.dropNewSlot(sl) {
+			return
+		}
+	}
+	if sl.cur == nil {
+		// Nobody serves sl (a later SIGTTIN slot, or its predecessor died
+		// meanwhile): the respawn policy applies as to any death.
+		s.slotDied(sl, w, fields)
+	} else {
+		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot; keeping [%d] (worker %s)", w.pid, sl.cur.pid, sl.cur.name()), fields...)
+		if why == forRecycle {
+			s.log.Warn(fmt.Sprintf("Recycling of [%d] abandoned; it keeps serving", sl.cur.pid))
+		}
+	}
+	if why == forRestart && !s.stopping {
+		s.abortRollingRestart()
 	}
 }
 
@@ -420,35 +608,37 @@ func (s *supervisor) replace(sl *slot) {
 		s.restart(sl)
 		return
 	}
-	delay := backoffMax
-	if n := sl.fastDeaths - backoffAfter; n < 6 {
-		delay = min(backoffBase<<n, backoffMax)
-	}
+	delay := backoffDelay(sl.fastDeaths)
 	s.log.Warn(fmt.Sprintf("Worker %d/%d died within %v of starting %d times in a row; restarting it in %v",
-		sl.index, s.cfg.Workers, fastDeath, sl.fastDeaths, delay))
+		sl.index, len(s.slots), fastDeath, sl.fastDeaths, delay))
 	sl.respawnAt = time.Now().Add(delay)
 	s.armRespawn()
 }
 
-// restart starts a new process in sl; a failure to even start counts as a
-// fast death, so a missing executable backs off instead of spinning.
+// backoffDelay is the wait before restarting a slot whose processes died
+// fast n times in a row (n >= backoffAfter).
+func backoffDelay(n int) time.Duration {
+	if n -= backoffAfter; n < 0 {
+		return 0
+	} else if n < 6 {
+		return min(backoffBase<<n, backoffMax)
+	}
+	return backoffMax
+}
+
+// restart starts a new process in the empty slot sl; a failure to even
+// start counts as a fast death, so a missing executable backs off instead
+// of spinning.
 func (s *supervisor) restart(sl *slot) {
-	if err := s.start(sl); err != nil {
+	w, err := s.spawn(sl)
+	if err != nil {
 		s.log.Error("Could not restart worker", zap.Error(err))
 		sl.fastDeaths = max(sl.fastDeaths+1, backoffAfter)
 		s.replace(sl)
-	}
-}
-
-func (s *supervisor) start(sl *slot) error {
-	w, err := s.spawn(sl.index)
-	if err != nil {
-		return err
+		return
 	}
 	sl.cur = w
-	s.procs = append(s.procs, w)
-	s.log.Info(fmt.Sprintf("Started server process [%d] (worker %s)", w.pid, w.name()))
-	return nil
+	s.logStarted(w)
 }
 
 func (s *supervisor) armRespawn() {
@@ -480,9 +670,11 @@ func (s *supervisor) respawnDue() {
 	s.armRespawn()
 }
 
-// beginStop moves to the stopping phase: no respawns, listener closed.
+// beginStop moves to the stopping phase: no respawns, no rolling restart,
+// listener closed.
 func (s *supervisor) beginStop(reason error) {
 	s.stopping = true
+	s.rolling = false
 	if s.err == nil {
 		s.err = reason
 	}
@@ -493,7 +685,10 @@ func (s *supervisor) beginStop(reason error) {
 	// Workers keep their own copies; closing ours means that once they have
 	// all gone, new connections are refused rather than left in a backlog
 	// nobody will accept from.
-	s.cfg.Listener.Close()
+	if s.cfg.Listener != nil {
+		s.cfg.Listener.Close()
+	}
+	s.sock.remove()
 }
 
 // shutdown starts a graceful stop: SIGTERM to every worker, SIGKILL for the
@@ -506,16 +701,26 @@ func (s *supervisor) shutdown(reason error, why string) {
 	s.beginStop(reason)
 	s.log.Info("Shutting down", zap.String("reason", why))
 	for _, w := range s.procs {
-		if !w.alive() {
+		if !w.alive() || w.state == Killed {
 			continue
 		}
-		w.state = Draining
-		s.log.Info(fmt.Sprintf("Waiting for child process [%d]", w.pid), zap.String("worker", w.name()))
-		if err := w.signal(syscall.SIGTERM); err != nil {
-			s.log.Error("SIGTERM failed", zap.Int("pid", w.pid), zap.Error(err))
+		if w.state != Draining {
+			s.log.Info(fmt.Sprintf("Waiting for child process [%d]", w.pid), zap.String("worker", w.name()))
+			s.terminate(w)
 		}
+		// The one shutdown deadline governs every drain from now on.
+		w.drainBy = time.Time{}
 	}
 	s.drain = time.NewTimer(s.cfg.GracefulTimeout)
+}
+
+// terminate asks w to drain: it stops accepting, finishes its in-flight
+// requests and exits.
+func (s *supervisor) terminate(w *worker) {
+	w.state = Draining
+	if err := w.signal(syscall.SIGTERM); err != nil {
+		s.log.Error("SIGTERM failed", zap.Int("pid", w.pid), zap.Error(err))
+	}
 }
 
 // drainExpired kills the workers that did not finish within GracefulTimeout.
@@ -544,11 +749,9 @@ func (s *supervisor) killAll() {
 		if !w.alive() {
 			continue
 		}
-		w.state = Draining
+		w.state = Killed
 		s.log.Warn(fmt.Sprintf("Killing child process [%d]", w.pid), zap.String("worker", w.name()))
-		if err := w.signal(syscall.SIGKILL); err != nil {
-			s.log.Error("SIGKILL failed", zap.Int("pid", w.pid), zap.Error(err))
-		}
+		s.sigkill(w)
 	}
 }
 

@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -321,6 +323,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{"no listener", Config{Workers: 1, WorkerArgs: args}, "no listener"},
 		{"no workers", Config{Workers: 0, WorkerArgs: args}, "workers must be at least 1"},
 		{"no argv", Config{Workers: 1}, "no WorkerArgs"},
+		{"reuse-port with a listener", Config{Workers: 1, WorkerArgs: args, ReusePort: true}, "Listener must be nil"},
+		{"negative timeout", Config{Workers: 1, WorkerArgs: args, Timeout: -time.Second}, "negative timeout"},
+		{"negative healthcheck", Config{Workers: 1, WorkerArgs: args, HealthcheckTimeout: -time.Second}, "negative healthcheck timeout"},
 		{"missing executable", Config{Workers: 1, WorkerArgs: args, Executable: "/nonexistent/demo"}, "start worker 1/1: fork/exec /nonexistent/demo: no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -345,7 +350,7 @@ func TestRunConfigErrors(t *testing.T) {
 }
 
 func TestStateString(t *testing.T) {
-	for s, want := range map[State]string{Starting: "starting", Ready: "ready", Draining: "draining", Exited: "exited", 9: "State(9)"} {
+	for s, want := range map[State]string{Starting: "starting", Ready: "ready", Draining: "draining", Killed: "killed", Exited: "exited", 9: "State(9)"} {
 		if got := s.String(); got != want {
 			t.Errorf("State(%d).String() = %q, want %q", int(s), got, want)
 		}
@@ -377,5 +382,17 @@ func waitStopped(t *testing.T, pid int) {
 			t.Fatalf("process %d did not stop", pid)
 		}
 		time.Sleep(time.Millisecond) // bounded poll: stopping has no notification for a non-child
+	}
+}
+
+func TestControlAfterRunReturned(t *testing.T) {
+	c := NewControl()
+	if err := Run(Config{Workers: 1, Control: c}); err == nil {
+		t.Fatal("Run without a listener succeeded")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Workers(ctx); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Workers after Run returned: %v, want ErrNotRunning", err)
 	}
 }

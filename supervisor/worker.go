@@ -20,9 +20,20 @@ import (
 // Allowed transitions:
 //
 //	Starting → Ready     it sent contract.Ready on the status pipe
-//	Starting → Draining  shutdown began before it was ready
-//	Ready    → Draining  the master sent it SIGTERM
+//	Starting → Draining  shutdown, or its slot was removed (SIGTTOU), before it was ready
+//	Ready    → Draining  the master sent it SIGTERM: shutdown, replaced by a
+//	                     ready successor (SIGHUP, recycling) or its slot removed
+//	Starting → Killed    not ready within the healthcheck timeout
+//	Ready    → Killed    no Alive within the healthcheck timeout, or its loop
+//	                     stalled longer than Config.Timeout (SIGABRT, then SIGKILL)
+//	Draining → Killed    still draining at its deadline (SIGKILL)
+//	any      → Killed    SIGQUIT, a second SIGINT/SIGTERM, or the graceful
+//	                     shutdown timed out (SIGKILL to every worker)
 //	any      → Exited    cmd.Wait returned and its status pipe hit EOF
+//
+// Health checks only judge a worker by its state (see judge): a Draining
+// worker is never killed for a stalled loop or silence, only at its drain
+// deadline, and a Killed one only gets the SIGKILL that follows SIGABRT.
 //
 // Exited is terminal: a replacement is a new worker in Starting.
 type State int
@@ -30,10 +41,12 @@ type State int
 const (
 	// Starting: the process exists but has not said it is ready.
 	Starting State = iota
-	// Ready: the worker accepts on the shared socket.
+	// Ready: the worker accepts connections.
 	Ready
 	// Draining: SIGTERM sent; it finishes in-flight requests and exits.
 	Draining
+	// Killed: the master sent SIGABRT or SIGKILL and waits for the exit.
+	Killed
 	// Exited: reaped; the master holds nothing of it any more.
 	Exited
 )
@@ -46,6 +59,8 @@ func (s State) String() string {
 		return "ready"
 	case Draining:
 		return "draining"
+	case Killed:
+		return "killed"
 	case Exited:
 		return "exited"
 	}
@@ -56,18 +71,29 @@ func (s State) String() string {
 // Run) reads or writes its fields; the two goroutines per worker only send
 // events.
 type worker struct {
-	index    int // 1-based slot
-	total    int
-	pid      int
-	cmd      *exec.Cmd
-	state    State
-	started  time.Time
-	lastBeat time.Time // seam for the --timeout watchdog
+	slot  *slot
+	index int // 1-based slot index, fixed at spawn
+	total int // number of slots when it was spawned (its argv says so)
+	gen   int // supervisor.gen at spawn: SIGHUP replaces every older worker
+	pid   int
+	cmd   *exec.Cmd
+	state State
+
+	started   time.Time
+	readyAt   time.Time
+	lastAlive time.Time // last contract.Alive (zero: none yet)
+	lastBeat  time.Time // last contract.Beat (zero: none yet)
+	// stallNoted is when the current stall was last reported as ongoing
+	// (zero: not yet), so long stalls log at most every stallProgressEvery.
+	stallNoted time.Time
+	abortedAt  time.Time // SIGABRT sent for --timeout; SIGKILL follows after abortGrace
+	drainBy    time.Time // SIGKILL if still draining then (zero: no deadline of its own)
+	killedFor  string    // why the master killed it, for the reap log line
 
 	// statusR is the master's end of the status pipe; the reader goroutine
 	// owns and closes it. lifelineW is the only write end of the worker's
-	// lifeline: the kernel closes it if the master dies, which the worker
-	// sees as EOF.
+	// lifeline: the master pings on it, and the kernel closes it if the
+	// master dies, which the worker sees as EOF.
 	statusR   *os.File
 	lifelineW *os.File
 
@@ -90,10 +116,11 @@ func (w *worker) signal(sig syscall.Signal) error {
 	return err
 }
 
-// spawn starts worker index per contract.go and the two goroutines that turn
-// its exit and its status lines into events.
-func (s *supervisor) spawn(index int) (*worker, error) {
-	total := s.cfg.Workers
+// spawn starts a worker for sl per contract.go and the two goroutines that
+// turn its exit and its status lines into events. It neither records the
+// worker in sl nor logs: the caller decides what the new process is for.
+func (s *supervisor) spawn(sl *slot) (*worker, error) {
+	index, total := sl.index, len(s.slots)
 	argv := s.cfg.WorkerArgs(index, total)
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("start worker %d/%d: WorkerArgs returned no argv", index, total)
@@ -114,8 +141,10 @@ func (s *supervisor) spawn(index int) (*worker, error) {
 		Env:    s.env,
 		Stdout: s.cfg.Stdout, // *os.File: inherited directly, no copying goroutine
 		Stderr: s.cfg.Stderr,
-		// Order is the contract: fd 3, 4, 5. Every other fd of ours is
-		// O_CLOEXEC, so no worker sees another worker's pipe ends.
+		// Order is the contract: fd 3, 4, 5. With ReusePort the listener
+		// is nil and fd 3 stays closed in the child: it binds its own.
+		// Every other fd of ours is O_CLOEXEC, so no worker sees another
+		// worker's pipe ends.
 		ExtraFiles: []*os.File{s.cfg.Listener, statusW, lifelineR},
 		SysProcAttr: &syscall.SysProcAttr{
 			// Own process group: a terminal's Ctrl+C reaches only the
@@ -136,8 +165,10 @@ func (s *supervisor) spawn(index int) (*worker, error) {
 	}
 
 	w := &worker{
+		slot:      sl,
 		index:     index,
 		total:     total,
+		gen:       s.gen,
 		pid:       cmd.Process.Pid,
 		cmd:       cmd,
 		state:     Starting,
@@ -145,6 +176,7 @@ func (s *supervisor) spawn(index int) (*worker, error) {
 		statusR:   statusR,
 		lifelineW: lifelineW,
 	}
+	s.procs = append(s.procs, w)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()

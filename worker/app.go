@@ -10,10 +10,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 
+	"demo/contract"
 	"demo/eventloop"
 	"demo/eventloop/client"
 )
@@ -68,15 +70,22 @@ type app struct {
 	pool     *semaphore.Weighted
 	routes   map[string]handler
 	draining bool
+
+	status   *statusPipe
+	listener *listener // closed at drain if the worker owns it (SO_REUSEPORT)
+
+	served        int  // requests that reached the app
+	retirePending bool // Retire is due but the status pipe had no room yet
 }
 
-func newApp(loop *eventloop.Loop, cfg Config, log *zap.Logger) *app {
+func newApp(loop *eventloop.Loop, cfg Config, log *zap.Logger, status *statusPipe) *app {
 	a := &app{
 		loop:   loop,
 		cfg:    cfg,
 		log:    log,
 		client: client.New(loop, client.Config{}),
 		pool:   semaphore.NewWeighted(int64(cfg.ThreadpoolSize)),
+		status: status,
 	}
 	byMode := map[Mode]handler{Mixed: a.mixed, Async: a.async, Threadpool: a.threadpool}
 	a.routes = map[string]handler{
@@ -91,7 +100,11 @@ func newApp(loop *eventloop.Loop, cfg Config, log *zap.Logger) *app {
 
 func (a *app) serverConfig() eventloop.ServerConfig {
 	cfg := eventloop.ServerConfig{
-		ServerName: "demo",
+		ServerName:           "demo",
+		LimitConcurrency:     a.cfg.LimitConcurrency,
+		KeepAliveTimeout:     a.cfg.KeepAliveTimeout,
+		RequestHeaderTimeout: a.cfg.RequestHeaderTimeout,
+		MaxBodyBytes:         a.cfg.MaxBodyBytes,
 		ErrorLog: func(msg string, err error) {
 			a.log.Error(msg, zap.Error(err))
 		},
@@ -106,6 +119,7 @@ func (a *app) serverConfig() eventloop.ServerConfig {
 
 // serve routes a request like FastAPI would: 404 and 405 carry its bodies.
 func (a *app) serve(w *eventloop.ResponseWriter, r *eventloop.Request) {
+	a.countRequest()
 	h, ok := a.routes[r.URL.Path]
 	switch {
 	case !ok:
@@ -242,15 +256,59 @@ func (a *app) end(w *eventloop.ResponseWriter, id string, err error) {
 }
 
 // drain stops accepting and lets in-flight requests finish; the loop stops
-// once the last connection is gone.
+// once the last connection is gone. An owned SO_REUSEPORT socket closes
+// right away (Shutdown has accepted what was queued on it), so the kernel
+// sends new connections to the other workers' sockets instead.
 func (a *app) drain(srv *eventloop.Server) {
 	if a.draining {
 		return
 	}
 	a.draining = true
 	st := srv.Stats()
-	a.log.Info(fmt.Sprintf("Shutting down (%d connections, %d requests in flight)", st.Conns, st.InFlight))
 	srv.Shutdown(a.loop.Stop)
+	if a.listener != nil {
+		a.listener.close()
+	}
+	a.log.Info(fmt.Sprintf("Shutting down (%d connections, %d requests in flight)", st.Conns, st.InFlight))
+}
+
+// heartbeat sends Beat from the loop goroutine and re-arms itself, so the
+// beats stop exactly while the loop is blocked: that silence is what the
+// master measures. It also retries a Retire the pipe had no room for.
+func (a *app) heartbeat() {
+	a.sendRetire()
+	err := a.status.send(contract.Msg{Kind: contract.Beat, Value: time.Now().UnixNano()})
+	if err != nil && !errors.Is(err, errPipeFull) { // a full pipe: skip this beat, never wait
+		a.log.Debug("heartbeat", zap.Error(err))
+	}
+	a.loop.AfterFunc(contract.HeartbeatInterval, a.heartbeat)
+}
+
+// countRequest counts a request that reached the app and, at
+// --limit-max-requests, asks the master for a replacement once. Unlike
+// uvicorn, which stops accepting at once, the worker keeps serving until the
+// master, with the replacement ready, sends SIGTERM: no request is refused.
+func (a *app) countRequest() {
+	a.served++
+	if a.cfg.MaxRequests > 0 && a.served == a.cfg.MaxRequests && !a.draining {
+		a.log.Info(fmt.Sprintf("Maximum request limit of %d reached; asking the master for a replacement", a.cfg.MaxRequests))
+		a.retirePending = true
+		a.sendRetire()
+	}
+}
+
+func (a *app) sendRetire() {
+	if !a.retirePending || a.draining {
+		return
+	}
+	err := a.status.send(contract.Msg{Kind: contract.Retire, Value: int64(a.served)})
+	if errors.Is(err, errPipeFull) {
+		return // the next heartbeat tries again: this one must not be lost
+	}
+	a.retirePending = false
+	if err != nil {
+		a.log.Warn("could not ask the master for a replacement", zap.Error(err))
+	}
 }
 
 // callError names which of the request's external calls failed.

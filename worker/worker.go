@@ -1,7 +1,9 @@
 // Package worker is one worker process: the app (routes, the three handler
 // modes, the article's log lines) on top of a single event loop, plus the
 // process plumbing a master expects from a worker — accept on the inherited
-// socket, say when ready, drain on SIGTERM, and die with the master.
+// socket (or its own SO_REUSEPORT one), say when ready, beat from the loop,
+// answer pings beside it, ask to be recycled after --limit-max-requests,
+// drain on SIGTERM, and die with the master.
 package worker
 
 import (
@@ -33,6 +35,23 @@ type Config struct {
 	ThreadpoolSize  int
 	AccessLog       bool
 	Logger          *zap.Logger
+
+	// Server limits (eventloop.ServerConfig); zero takes its default.
+	LimitConcurrency     int           // > 0: 503 beyond this many connections or requests in flight
+	KeepAliveTimeout     time.Duration // idle connections, brand new ones included
+	RequestHeaderTimeout time.Duration // a begun header must complete within it, or 408
+	MaxBodyBytes         int64         // larger bodies get 413
+
+	// MaxRequests, when > 0, is this worker's share of --limit-max-requests
+	// (jitter already added by the master): after serving that many requests
+	// it sends contract.Retire once and keeps serving until SIGTERM.
+	MaxRequests int
+
+	// ReusePortAddr, when set (host:port with a concrete port), makes the
+	// worker bind its own SO_REUSEPORT socket there with Backlog instead of
+	// accepting on the inherited fd 3.
+	ReusePortAddr string
+	Backlog       int
 }
 
 // ErrNotStartedByMaster is returned when `demo worker` is run by hand.
@@ -60,6 +79,20 @@ func (c *Config) Validate() error {
 	if c.ThreadpoolSize < 1 {
 		return fmt.Errorf("--threadpool-size must be at least 1, got %d", c.ThreadpoolSize)
 	}
+	switch {
+	case c.LimitConcurrency < 0:
+		return fmt.Errorf("--limit-concurrency must be 0 (off) or more, got %d", c.LimitConcurrency)
+	case c.KeepAliveTimeout < 0:
+		return fmt.Errorf("--timeout-keep-alive must not be negative, got %v", c.KeepAliveTimeout)
+	case c.RequestHeaderTimeout < 0:
+		return fmt.Errorf("--timeout-request-header must not be negative, got %v", c.RequestHeaderTimeout)
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("--limit-request-body must not be negative, got %d", c.MaxBodyBytes)
+	case c.MaxRequests < 0:
+		return fmt.Errorf("--limit-max-requests must be 0 (off) or more, got %d", c.MaxRequests)
+	case c.ReusePortAddr != "" && c.Backlog < 1:
+		return fmt.Errorf("--backlog must be at least 1, got %d", c.Backlog)
+	}
 	return nil
 }
 
@@ -83,7 +116,7 @@ func ValidateExternal(raw string) error {
 // Run serves until the master asks the worker to stop (SIGTERM/SIGINT) and
 // every in-flight request has finished. It returns ErrNotStartedByMaster
 // when not started by a master and a *StartupError when the inherited
-// descriptors are unusable.
+// descriptors (or its own listening socket) are unusable.
 func Run(cfg Config) error {
 	if os.Getenv(contract.EnvMasterPID) != strconv.Itoa(os.Getppid()) {
 		return ErrNotStartedByMaster
@@ -91,17 +124,22 @@ func Run(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return &StartupError{err}
 	}
-	if err := checkListener(contract.ListenerFD); err != nil {
+	ln, err := openListener(cfg)
+	if err != nil {
 		return &StartupError{err}
 	}
+	defer ln.close()
 	name := fmt.Sprintf("demo-worker-%d", cfg.Index)
 	// /proc/self/comm names the process for `ps -o comm` and top; the loop
-	// thread names itself too (see serve) so `top -H` shows which thread it is.
+	// thread names itself too (see below) so `top -H` shows which thread it is.
 	_ = os.WriteFile("/proc/self/comm", []byte(name), 0)
 
 	log := cfg.Logger
-	status := os.NewFile(contract.StatusFD, "status")
-	defer status.Close()
+	status, err := openStatusPipe(contract.StatusFD)
+	if err != nil {
+		return &StartupError{err}
+	}
+	defer status.close() // deferred before wg.Wait, so it runs after the lifeline goroutine is done with it
 
 	lifeline, err := openLifeline()
 	if err != nil {
@@ -113,7 +151,7 @@ func Run(cfg Config) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		watchLifeline(lifeline, log)
+		watchLifeline(lifeline, status, log)
 	}()
 
 	loop, err := eventloop.New()
@@ -121,8 +159,11 @@ func Run(cfg Config) error {
 		return &StartupError{err}
 	}
 	defer loop.Close()
-	app := newApp(loop, cfg, log)
-	srv, err := eventloop.NewServer(loop, contract.ListenerFD, app.serverConfig(), app.serve)
+	app := newApp(loop, cfg, log, status)
+	app.listener = ln
+	srvCfg := app.serverConfig()
+	srvCfg.ExclusiveListener = ln.owned
+	srv, err := eventloop.NewServer(loop, ln.fd, srvCfg, app.serve)
 	if err != nil {
 		return &StartupError{err}
 	}
@@ -147,11 +188,12 @@ func Run(cfg Config) error {
 		}
 	}()
 
-	if _, err := status.Write(contract.Msg{Kind: contract.Ready}.Encode()); err != nil {
+	if err := status.send(contract.Msg{Kind: contract.Ready}); err != nil {
 		return &StartupError{fmt.Errorf("tell master ready: %w", err)}
 	}
 	log.Info(fmt.Sprintf("Worker %d/%d ready, mode %s (loop thread %s)", cfg.Index, cfg.Total, cfg.Mode, name))
 	loop.Post(func() { setThreadName(name) })
+	loop.Post(app.heartbeat)
 	if err := loop.Run(); err != nil {
 		return fmt.Errorf("event loop: %w", err)
 	}
@@ -159,18 +201,34 @@ func Run(cfg Config) error {
 	return nil
 }
 
-// checkListener makes sure fd is a listening stream socket, so a worker
-// started with the wrong fd 3 fails loudly instead of serving nothing.
-func checkListener(fd int) error {
-	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+// listener is the socket the worker accepts on: the master's, inherited as
+// fd 3, or (owned) its own SO_REUSEPORT socket, which the worker closes as
+// soon as it starts draining so the kernel stops routing connections to it.
+type listener struct {
+	fd    int
+	owned bool
+}
+
+func openListener(cfg Config) (*listener, error) {
+	if cfg.ReusePortAddr == "" {
+		if err := checkListener(contract.ListenerFD); err != nil {
+			return nil, err
+		}
+		return &listener{fd: contract.ListenerFD}, nil
+	}
+	fd, err := listenReusePort(cfg.ReusePortAddr, cfg.Backlog)
 	if err != nil {
-		return fmt.Errorf("fd %d is not a socket: %w", fd, err)
+		return nil, err
 	}
-	acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-	if err != nil || typ != unix.SOCK_STREAM || acc != 1 {
-		return fmt.Errorf("fd %d is not a listening stream socket", fd)
+	return &listener{fd: fd, owned: true}, nil
+}
+
+// close closes an owned socket, once; the inherited one stays the master's.
+func (l *listener) close() {
+	if l.owned && l.fd >= 0 {
+		unix.Close(l.fd)
+		l.fd = -1
 	}
-	return nil
 }
 
 // openLifeline wraps the lifeline pipe in a pollable *os.File, so that Close
@@ -182,13 +240,26 @@ func openLifeline() (*os.File, error) {
 	return os.NewFile(contract.LifelineFD, "lifeline"), nil
 }
 
-// watchLifeline waits for the master to go away. It runs beside the loop,
-// not on it, so a worker whose loop is blocked still dies with its master.
-// PR_SET_PDEATHSIG normally kills us first; this is the second line.
-func watchLifeline(f *os.File, log *zap.Logger) {
-	var buf [1]byte
+// watchLifeline answers the master's pings and waits for it to go away. It
+// runs beside the loop, not on it: each Ping gets an Alive even while the
+// loop is blocked (the process lives; the loop's own Beat says whether it
+// moves), and a worker whose loop is blocked still dies with its master.
+// PR_SET_PDEATHSIG normally kills us first; the lifeline's EOF is the second
+// line.
+func watchLifeline(f *os.File, status *statusPipe, log *zap.Logger) {
+	var buf [64]byte
 	for {
-		_, err := f.Read(buf[:])
+		n, err := f.Read(buf[:])
+		for _, b := range buf[:n] {
+			if b != contract.Ping {
+				continue
+			}
+			// A full pipe drops the answer: the master is not reading, and
+			// the next ping gets its own.
+			if err := status.send(contract.Msg{Kind: contract.Alive, Value: time.Now().UnixNano()}); err != nil && !errors.Is(err, errPipeFull) {
+				log.Debug("answer ping", zap.Error(err))
+			}
+		}
 		if errors.Is(err, os.ErrClosed) {
 			return // we are exiting on our own
 		}

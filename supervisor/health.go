@@ -1,0 +1,207 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"demo/contract"
+)
+
+// Two signals of health, kept apart (see contract.go):
+//
+//   - Alive answers the master's Ping from a goroutine beside the worker's
+//     loop: it proves the process runs, even while its loop is blocked.
+//     Silence for Config.HealthcheckTimeout kills the process.
+//   - Beat comes from the loop goroutine itself: the time since the last one
+//     is how long the loop has been stalled. Stalls are reported; only with
+//     Config.Timeout set do they kill (gunicorn's WORKER TIMEOUT).
+const (
+	// StallThreshold is how long a loop may go without a Beat before it
+	// counts as stalled: two missed heartbeats, so timer jitter on a busy
+	// machine is not reported as a stall.
+	StallThreshold = 2 * contract.HeartbeatInterval
+	// abortGrace is how long a worker aborted for --timeout has to dump its
+	// stacks and exit before SIGKILL (gunicorn's arbiter waits about as long).
+	abortGrace = time.Second
+)
+
+// stallProgressEvery spaces the "blocked for Xs so far" warnings of a long
+// stall. A variable only so the test master can shorten it.
+var stallProgressEvery = 5 * time.Second
+
+// healthLimits are the configured limits judge applies.
+type healthLimits struct {
+	healthcheck time.Duration // Alive silence (and start-up) limit
+	timeout     time.Duration // loop stall limit; 0 = off
+	stallEvery  time.Duration // spacing of progress warnings
+}
+
+// action is what judge decides the master must do about one worker now.
+type action int
+
+const (
+	actNone        action = iota
+	actKillBoot           // not ready within the healthcheck timeout: SIGKILL
+	actKillSilent         // no Alive within the healthcheck timeout: SIGKILL
+	actAbort              // loop stalled longer than Config.Timeout: SIGABRT
+	actKillAborted        // still there abortGrace after SIGABRT: SIGKILL
+	actKillDrain          // still draining at its own deadline: SIGKILL
+)
+
+// verdict is judge's answer: an action, plus whether to log that the
+// current stall goes on (at most every stallEvery).
+type verdict struct {
+	act      action
+	stall    time.Duration // time since the last Beat (0 before the first)
+	progress bool
+}
+
+// judge is the whole health policy for one worker at time now, free of side
+// effects so that a table test can cover it.
+//
+// Who is judged by what:
+//   - Starting: only the start-up limit (healthcheck timeout since spawn);
+//     its loop has not beaten yet, so it is not judged for stalls.
+//   - Ready: Alive silence since it got ready; with a timeout, its loop
+//     stall once it has sent its first Beat.
+//   - Draining: only its drain deadline. Its loop may well be blocked (an
+//     in-flight request): the graceful timeout governs it, not --timeout.
+//   - Killed: only the SIGKILL that follows SIGABRT.
+//
+// Stalls are measured (and reported) in every state while beats have been
+// seen, since that is what `demo status` shows.
+func judge(w *worker, now time.Time, lim healthLimits) verdict {
+	var v verdict
+	if !w.lastBeat.IsZero() {
+		v.stall = now.Sub(w.lastBeat)
+		if v.stall > StallThreshold && w.state != Killed {
+			last := w.stallNoted
+			if last.IsZero() {
+				last = w.lastBeat
+			}
+			v.progress = now.Sub(last) >= lim.stallEvery
+		}
+	}
+	switch w.state {
+	case Starting:
+		if now.Sub(w.started) > lim.healthcheck {
+			v.act = actKillBoot
+		}
+	case Ready:
+		since := w.readyAt
+		if w.lastAlive.After(since) {
+			since = w.lastAlive
+		}
+		switch {
+		case lim.timeout > 0 && !w.lastBeat.IsZero() && v.stall > lim.timeout:
+			v.act = actAbort
+		case now.Sub(since) > lim.healthcheck:
+			v.act = actKillSilent
+		}
+	case Draining:
+		if !w.drainBy.IsZero() && now.After(w.drainBy) {
+			v.act = actKillDrain
+		}
+	case Killed:
+		if !w.abortedAt.IsZero() && now.Sub(w.abortedAt) >= abortGrace {
+			v.act = actKillAborted
+		}
+	}
+	return v
+}
+
+// checkHealth runs every HeartbeatInterval on the owner goroutine: ping
+// every live worker, then act on judge's verdicts.
+func (s *supervisor) checkHealth(now time.Time) {
+	for _, w := range s.procs {
+		if !w.alive() {
+			continue
+		}
+		ping(w)
+		v := judge(w, now, s.limits)
+		if v.progress {
+			w.stallNoted = now
+			s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop blocked for %s so far", w.name(), w.pid, seconds(v.stall)))
+		}
+		switch v.act {
+		case actKillBoot:
+			s.healthKill(w, fmt.Sprintf("Child process [%d] not ready after %v, killed", w.pid, s.limits.healthcheck), "not ready in time")
+		case actKillSilent:
+			s.healthKill(w, fmt.Sprintf("Child process [%d] did not answer for %v, killed", w.pid, s.limits.healthcheck), "did not answer pings")
+		case actAbort:
+			// gunicorn's words, so existing alerts keep matching.
+			s.log.Error(fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.pid), zap.String("worker", w.name()),
+				zap.Duration("stalled", v.stall.Round(time.Millisecond)), zap.Duration("timeout", s.limits.timeout))
+			w.state = Killed
+			w.killedFor = "worker timeout"
+			w.abortedAt = now
+			// SIGABRT first: a Go worker dumps every goroutine's stack,
+			// which shows where its loop is stuck.
+			if err := w.signal(syscall.SIGABRT); err != nil {
+				s.log.Error("SIGABRT failed", zap.Int("pid", w.pid), zap.Error(err))
+			}
+		case actKillAborted:
+			s.log.Warn(fmt.Sprintf("Child process [%d] still running %v after SIGABRT, killing it", w.pid, abortGrace))
+			s.sigkill(w)
+		case actKillDrain:
+			s.log.Warn(fmt.Sprintf("Child process [%d] did not finish draining within %v, killing it", w.pid, s.cfg.GracefulTimeout))
+			w.state = Killed
+			w.killedFor = "drain timeout"
+			s.sigkill(w)
+		}
+	}
+}
+
+// healthKill kills a worker that failed a health check; it is replaced when
+// reaped, like any worker that died.
+func (s *supervisor) healthKill(w *worker, line, why string) {
+	s.log.Error(line, zap.String("worker", w.name()))
+	w.state = Killed
+	w.killedFor = why
+	s.sigkill(w)
+}
+
+func (s *supervisor) sigkill(w *worker) {
+	if err := w.signal(syscall.SIGKILL); err != nil {
+		s.log.Error("SIGKILL failed", zap.Int("pid", w.pid), zap.Error(err))
+	}
+}
+
+// beat records a Beat and, if it ends a stall, reports the stall once.
+func (s *supervisor) beat(w *worker, now time.Time) {
+	if !w.lastBeat.IsZero() {
+		if gap := now.Sub(w.lastBeat); gap > StallThreshold {
+			s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop was blocked for %s", w.name(), w.pid, seconds(gap)))
+		}
+	}
+	w.lastBeat = now
+	w.stallNoted = time.Time{}
+}
+
+// ping writes one contract.Ping on w's lifeline without ever blocking the
+// owner goroutine: a worker that stopped reading fills the pipe, and then
+// pings are simply dropped (its silence is what the healthcheck catches). A
+// worker that is gone gives EPIPE, which Go reports as an error instead of
+// raising SIGPIPE for fds other than stdout and stderr.
+func ping(w *worker) {
+	rc, err := w.lifelineW.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Write(func(fd uintptr) bool {
+		for {
+			_, err := unix.Write(int(fd), []byte{contract.Ping})
+			if !errors.Is(err, unix.EINTR) {
+				return true // done, whatever happened: never wait for room
+			}
+		}
+	})
+}
+
+// seconds formats d like "20.0s", the way the stall warnings read.
+func seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
