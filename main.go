@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
@@ -26,7 +25,6 @@ import (
 
 	"demo/contract"
 	"demo/external"
-	"demo/supervisor"
 	"demo/worker"
 )
 
@@ -87,10 +85,11 @@ func limitFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "timeout-keep-alive", Value: 5 * time.Second, Usage: "close a connection that has sent no request for this long, a brand new one included"},
 		&cli.DurationFlag{Name: "timeout-request-header", Value: 10 * time.Second, Usage: "answer 408 and close when a request's header is not complete this long after its first byte, so slow clients (slowloris) cannot pin connections"},
 		&cli.Int64Flag{Name: "limit-request-body", Value: 1 << 20, Usage: "largest request body in bytes; a larger one gets 413"},
+		&cli.DurationFlag{Name: "slow-callback", Value: 100 * time.Millisecond, Usage: "log a loop callback (a request's handler) running longer than this while it still blocks the loop, naming the request and the call it is stuck in (asyncio's debug threshold; 0 = off)"},
 	}
 }
 
-var limitFlagNames = []string{"limit-concurrency", "timeout-keep-alive", "timeout-request-header", "limit-request-body"}
+var limitFlagNames = []string{"limit-concurrency", "timeout-keep-alive", "timeout-request-header", "limit-request-body", "slow-callback"}
 
 // Flags every command takes: logging.
 func logFlags() []cli.Flag {
@@ -101,22 +100,6 @@ func logFlags() []cli.Flag {
 }
 
 func newApp() *cli.App {
-	serveFlags := []cli.Flag{
-		&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to bind"},
-		&cli.IntFlag{Name: "port", Value: 8000, Usage: "port to bind (0 picks a free one)"},
-		&cli.IntFlag{Name: "workers", Value: 1, Usage: "worker processes, each with one event loop"},
-		&cli.IntFlag{Name: "backlog", Value: 2048, Usage: "listen backlog: connections the kernel queues while no worker accepts"},
-		&cli.DurationFlag{Name: "timeout-graceful-shutdown", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long in-flight requests may finish before workers are killed"},
-		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request"},
-		&cli.BoolFlag{Name: "no-access-log", Usage: "disable the access log"},
-		&cli.IntFlag{Name: "limit-max-requests", Usage: "recycle a worker after it served about N requests: a replacement starts first, so no request fails (0 = never)"},
-		&cli.IntFlag{Name: "limit-max-requests-jitter", Usage: "add a random 0..J to each worker's --limit-max-requests, so workers do not all recycle at once"},
-		&cli.BoolFlag{Name: "reuse-port", Usage: "each worker binds its own SO_REUSEPORT socket instead of sharing the master's; the kernel then picks a worker per connection, even a blocked one"},
-	}
-	serveFlags = append(serveFlags, appFlags()...)
-	serveFlags = append(serveFlags, limitFlags()...)
-	serveFlags = append(serveFlags, logFlags()...)
-
 	return &cli.App{
 		Name:            "demo",
 		Usage:           "see why blocking code inside an event loop hurts, with real processes",
@@ -127,11 +110,12 @@ func newApp() *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			experimentCommand(),
+			statusCommand(),
 			{
 				Name:         "serve",
 				Usage:        "run the app: a master holding the socket and --workers event-loop workers",
 				Description:  "Like `uvicorn app.application:app --workers N`. Paths: / (per --mode), /mixed, /all-async, /threadpool, /healthcheck.",
-				Flags:        serveFlags,
+				Flags:        serveFlags(),
 				OnUsageError: usageError,
 				Action:       serve,
 			},
@@ -197,6 +181,7 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 		KeepAliveTimeout:     c.Duration("timeout-keep-alive"),
 		RequestHeaderTimeout: c.Duration("timeout-request-header"),
 		MaxBodyBytes:         c.Int64("limit-request-body"),
+		SlowCallback:         c.Duration("slow-callback"),
 		MaxRequests:          c.Int("limit-max-requests"),
 	}
 	// Zero would silently mean "the default" inside the worker: refuse it.
@@ -205,6 +190,8 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 		return worker.Config{}, badFlag("--timeout-keep-alive must be positive, got %v", cfg.KeepAliveTimeout)
 	case cfg.RequestHeaderTimeout <= 0:
 		return worker.Config{}, badFlag("--timeout-request-header must be positive, got %v", cfg.RequestHeaderTimeout)
+	case cfg.SlowCallback < 0:
+		return worker.Config{}, badFlag("--slow-callback must not be negative")
 	case cfg.MaxBodyBytes < 1:
 		return worker.Config{}, badFlag("--limit-request-body must be at least 1 byte, got %d", cfg.MaxBodyBytes)
 	}
@@ -212,91 +199,6 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 		return worker.Config{}, badFlag("%v", err)
 	}
 	return cfg, nil
-}
-
-func serve(c *cli.Context) error {
-	logger, err := newLogger(c)
-	if err != nil {
-		return err
-	}
-	defer logger.Sync() //nolint:errcheck // stderr cannot be synced on some terminals
-	wcfg, err := workerConfig(c, logger)
-	if err != nil {
-		return err
-	}
-	workers, port, backlog := c.Int("workers"), c.Int("port"), c.Int("backlog")
-	jitter := c.Int("limit-max-requests-jitter")
-	switch {
-	case jitter < 0:
-		return badFlag("--limit-max-requests-jitter must be 0 or more, got %d", jitter)
-	case jitter > 0 && wcfg.MaxRequests == 0:
-		return badFlag("--limit-max-requests-jitter needs --limit-max-requests")
-	case workers < 1:
-		return badFlag("--workers must be at least 1, got %d", workers)
-	case port < 0 || port > 65535:
-		return badFlag("--port must be 0-65535, got %d", port)
-	case backlog < 1:
-		return badFlag("--backlog must be at least 1, got %d", backlog)
-	case c.Duration("timeout-graceful-shutdown") < 0:
-		return badFlag("--timeout-graceful-shutdown must not be negative")
-	}
-	cfg := supervisor.Config{
-		Workers:         workers,
-		GracefulTimeout: c.Duration("timeout-graceful-shutdown"),
-		Logger:          logger,
-	}
-	var reuseAddr string // --reuse-port: where each worker binds
-	if c.Bool("reuse-port") {
-		// The master binds without listening: a busy port fails here, and
-		// port 0 becomes the concrete port every worker must share.
-		reserved, addr, err := supervisor.ReservePort(c.String("host"), port)
-		if err != nil {
-			return err
-		}
-		defer reserved.Close()
-		cfg.ReusePort = true
-		reuseAddr = addr.String()
-		cfg.Addr = "http://" + reuseAddr
-	} else {
-		ln, addr, err := supervisor.Listen(c.String("host"), port, backlog)
-		if err != nil {
-			return err
-		}
-		defer ln.Close()
-		cfg.Listener = ln
-		cfg.Addr = "http://" + addr.String()
-	}
-	// Only limits the user set travel on the worker's command line.
-	var limits []string
-	for _, name := range limitFlagNames {
-		if c.IsSet(name) {
-			limits = append(limits, "--"+name, fmt.Sprint(c.Value(name)))
-		}
-	}
-	cfg.WorkerArgs = func(index, total int) []string {
-		argv := []string{
-			"demo", "worker", fmt.Sprintf("%d/%d", index, total),
-			"--mode", string(wcfg.Mode),
-			"--external", wcfg.External,
-			"--calls", strconv.Itoa(wcfg.Calls),
-			"--external-timeout", wcfg.ExternalTimeout.String(),
-			"--threadpool-size", strconv.Itoa(wcfg.ThreadpoolSize),
-			"--access-log=" + strconv.FormatBool(wcfg.AccessLog),
-			"--log-level", c.String("log-level"),
-			"--log-format", c.String("log-format"),
-		}
-		argv = append(argv, limits...)
-		if wcfg.MaxRequests > 0 {
-			// Drawn per process, respawns included, and shown by ps.
-			n := wcfg.MaxRequests + rand.IntN(jitter+1)
-			argv = append(argv, "--limit-max-requests", strconv.Itoa(n))
-		}
-		if reuseAddr != "" {
-			argv = append(argv, "--reuse-port-bind", reuseAddr, "--backlog", strconv.Itoa(backlog))
-		}
-		return argv
-	}
-	return supervisor.Run(cfg)
 }
 
 func runWorker(c *cli.Context) error {

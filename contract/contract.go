@@ -65,7 +65,23 @@ const (
 	// replacement; it keeps serving until the master sends SIGTERM, so no
 	// request is refused meanwhile. Value: requests served.
 	Retire Kind = "retire"
+	// Stall: the worker's blocked-loop detector, from beside the blocked
+	// loop: Value is how long it has been blocked (ns), Text what the loop
+	// is doing and where ("GET / (request …) at worker.(*app).mixed → …").
+	// The next Beat means the stall is over.
+	Stall Kind = "stall"
 )
+
+// LoopStats rides on every Beat (as JSON in Msg.Text): what the loop has
+// done, for `demo status`. Stall figures come from the worker's own
+// blocked-loop detector.
+type LoopStats struct {
+	Requests     uint64        `json:"requests"`
+	InFlight     int           `json:"in_flight"`
+	Conns        int           `json:"conns"`
+	LongestStall time.Duration `json:"longest_stall_ns,omitempty"`
+	Culprit      string        `json:"culprit,omitempty"` // what the longest stall was doing, and where
+}
 
 // Msg is one line on the status pipe: "<kind> <value>[ <text>]\n". Text
 // is optional and never contains a newline (JSON for structured payloads).

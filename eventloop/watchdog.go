@@ -145,11 +145,16 @@ func culpritOf(stack, prefix string) string {
 		}
 		funcs = append(funcs, fn)
 	}
+	// The chain starts below the innermost loop machinery frame: what ran
+	// the loop (worker.Run) is not what blocks it.
 	machinery := prefix + "eventloop."
 	var chain []string // outermost first
 	innermost := -1
 	for i := len(funcs) - 1; i >= 0; i-- {
-		if strings.HasPrefix(funcs[i], prefix) && !strings.HasPrefix(funcs[i], machinery) {
+		switch {
+		case strings.HasPrefix(funcs[i], machinery):
+			chain, innermost = chain[:0], -1
+		case strings.HasPrefix(funcs[i], prefix):
 			chain = append(chain, strings.TrimPrefix(funcs[i], prefix))
 			innermost = i
 		}

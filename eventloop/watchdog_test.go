@@ -95,6 +95,10 @@ demo/worker.(*app).mixed(0xc0003, 0xc0004, 0xc0005)
 	/work/main/worker/app.go:130 +0x3
 demo/eventloop.(*Loop).call(0xc0006, 0xc0007)
 	/work/main/eventloop/loop.go:120 +0x4
+demo/eventloop.(*Loop).Run(0xc0006)
+	/work/main/eventloop/loop.go:100 +0x4
+demo/worker.Run({0x1})
+	/work/main/worker/worker.go:200 +0x4
 created by demo/worker.Run in goroutine 1
 	/work/main/worker/worker.go:150 +0x5`
 	got := culpritOf(stack, "demo/")

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"demo/contract"
 	"errors"
 	"time"
 )
@@ -24,6 +25,11 @@ type WorkerStatus struct {
 	// SinceAlive is how long since it last answered a Ping (or since it
 	// got ready, if it never did). Zero while starting.
 	SinceAlive time.Duration
+	// Loop is what the worker's loop reported with its last Beat.
+	Loop contract.LoopStats
+	// StalledBy is what the worker's detector says blocks its loop now
+	// (empty when the loop beats).
+	StalledBy string
 }
 
 // ErrNotRunning is returned by Control.Workers when its Run has returned.
@@ -67,6 +73,8 @@ func (s *supervisor) snapshot(now time.Time) []WorkerStatus {
 			Index: w.index, Total: w.total, PID: w.pid, State: w.state,
 			Successor: w.slot.next == w,
 			Started:   w.started,
+			Loop:      w.loop,
+			StalledBy: w.stalledBy,
 		}
 		if !w.lastBeat.IsZero() {
 			st.SinceBeat = now.Sub(w.lastBeat)

@@ -13,6 +13,7 @@
 package supervisor
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -483,8 +484,15 @@ func (s *supervisor) handleMsg(w *worker, msg contract.Msg) {
 		s.maybeAnnounce()
 	case contract.Beat:
 		s.beat(w, now)
+		w.stalledBy = ""
+		if msg.Text != "" {
+			// Stats are for display only: a bad payload just isn't shown.
+			_ = json.Unmarshal([]byte(msg.Text), &w.loop)
+		}
 	case contract.Alive:
 		w.lastAlive = now
+	case contract.Stall:
+		w.stalledBy = msg.Text
 	case contract.Retire:
 		s.retireRequested(w, msg.Value)
 	default:

@@ -81,8 +81,10 @@ type worker struct {
 
 	started   time.Time
 	readyAt   time.Time
-	lastAlive time.Time // last contract.Alive (zero: none yet)
-	lastBeat  time.Time // last contract.Beat (zero: none yet)
+	lastAlive time.Time          // last contract.Alive (zero: none yet)
+	lastBeat  time.Time          // last contract.Beat (zero: none yet)
+	loop      contract.LoopStats // carried by the last Beat
+	stalledBy string             // the worker's detector: what blocks its loop now
 	// stallNoted is when the current stall was last reported as ongoing
 	// (zero: not yet), so long stalls log at most every stallProgressEvery.
 	stallNoted time.Time

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -76,6 +77,14 @@ type app struct {
 
 	served        int  // requests that reached the app
 	retirePending bool // Retire is due but the status pipe had no room yet
+	srv           *eventloop.Server
+
+	// The detector reports from its own goroutine while the loop is
+	// blocked, and from the loop when the stall ends.
+	stallMu      sync.Mutex
+	culprit      string        // of the stall in progress
+	longestStall time.Duration // the worst so far, sent with every Beat
+	longestBy    string
 }
 
 func newApp(loop *eventloop.Loop, cfg Config, log *zap.Logger, status *statusPipe) *app {
@@ -120,6 +129,7 @@ func (a *app) serverConfig() eventloop.ServerConfig {
 // serve routes a request like FastAPI would: 404 and 405 carry its bodies.
 func (a *app) serve(w *eventloop.ResponseWriter, r *eventloop.Request) {
 	a.countRequest()
+	a.loop.Annotate(r.Method + " " + r.URL.Path)
 	h, ok := a.routes[r.URL.Path]
 	switch {
 	case !ok:
@@ -232,6 +242,7 @@ func (a *app) blockingGet(ctx context.Context) (int, error) {
 func (a *app) begin(w *eventloop.ResponseWriter) string {
 	id := newRequestID()
 	w.Header().Set("X-Request-ID", id)
+	a.loop.Annotate(a.loop.Label() + " (request " + id + ")")
 	a.log.Info(id + ": started processing")
 	return id
 }
@@ -277,7 +288,7 @@ func (a *app) drain(srv *eventloop.Server) {
 // master measures. It also retries a Retire the pipe had no room for.
 func (a *app) heartbeat() {
 	a.sendRetire()
-	err := a.status.send(contract.Msg{Kind: contract.Beat, Value: time.Now().UnixNano()})
+	err := a.status.send(contract.Msg{Kind: contract.Beat, Value: time.Now().UnixNano(), Text: a.loopStats()})
 	if err != nil && !errors.Is(err, errPipeFull) { // a full pipe: skip this beat, never wait
 		a.log.Debug("heartbeat", zap.Error(err))
 	}
@@ -341,4 +352,49 @@ func newRequestID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return strings.Join([]string{h[:8], h[8:12], h[12:16], h[16:20], h[20:]}, "-")
+}
+
+// loopStats is the JSON that rides on each Beat.
+func (a *app) loopStats() string {
+	st := contract.LoopStats{Requests: uint64(a.served)}
+	if a.srv != nil {
+		s := a.srv.Stats()
+		st.InFlight, st.Conns = s.InFlight, s.Conns
+	}
+	a.stallMu.Lock()
+	st.LongestStall, st.Culprit = a.longestStall, a.longestBy
+	a.stallMu.Unlock()
+	b, _ := json.Marshal(st)
+	return string(b)
+}
+
+// reportStall logs what the blocked-loop detector sees: a warning as soon as
+// a callback passes --slow-callback (the loop is still blocked: it names the
+// request and the call it is stuck in), a reminder every few seconds, and
+// the total once it ends.
+func (a *app) reportStall(s eventloop.Stall) {
+	label := s.Label
+	if label == "" {
+		label = "a loop callback"
+	}
+	a.stallMu.Lock()
+	defer a.stallMu.Unlock()
+	switch {
+	case s.Done:
+		a.log.Warn(fmt.Sprintf("event loop blocked %s by %s", s.Duration.Round(10*time.Millisecond), label))
+		if s.Duration > a.longestStall {
+			a.longestStall, a.longestBy = s.Duration, label
+			if a.culprit != "" {
+				a.longestBy += " at " + a.culprit
+			}
+		}
+		a.culprit = ""
+	case s.Culprit != "":
+		a.culprit = s.Culprit
+		a.log.Warn(fmt.Sprintf("event loop blocked for %s so far by %s at %s", s.Duration.Round(time.Millisecond), label, s.Culprit))
+		// The loop cannot beat now; tell the master what holds it.
+		_ = a.status.send(contract.Msg{Kind: contract.Stall, Value: int64(s.Duration), Text: label + " at " + s.Culprit})
+	default:
+		a.log.Warn(fmt.Sprintf("event loop still blocked after %s by %s", s.Duration.Round(100*time.Millisecond), label))
+	}
 }

@@ -42,6 +42,12 @@ type Config struct {
 	RequestHeaderTimeout time.Duration // a begun header must complete within it, or 408
 	MaxBodyBytes         int64         // larger bodies get 413
 
+	// SlowCallback, when > 0, turns on the blocked-loop detector: a loop
+	// callback running longer is logged while it still runs, with the
+	// request it serves and the call it is stuck in (asyncio's debug mode
+	// threshold is 100ms).
+	SlowCallback time.Duration
+
 	// MaxRequests, when > 0, is this worker's share of --limit-max-requests
 	// (jitter already added by the master): after serving that many requests
 	// it sends contract.Retire once and keeps serving until SIGTERM.
@@ -161,12 +167,16 @@ func Run(cfg Config) error {
 	defer loop.Close()
 	app := newApp(loop, cfg, log, status)
 	app.listener = ln
+	if cfg.SlowCallback > 0 {
+		loop.Watch(eventloop.WatchConfig{Threshold: cfg.SlowCallback, Prefix: "demo/", Report: app.reportStall})
+	}
 	srvCfg := app.serverConfig()
 	srvCfg.ExclusiveListener = ln.owned
 	srv, err := eventloop.NewServer(loop, ln.fd, srvCfg, app.serve)
 	if err != nil {
 		return &StartupError{err}
 	}
+	app.srv = srv
 
 	// Signals arrive on their own goroutine and only ever reach the loop as a
 	// posted callback, so a blocked loop drains once it is free again.
