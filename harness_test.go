@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,6 +116,13 @@ func (p *proc) waitLine(re *regexp.Regexp, from int, timeout time.Duration) (int
 			p.t.Fatalf("no line matching %q within %v", re, timeout)
 		}
 	}
+}
+
+// snapshotLines returns the lines read so far.
+func (p *proc) snapshotLines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.lines)
 }
 
 // countBefore reports how many lines before index end match re.

@@ -1,6 +1,11 @@
 package eventloop
 
 import (
+	"bufio"
+	"bytes"
+	"net"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,5 +110,91 @@ created by demo/worker.Run in goroutine 1
 	want := "worker.(*app).mixed → worker.(*app).blockingGet → net/http.(*Client).Do"
 	if got != want {
 		t.Errorf("culprit %q, want %q", got, want)
+	}
+}
+
+// BenchmarkDetectorCost measures what the blocked-loop detector adds to a
+// keep-alive /healthcheck round trip. A plain and a watched server run side
+// by side and each iteration times one request on each, so both see the same
+// machine noise; the result is reported as a ratio (cost-%).
+func BenchmarkDetectorCost(b *testing.B) {
+	body := []byte(`{"status":"ok"}`)
+	healthcheck := func(w *ResponseWriter, r *Request) { w.Respond(200, "application/json", body) }
+	plain := startServerWith(b, ServerConfig{}, func(*testServer) Handler { return healthcheck })
+	watched := startServerWith(b, ServerConfig{}, func(ts *testServer) Handler {
+		ts.loop.Watch(WatchConfig{Threshold: 100 * time.Millisecond, Prefix: "demo/", Report: func(Stall) {}})
+		return func(w *ResponseWriter, r *Request) {
+			ts.loop.Annotate(r.Method + " " + r.URL.Path) // what the worker's app does per request
+			healthcheck(w, r)
+		}
+	})
+	req := []byte("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	clients := []*benchClient{newBenchClient(b, plain, req), newBenchClient(b, watched, req)}
+	var spent [2][]time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		for k := range clients {
+			k = (k + i) % 2 // alternate which goes first
+			start := time.Now()
+			clients[k].roundTrip(b)
+			spent[k] = append(spent[k], time.Since(start))
+		}
+	}
+	// Medians: a round trip that waited for the scheduler says nothing
+	// about the detector.
+	plainMed, watchedMed := median(spent[0]), median(spent[1])
+	b.ReportMetric(float64(plainMed.Nanoseconds()), "plain-ns/req")
+	b.ReportMetric(float64(watchedMed.Nanoseconds()), "watched-ns/req")
+	b.ReportMetric(100*(float64(watchedMed)/float64(plainMed)-1), "cost-%")
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// benchClient does keep-alive round trips of one fixed request.
+type benchClient struct {
+	conn net.Conn
+	req  []byte
+	buf  []byte
+	size int // every response has the same length (Date is fixed-width)
+}
+
+func newBenchClient(b *testing.B, ts *testServer, req []byte) *benchClient {
+	c := &benchClient{conn: ts.dial(), req: req, buf: make([]byte, 4096)}
+	if err := c.conn.SetDeadline(time.Time{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.conn.Write(req); err != nil {
+		b.Fatal(err)
+	}
+	for got := 0; c.size == 0 || got < c.size; {
+		n, err := c.conn.Read(c.buf[got:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += n
+		if i := bytes.Index(c.buf[:got], []byte("\r\n\r\n")); i >= 0 && c.size == 0 {
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(c.buf[:i+4])), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.size = i + 4 + int(resp.ContentLength)
+		}
+	}
+	return c
+}
+
+func (c *benchClient) roundTrip(b *testing.B) {
+	if _, err := c.conn.Write(c.req); err != nil {
+		b.Fatal(err)
+	}
+	for got := 0; got < c.size; {
+		n, err := c.conn.Read(c.buf[got:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += n
 	}
 }

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"demo/control"
+)
+
+var detectorWarning = regexp.MustCompile(`event loop blocked for \S+ so far by GET / \(request ([0-9a-f-]{36})\) at (.*)`)
+
+func TestDetectorNamesTheBlockingCallWhileItBlocks(t *testing.T) {
+	ext := startExternal(t, time.Second)
+	p, url := startServe(t, "--mode", "mixed", "--calls", "1", "--external", ext)
+	r := getAsync(url + "/")
+
+	warned, m := p.waitLine(detectorWarning, 0, 5*time.Second)
+	id, culprit := m[1], m[2]
+	if !strings.Contains(culprit, "worker.(*app).mixed") || !strings.HasSuffix(culprit, "net/http.(*Client).Do") {
+		t.Errorf("culprit %q: want the handler down to net/http.(*Client).Do", culprit)
+	}
+	// The warning is logged while the call is still running: before its response.
+	answered, _ := p.waitLine(regexp.MustCompile(regexp.QuoteMeta(id)+` 1: <Response \[200\]>`), 0, 5*time.Second)
+	if warned > answered {
+		t.Errorf("the warning came after the blocking call returned")
+	}
+	_, total := p.waitLine(regexp.MustCompile(`event loop blocked (\S+) by GET / \(request `+regexp.QuoteMeta(id)+`\)$`), answered, 5*time.Second)
+	if d, err := time.ParseDuration(total[1]); err != nil || d < time.Second {
+		t.Errorf("final stall %q, want at least the 1s call", total[1])
+	}
+	if res := <-r; res.status != 200 {
+		t.Fatalf("request: %d %v", res.status, res.err)
+	}
+}
+
+func TestDetectorStaysQuietInAsyncMode(t *testing.T) {
+	ext := startExternal(t, 300*time.Millisecond)
+	p, url := startServe(t, "--mode", "async", "--external", ext)
+	a, b := getAsync(url+"/"), getAsync(url+"/threadpool")
+	for _, r := range []result{<-a, <-b} {
+		if r.status != 200 {
+			t.Fatalf("request: %d %v", r.status, r.err)
+		}
+	}
+	// Both finished, so every line they caused is logged; none is a stall.
+	if n := p.countBefore(regexp.MustCompile(`event loop blocked`), len(p.snapshotLines())); n != 0 {
+		t.Errorf("%d stall warnings in async/threadpool mode, want none", n)
+	}
+}
+
+func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
+	ext := startExternal(t, time.Second)
+	p, base := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext)
+	u, _ := url.Parse(base)
+	stuck := getAsync(base + "/")
+	p.waitLine(detectorWarning, 0, 5*time.Second)
+
+	// The master calls a loop stalled after a second without beats.
+	var snap control.Snapshot
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		out, err := exec.Command(demoBin, "status", "--port", u.Port(), "--json").Output()
+		if err != nil {
+			t.Fatalf("demo status: %v", err)
+		}
+		if err := json.Unmarshal(out, &snap); err != nil {
+			t.Fatalf("demo status --json: %v\n%s", err, out)
+		}
+		if slices.ContainsFunc(snap.Workers, func(w control.Worker) bool { return w.StalledFor > 0 }) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling the master: the stall must outlast a heartbeat
+	}
+	if snap.MasterPID != p.cmd.Process.Pid {
+		t.Errorf("status names master %d, want %d", snap.MasterPID, p.cmd.Process.Pid)
+	}
+	var pids []int
+	stalled := 0
+	for _, w := range snap.Workers {
+		pids = append(pids, w.PID)
+		if w.StalledFor > 0 {
+			stalled++
+			if !strings.Contains(w.Culprit, "net/http.(*Client).Do") {
+				t.Errorf("stalled worker's culprit %q does not name the blocking call", w.Culprit)
+			}
+		}
+		if w.State != "ready" || w.RSS <= 0 {
+			t.Errorf("worker row %+v: want ready with an RSS", w)
+		}
+	}
+	kids := childPids(t, p.cmd.Process.Pid)
+	slices.Sort(pids)
+	slices.Sort(kids)
+	if !slices.Equal(pids, kids) {
+		t.Errorf("status lists pids %v, the master's children are %v", pids, kids)
+	}
+	if stalled != 1 {
+		t.Errorf("%d workers shown stalled, want exactly the blocked one", stalled)
+	}
+	table, err := exec.Command(demoBin, "status", "--port", u.Port()).Output()
+	if err != nil || !strings.Contains(string(table), "STALLED NOW") {
+		t.Errorf("status table: %v\n%s", err, table)
+	}
+	<-stuck
+}
+
+func TestStatusWithoutAMasterSaysSo(t *testing.T) {
+	out, err := exec.Command(demoBin, "status", "--control", t.TempDir()+"/none.sock").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no demo master") {
+		t.Errorf("status with no master: %v %q", err, out)
+	}
+}
