@@ -22,7 +22,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to bind"},
 		&cli.IntFlag{Name: "port", Value: 8000, Usage: "port to bind (0 picks a free one)"},
 		&cli.StringFlag{Name: "uds", Usage: "bind a unix socket at `PATH` instead (mode 0660; a stale socket file is replaced)"},
-		&cli.IntFlag{Name: "fd", Value: -1, Usage: "accept on the listening socket inherited as file descriptor `N` instead of binding"},
+		&cli.IntFlag{Name: "fd", DefaultText: "none", Usage: "accept on the listening socket inherited as file descriptor `N` instead of binding"},
 		&cli.IntFlag{Name: "workers", Value: 1, Usage: "worker processes, each with one event loop"},
 		&cli.IntFlag{Name: "backlog", Value: 2048, Usage: "listen backlog: connections the kernel queues while no worker accepts"},
 		&cli.DurationFlag{Name: "timeout-graceful-shutdown", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM (and for workers replaced by SIGHUP, SIGTTOU or recycling), how long in-flight requests may finish before the worker is killed"},

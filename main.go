@@ -110,7 +110,6 @@ func newApp() *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			experimentCommand(),
-			statusCommand(),
 			{
 				Name:         "serve",
 				Usage:        "run the app: a master holding the socket and --workers event-loop workers",
@@ -131,6 +130,7 @@ func newApp() *cli.App {
 				}, logFlags()...),
 				Action: runExternal,
 			},
+			statusCommand(),
 			{
 				Name:         "worker",
 				Usage:        "one worker process (started by serve, never by hand)",
