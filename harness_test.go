@@ -56,7 +56,14 @@ type proc struct {
 // startDemo starts `demo args...`; the process is killed when the test ends.
 func startDemo(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(demoBin, args...)
+	return startCmd(t, exec.Command(demoBin, args...))
+}
+
+// startCmd starts a prepared command (one that needs ExtraFiles, Env or a
+// shell in front) like startDemo does.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	args := cmd.Args[1:]
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -66,10 +66,10 @@ type ServerConfig struct {
 	// N-1 connections; here exactly N are served.)
 	LimitConcurrency int
 	// ExclusiveListener says the listener is this server's alone (its own
-	// SO_REUSEPORT socket). Shutdown then first accepts every connection the
-	// kernel already queued on it, since the owner closes it next and that
-	// would reset them. Leave it false on a shared socket: what is queued
-	// there belongs to the other workers.
+	// SO_REUSEPORT socket). Shutdown then accepts every connection the
+	// kernel queued on it, as its last step, since the owner closes it next
+	// and that would reset them. Leave it false on a shared socket: what is
+	// queued there belongs to the other workers.
 	ExclusiveListener bool
 	// AcceptBatch (default 100) is how many pending connections one listener
 	// readiness event accepts (until EAGAIN) before any handler runs, exactly
@@ -265,10 +265,6 @@ func (s *Server) Shutdown(done func()) {
 	}
 	if !s.shutting {
 		s.shutting = true
-		if s.cfg.ExclusiveListener && s.listening {
-			s.accept(-1) // everything queued, before the owner closes it
-		}
-		s.stopAccepting()
 		for c := range s.conns {
 			switch {
 			case c.w != nil || c.lingering:
@@ -285,6 +281,14 @@ func (s *Server) Shutdown(done func()) {
 				}
 			}
 		}
+		// Last, right before the owner closes it: everything queued on our
+		// own socket, including what arrived while a handler above ran (a
+		// blocking one may take seconds), since the close resets whatever
+		// is left in its queue.
+		if s.cfg.ExclusiveListener && s.listening {
+			s.accept(-1)
+		}
+		s.stopAccepting()
 	}
 	s.maybeDone()
 }
