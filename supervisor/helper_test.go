@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/contract"
+	"demo/sockets"
 )
 
 const (
@@ -212,7 +213,7 @@ func boundAddr(f *os.File) string {
 	if err != nil {
 		return err.Error()
 	}
-	return tcpAddr(sa).String()
+	return sockets.TCPAddr(sa).String()
 }
 
 // serveStatus prints the worker table on stderr at every SIGUSR1, as

@@ -9,21 +9,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-)
 
-// checkListening reports whether fd is a listening stream socket, the only
-// thing a worker can accept on.
-func checkListening(fd int) error {
-	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	if err != nil {
-		return fmt.Errorf("fd %d is not a listening socket: %w", fd, err)
-	}
-	acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-	if err != nil || typ != unix.SOCK_STREAM || acc != 1 {
-		return fmt.Errorf("fd %d is not a listening socket", fd)
-	}
-	return nil
-}
+	"demo/sockets"
+)
 
 // unixPathMax is sizeof(sockaddr_un.sun_path) minus its NUL on Linux.
 const unixPathMax = 107
@@ -156,7 +144,7 @@ func ListenFD(fd int) (*os.File, error) {
 	if fd < 0 {
 		return nil, fmt.Errorf("--fd %d: not a file descriptor", fd)
 	}
-	if err := checkListening(fd); err != nil {
+	if err := sockets.CheckListening(fd); err != nil {
 		return nil, fmt.Errorf("--fd %d: %w", fd, err)
 	}
 	unix.CloseOnExec(fd)
@@ -204,7 +192,7 @@ func ListenSystemd() (*os.File, string, error) {
 	for i := range n {
 		fd := listenFDsStart + i
 		unix.CloseOnExec(fd)
-		if err := checkListening(fd); err != nil {
+		if err := sockets.CheckListening(fd); err != nil {
 			why = append(why, err.Error())
 			continue
 		}

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/contract"
+	"demo/sockets"
 )
 
 // Config describes what to supervise.
@@ -211,7 +212,7 @@ func adoptListener(f *os.File) (*os.File, error) {
 	dup := -1
 	var opErr error
 	err = rc.Control(func(fd uintptr) {
-		if opErr = checkListening(int(fd)); opErr != nil {
+		if opErr = sockets.CheckListening(int(fd)); opErr != nil {
 			opErr = fmt.Errorf("%s: %w", f.Name(), opErr)
 			return
 		}

@@ -23,6 +23,7 @@ import (
 
 	"demo/contract"
 	"demo/eventloop"
+	"demo/sockets"
 )
 
 // Config is what `demo worker` takes; the master builds it from `demo serve`'s flags.
@@ -221,7 +222,7 @@ type listener struct {
 
 func openListener(cfg Config) (*listener, error) {
 	if cfg.ReusePortAddr == "" {
-		if err := checkListener(contract.ListenerFD); err != nil {
+		if err := sockets.CheckListening(contract.ListenerFD); err != nil {
 			return nil, err
 		}
 		return &listener{fd: contract.ListenerFD}, nil

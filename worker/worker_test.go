@@ -683,9 +683,9 @@ func TestStartupFailureExits3(t *testing.T) {
 		reuse    string
 		want     string
 	}{
-		{"fd 3 is a pipe", pipeR, "", "is not a socket"},
-		{"fd 3 is a UDP socket", udpFile, "", "not a listening stream socket"},
-		{"fd 3 is closed", nil, "", "is not a socket"},
+		{"fd 3 is a pipe", pipeR, "", "not a listening socket"},
+		{"fd 3 is a UDP socket", udpFile, "", "not a listening socket"},
+		{"fd 3 is closed", nil, "", "not a listening socket"},
 		{"reuse-port on a port held without it", nil, busy.Addr().String(), "address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
