@@ -131,6 +131,8 @@ func newApp() *cli.App {
 				Action: runExternal,
 			},
 			statusCommand(),
+			benchCommand(),
+			baselineCommand(),
 			{
 				Name:         "worker",
 				Usage:        "one worker process (started by serve, never by hand)",

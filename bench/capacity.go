@@ -1,0 +1,371 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// capacityResult is what one async worker did with cfg.Capacity slow
+// requests in flight at once.
+type capacityResult struct {
+	asked, n   int // requests asked for, and sent (fewer if open files ran short)
+	calls      int
+	delay      time.Duration
+	connected  int           // connections open before the burst
+	dialTime   time.Duration // to open them
+	completed  int           // answered 2xx
+	non2xx     int
+	errors     int
+	firstErr   string
+	wall       time.Duration // from the burst to the last response
+	lat        histogram     // per request, from the burst
+	health     histogram     // /healthcheck probes during the burst
+	healthErrs int
+	healthN    int
+
+	// The same burst straight at demo external, one call per request: what
+	// the external API alone adds to its delay.
+	extAlone    time.Duration
+	extAloneBad int
+
+	idleRSS, peakRSS int64 // worker, KiB: before the burst, and VmHWM after it
+	workerCPU        time.Duration
+	externalCPU      time.Duration
+	benchCPU         time.Duration
+	overflows, drops uint64 // kernel listen-queue drops during the burst (whole host)
+	somaxconn        int
+	noFile           uint64 // the worker's open-files limit
+	noFileNote       string
+}
+
+// budget is the time every request must complete in: its external calls
+// one after the other, plus one second.
+func (c *capacityResult) budget() time.Duration {
+	return time.Duration(c.calls)*c.delay + time.Second
+}
+
+// fdsPerRequest: the worker holds each request's client connection and,
+// while a call runs, one to the external API; the bench and demo external
+// hold one end each.
+const fdsPerRequest = 2
+
+// fdReserve is what a process needs besides the requests' sockets.
+const fdReserve = 100
+
+// runCapacity starts `demo external` and one async worker, opens
+// cfg.Capacity connections to it, then sends GET /all-async on all of them at
+// the same instant and waits for every answer, probing /healthcheck on fresh
+// connections meanwhile.
+//
+// The connections are opened before the burst so that the measured window is
+// the worker holding requests in flight, not the kernel's connect rate.
+func (r *runner) runCapacity(ctx context.Context) (err error) {
+	c := &r.cfg
+	res := &capacityResult{asked: c.Capacity, n: c.Capacity, calls: c.Calls, delay: c.Delay}
+	limit, note := raiseNoFile(uint64(fdsPerRequest*c.Capacity + fdReserve))
+	if most := (int(limit) - fdReserve) / fdsPerRequest; most < res.n {
+		res.n = max(1, most)
+		note += fmt.Sprintf("; sending %s requests, the most it allows", fmtInt(int64(res.n)))
+	}
+	res.noFileNote = note
+	res.somaxconn = readSomaxconn()
+
+	r.log("capacity: starting demo external (delay %v) and one async worker", c.Delay)
+	ext, extURL, err := startExternal(ctx, c.Bin, c.Delay)
+	if err != nil {
+		return fmt.Errorf("capacity: %w", err)
+	}
+	defer func() { err = errors.Join(err, ext.stop(10*time.Second)) }()
+
+	// The control: the same burst at the external API alone.
+	r.log("capacity: %d requests at demo external alone", res.n)
+	control := &capacityResult{asked: res.n, n: res.n, calls: 1, delay: c.Delay}
+	if err := burstAt(ctx, extURL, "/", res.n, control); err != nil {
+		return fmt.Errorf("capacity: %w", err)
+	}
+	res.extAlone, res.extAloneBad = control.wall, control.asked-control.completed
+
+	// The backlog absorbs the connections opened before the burst while
+	// the worker is accepting them; the kernel caps it at somaxconn.
+	backlog := min(max(2048, res.n+1024), 65535)
+	s, err := startDemo(ctx, c.Bin, "demo async ×1 (capacity)",
+		"--workers", "1", "--mode", "async", "--no-access-log", "--backlog", strconv.Itoa(backlog),
+		"--external", extURL, "--calls", strconv.Itoa(c.Calls))
+	if err != nil {
+		return fmt.Errorf("capacity: %w", err)
+	}
+	defer func() { err = errors.Join(err, s.stop()) }()
+	workers := s.workers()
+	if len(workers) != 1 {
+		return fmt.Errorf("capacity: want one worker, found %v", workers)
+	}
+	worker := workers[0]
+	res.noFile, _ = openFilesLimit(worker)
+	res.idleRSS, _ = statusKiB(worker, "VmRSS")
+
+	r.log("capacity: %d requests at one async worker", res.n)
+	cpuBefore := snapCPU([]int{worker, ext.pid()})
+	self0 := selfCPU()
+	ovBefore, dropsBefore, netErr := listenOverflows()
+	probes := startProbes(s.url+"/healthcheck", c.ProbeInterval)
+	burstErr := burstAt(ctx, s.url, "/all-async", res.n, res)
+	probes.stop(res)
+	res.benchCPU = selfCPU() - self0
+	_, per := snapCPU([]int{worker, ext.pid()}).since(cpuBefore)
+	res.workerCPU, res.externalCPU = per[worker], per[ext.pid()]
+	if ov, drops, err := listenOverflows(); err == nil && netErr == nil {
+		res.overflows, res.drops = ov-ovBefore, drops-dropsBefore
+	}
+	res.peakRSS, _ = statusKiB(worker, "VmHWM")
+	if burstErr != nil {
+		return fmt.Errorf("capacity: %w", burstErr)
+	}
+	r.capacity = res
+	r.log("capacity: %d/%d completed in %v, peak RSS %d KiB, /healthcheck max %v",
+		res.completed, res.n, res.wall.Round(time.Millisecond), res.peakRSS, res.health.max.Round(time.Millisecond))
+	return ctx.Err()
+}
+
+// burstAt opens n connections to url, then sends GET path on all of them
+// at once and records the outcome in res.
+func burstAt(ctx context.Context, url, path string, n int, res *capacityResult) error {
+	t := time.Now()
+	conns, dialErrs, firstDialErr := dialMany(ctx, url, n)
+	res.dialTime = time.Since(t)
+	res.connected = len(conns)
+	res.errors += dialErrs
+	if res.firstErr == "" {
+		res.firstErr = firstDialErr
+	}
+	defer func() {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	burst(ctx, url, path, conns, res)
+	return ctx.Err()
+}
+
+// readSomaxconn is the kernel's cap on every listen backlog.
+func readSomaxconn() int {
+	raw, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	return n
+}
+
+// raiseNoFile lifts the bench's RLIMIT_NOFILE (soft and hard) to at least
+// need; demo serve and its worker inherit it. It returns the soft limit in
+// force and, when it is short of need, why (e.g. no privilege to raise the
+// hard limit).
+func raiseNoFile(need uint64) (uint64, string) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, "getrlimit: " + err.Error()
+	}
+	if lim.Cur >= need {
+		return lim.Cur, ""
+	}
+	want := syscall.Rlimit{Cur: need, Max: max(lim.Max, need)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+		return need, ""
+	}
+	// Without CAP_SYS_RESOURCE only the soft limit may rise, to the hard one.
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return lim.Cur, "setrlimit: " + err.Error()
+	}
+	return lim.Cur, fmt.Sprintf("RLIMIT_NOFILE hard limit %s is below the %s needed and cannot be raised here",
+		fmtInt(int64(lim.Max)), fmtInt(int64(need)))
+}
+
+// dialMany opens n connections to url's host, a bounded number at a time.
+func dialMany(ctx context.Context, url string, n int) ([]net.Conn, int, string) {
+	u, err := checkTarget(url)
+	if err != nil {
+		return nil, n, err.Error()
+	}
+	const parallel = 64
+	var (
+		mu       sync.Mutex
+		conns    = make([]net.Conn, 0, n)
+		errs     int
+		firstErr string
+		wg       sync.WaitGroup
+		next     = make(chan struct{})
+	)
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{Timeout: 10 * time.Second}
+			for range next {
+				conn, err := d.DialContext(ctx, "tcp", u.Host)
+				mu.Lock()
+				if err != nil {
+					errs++
+					if firstErr == "" {
+						firstErr = "connect: " + err.Error()
+					}
+				} else {
+					conns = append(conns, conn)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	return conns, errs, firstErr
+}
+
+// burst sends GET path on every connection at the same instant and
+// reads each answer. Every goroutine is parked on the start signal before
+// it fires, so none gets a head start.
+func burst(ctx context.Context, url, path string, conns []net.Conn, res *capacityResult) {
+	u, _ := checkTarget(url) // dialMany checked it
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: demo-bench\r\n\r\n")
+	// Generous: a request answered after this is an error, not a hang.
+	deadline := 3*res.budget() + 5*time.Second
+	var (
+		mu    sync.Mutex
+		ready sync.WaitGroup
+		done  sync.WaitGroup
+		fire  = make(chan struct{})
+		t0    time.Time
+		last  time.Duration
+	)
+	for _, conn := range conns {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+			defer stop()
+			ready.Done()
+			<-fire
+			status, err := roundTripOnce(conn, req, t0.Add(deadline))
+			took := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				res.errors++
+				if res.firstErr == "" {
+					res.firstErr = err.Error()
+				}
+			case status < 200 || status > 299:
+				res.non2xx++
+			default:
+				res.completed++
+			}
+			res.lat.record(took)
+			last = max(last, took)
+		}()
+	}
+	ready.Wait()
+	t0 = time.Now()
+	close(fire)
+	done.Wait()
+	res.wall = last
+}
+
+// roundTripOnce writes req on conn and reads one response with net/http's
+// parser; it returns the status.
+func roundTripOnce(conn net.Conn, req []byte, deadline time.Time) (int, error) {
+	if err := conn.SetDeadline(deadline); err != nil {
+		return 0, err
+	}
+	if _, err := conn.Write(req); err != nil {
+		return 0, fmt.Errorf("write: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, fmt.Errorf("read: %w", err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, fmt.Errorf("read body: %w", err)
+	}
+	return resp.StatusCode, nil
+}
+
+// probes sends GET /healthcheck on a fresh connection every interval, like
+// a load balancer, until stopped.
+type probes struct {
+	stopc chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	hist  histogram
+	errs  int
+	n     int
+}
+
+func startProbes(url string, interval time.Duration) *probes {
+	p := &probes{stopc: make(chan struct{})}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}, Timeout: 5 * time.Second}
+	probe := func() {
+		defer p.wg.Done()
+		start := time.Now()
+		resp, err := client.Get(url)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		took := time.Since(start)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.n++
+		if err != nil {
+			p.errs++
+			return
+		}
+		p.hist.record(took)
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			p.wg.Add(1)
+			go probe()
+			select {
+			case <-p.stopc:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// stop ends probing, waits for the probes in flight (each bounded by its
+// timeout) and adds what they measured to res.
+func (p *probes) stop(res *capacityResult) {
+	close(p.stopc)
+	p.wg.Wait()
+	res.health, res.healthErrs, res.healthN = p.hist, p.errs, p.n
+}

@@ -1,0 +1,258 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// server is one server under test, started by the bench.
+type server struct {
+	name   string // for the table: "demo async ×1"
+	kind   string // "demo", "baseline" or "uvicorn"
+	proc   *child
+	url    string // http://127.0.0.1:PORT
+	port   int
+	extraW bool // demo: the master's children are its workers
+}
+
+// pids lists the processes whose CPU time is the server's: for demo the
+// master and its workers, otherwise the one process.
+func (s *server) pids() []int {
+	pids := []int{s.proc.pid()}
+	if s.extraW {
+		pids = append(pids, childPids(s.proc.pid())...)
+	}
+	return pids
+}
+
+// workers lists demo's worker pids (none for the others).
+func (s *server) workers() []int {
+	if !s.extraW {
+		return nil
+	}
+	w := childPids(s.proc.pid())
+	slices.Sort(w)
+	return w
+}
+
+func (s *server) stop() error { return s.proc.stop(10 * time.Second) }
+
+const startTimeout = 20 * time.Second
+
+var (
+	serveRunning    = regexp.MustCompile(`demo running on (http://\S+)`)
+	baselineRunning = regexp.MustCompile(`demo baseline running on (http://\S+)`)
+	externalRunning = regexp.MustCompile(`demo external running on (http://\S+)`)
+	uvicornRunning  = regexp.MustCompile(`Uvicorn running on`)
+)
+
+// startDemo runs `demo serve --port 0 args...` and waits until every worker
+// is ready (the master says so with its `running on` line).
+func startDemo(ctx context.Context, bin, name string, args ...string) (*server, error) {
+	p, err := startChild(spec{name: name, bin: bin, args: append([]string{"serve", "--port", "0"}, args...)})
+	if err != nil {
+		return nil, err
+	}
+	_, m, _, err := p.waitFor(ctx, serveRunning, 0, startTimeout)
+	if err != nil {
+		_ = p.stop(time.Second)
+		return nil, err
+	}
+	return newServer(name, "demo", p, m[1], true)
+}
+
+// startBaseline runs the hidden `demo baseline` command: net/http with
+// GOMAXPROCS=1.
+func startBaseline(ctx context.Context, bin string) (*server, error) {
+	const name = "net/http GOMAXPROCS=1"
+	p, err := startChild(spec{name: name, bin: bin, args: []string{"baseline", "--port", "0"}, env: []string{"GOMAXPROCS=1"}})
+	if err != nil {
+		return nil, err
+	}
+	_, m, _, err := p.waitFor(ctx, baselineRunning, 0, startTimeout)
+	if err != nil {
+		_ = p.stop(time.Second)
+		return nil, err
+	}
+	return newServer(name, "baseline", p, m[1], false)
+}
+
+func newServer(name, kind string, p *child, rawURL string, workers bool) (*server, error) {
+	u, err := url.Parse(rawURL)
+	if err == nil && u.Hostname() != "127.0.0.1" {
+		err = fmt.Errorf("listens on %s, not 127.0.0.1", u.Host)
+	}
+	var port int
+	if err == nil {
+		port, err = strconv.Atoi(u.Port())
+	}
+	if err != nil {
+		_ = p.stop(time.Second)
+		return nil, fmt.Errorf("%s: bad URL %q: %w", name, rawURL, err)
+	}
+	return &server{name: name, kind: kind, proc: p, url: rawURL, port: port, extraW: workers}, nil
+}
+
+// uvicornApp is the FastAPI app the bench runs under Uvicorn: the same
+// /healthcheck as demo's worker.
+const uvicornApp = `# written by demo bench
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/healthcheck")
+async def healthcheck():
+    return {"status": "ok"}
+`
+
+// pythonFlavour is a Python that can run the Uvicorn baseline.
+type pythonFlavour struct {
+	python string // interpreter path
+	loop   string // "uvloop" or "asyncio"
+	http   string // "httptools" or "h11"
+}
+
+func (f pythonFlavour) name() string { return "uvicorn " + f.loop + "+" + f.http + " ×1" }
+
+// findUvicorn looks for a Python that imports uvicorn and fastapi, trying
+// candidates in order, and picks uvloop and httptools when importable. The
+// second result says why none was found.
+func findUvicorn(ctx context.Context, candidates []string) (pythonFlavour, string) {
+	imports := func(py, mods string) bool {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return exec.CommandContext(ctx, py, "-c", "import "+mods).Run() == nil
+	}
+	var tried []string
+	for _, py := range candidates {
+		path, err := exec.LookPath(py)
+		if err != nil {
+			continue
+		}
+		tried = append(tried, path)
+		if !imports(path, "uvicorn, fastapi") {
+			continue
+		}
+		f := pythonFlavour{python: path, loop: "asyncio", http: "h11"}
+		if imports(path, "uvloop") {
+			f.loop = "uvloop"
+		}
+		if imports(path, "httptools") {
+			f.http = "httptools"
+		}
+		return f, ""
+	}
+	if len(tried) == 0 {
+		return pythonFlavour{}, "no python3 found"
+	}
+	return pythonFlavour{}, fmt.Sprintf("uvicorn/fastapi not importable by %v (apt-get install python3-uvicorn python3-fastapi python3-uvloop python3-httptools)", tried)
+}
+
+// startUvicorn runs the FastAPI app under one Uvicorn process. The bench
+// binds the socket and hands it over as fd 3 (`uvicorn --fd 3`), so the port
+// is known without a race.
+func startUvicorn(ctx context.Context, f pythonFlavour, scratch string) (*server, error) {
+	if err := os.WriteFile(filepath.Join(scratch, "bench_app.py"), []byte(uvicornApp), 0o644); err != nil {
+		return nil, fmt.Errorf("uvicorn app: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("uvicorn socket: %w", err)
+	}
+	defer ln.Close()
+	file, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return nil, fmt.Errorf("uvicorn socket: %w", err)
+	}
+	defer file.Close() // the child has its own copy once started
+	name := f.name()
+	p, err := startChild(spec{
+		name: name, bin: f.python, dir: scratch, files: []*os.File{file},
+		args: []string{"-m", "uvicorn", "bench_app:app", "--fd", "3", "--no-access-log",
+			"--loop", f.loop, "--http", f.http, "--log-level", "info"},
+		env: []string{"PYTHONDONTWRITEBYTECODE=1"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, _, _, err := p.waitFor(ctx, uvicornRunning, 0, startTimeout); err != nil {
+		_ = p.stop(time.Second)
+		return nil, err
+	}
+	return newServer(name, "uvicorn", p, "http://"+ln.Addr().String(), false)
+}
+
+// startExternal runs `demo external` with the given delay.
+func startExternal(ctx context.Context, bin string, delay time.Duration) (*child, string, error) {
+	p, err := startChild(spec{name: "demo external", bin: bin, args: []string{"external", "--port", "0", "--delay", delay.String()}})
+	if err != nil {
+		return nil, "", err
+	}
+	_, m, _, err := p.waitFor(ctx, externalRunning, 0, startTimeout)
+	if err != nil {
+		_ = p.stop(time.Second)
+		return nil, "", err
+	}
+	return p, m[1], nil
+}
+
+// cpuSnapshot is the CPU time of a set of processes at one instant.
+type cpuSnapshot map[int]time.Duration
+
+func snapCPU(pids []int) cpuSnapshot {
+	s := cpuSnapshot{}
+	for _, pid := range pids {
+		if d, err := cpuTime(pid); err == nil {
+			s[pid] = d
+		}
+	}
+	return s
+}
+
+// since is the CPU each process of s used since before, and the total. A
+// process missing from before started in between and is charged all its
+// CPU time; one missing from s has exited and its last window is lost.
+func (s cpuSnapshot) since(before cpuSnapshot) (time.Duration, map[int]time.Duration) {
+	per := map[int]time.Duration{}
+	var total time.Duration
+	for pid, d := range s {
+		used := d - before[pid]
+		per[pid] = used
+		total += used
+	}
+	return total, per
+}
+
+// connShare counts, per worker, the established client connections it
+// holds on the server's port: read from /proc, it costs the server nothing
+// (unlike an access log) and counts what the kernel actually handed out.
+func connShare(port int, workers []int) (map[int]int, error) {
+	inodes, err := establishedOn(port)
+	if err != nil {
+		return nil, err
+	}
+	share := map[int]int{}
+	for _, pid := range workers {
+		owned := socketInodes(pid)
+		for _, ino := range inodes {
+			if owned[ino] {
+				share[pid]++
+			}
+		}
+	}
+	if len(inodes) > 0 && len(share) == 0 {
+		return share, errors.New("no worker holds the server's connections")
+	}
+	return share, nil
+}

@@ -1,0 +1,274 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// measurement is one server under one load.
+type measurement struct {
+	scenario string // "keep-alive", "pipelined ×16"
+	server   string
+	kind     string // "demo", "baseline", "uvicorn"
+	load     loadResult
+	cpu      time.Duration         // the server's CPU time during the load
+	window   time.Duration         // wall time the CPU was read over
+	perPid   map[int]time.Duration // CPU per process (demo: master and workers)
+	pids     []int                 // demo's workers, in pid order
+	conns    map[int]int           // client connections per demo worker, sampled mid-run
+	connErr  error
+	runs     int           // measurements this row stands for
+	allConns []map[int]int // conns of every run
+	fig      figures       // what the table shows
+}
+
+// figures are what the table shows for a row: one run's, or each the median
+// over repeated runs, so one noisy run moves no column.
+type figures struct {
+	rate, cpuPct, perCPU float64
+	p50, p99             time.Duration
+	hasLat               bool // wrk with pipelining may record no latency
+}
+
+func (m *measurement) ownFigures() figures {
+	return figures{
+		rate: m.load.rate(), cpuPct: m.cpuPercent(), perCPU: m.perCPUSecond(),
+		p50: m.load.lat.quantile(0.5), p99: m.load.lat.quantile(0.99), hasLat: m.load.lat.n > 0,
+	}
+}
+
+const keepAlive = "keep-alive"
+
+func (r *runner) pipelinedLabel() string { return "pipelined ×" + strconv.Itoa(r.cfg.Pipeline) }
+
+// cpuPercent is the server's CPU use during the load, 100% being one core.
+func (m *measurement) cpuPercent() float64 {
+	if m.window <= 0 {
+		return 0
+	}
+	return 100 * m.cpu.Seconds() / m.window.Seconds()
+}
+
+// perCPUSecond is requests per server CPU-second: the figure that survives
+// a shared machine, since the load generator's share of it varies.
+func (m *measurement) perCPUSecond() float64 {
+	if m.cpu <= 0 {
+		return 0
+	}
+	return float64(m.load.requests) / m.cpu.Seconds()
+}
+
+// target is one server and the loads it gets.
+type target struct {
+	name      string
+	start     func(context.Context) (*server, error)
+	keepAlive bool
+	pipelined bool
+	optional  bool // a failure is noted and the run goes on
+}
+
+func (r *runner) runThroughput(ctx context.Context) error {
+	c := &r.cfg
+	keep := c.has(Throughput) || c.has(Scaling) || c.has(Costs)
+	demo := func(name string, workers int, accessLog bool) func(context.Context) (*server, error) {
+		args := []string{"--workers", strconv.Itoa(workers), "--mode", "async"}
+		if !accessLog {
+			args = append(args, "--no-access-log")
+		}
+		return func(ctx context.Context) (*server, error) { return startDemo(ctx, c.Bin, name, args...) }
+	}
+	targets := []target{
+		{name: "net/http GOMAXPROCS=1", start: func(ctx context.Context) (*server, error) { return startBaseline(ctx, c.Bin) },
+			keepAlive: keep, pipelined: c.has(Pipelined)},
+		{name: "demo async ×1", start: demo("demo async ×1", 1, false), keepAlive: keep, pipelined: c.has(Pipelined)},
+	}
+	if c.has(Costs) {
+		targets = append(targets, target{name: "demo async ×1 +access-log", start: demo("demo async ×1 +access-log", 1, true), keepAlive: true})
+	}
+	if c.Uvicorn && (c.has(Throughput) || c.has(Pipelined)) {
+		if f, why := findUvicorn(ctx, c.Pythons); why != "" {
+			r.notes = append(r.notes, "uvicorn: skipped: "+why)
+		} else {
+			targets = append(targets, target{name: f.name(), start: func(ctx context.Context) (*server, error) { return startUvicorn(ctx, f, r.scratch) },
+				keepAlive: c.has(Throughput), pipelined: c.has(Pipelined), optional: true})
+		}
+	}
+	if c.has(Scaling) {
+		targets = append(targets, target{name: "demo async ×2", start: demo("demo async ×2", 2, false), keepAlive: true})
+	}
+	return r.measureTargets(ctx, targets)
+}
+
+// load is one load a target gets.
+type load struct {
+	label    string
+	pipeline int
+}
+
+func (r *runner) loadsOf(t target) []load {
+	var ls []load
+	if t.keepAlive {
+		ls = append(ls, load{keepAlive, 1})
+	}
+	if t.pipelined {
+		ls = append(ls, load{r.pipelinedLabel(), r.cfg.Pipeline})
+	}
+	return ls
+}
+
+// measureTargets starts every target (idle servers cost nothing), then
+// measures them in turn, cfg.Repeat times over, so that a slow spell of the
+// shared machine hits every server alike; each row is the median by
+// requests per CPU-second. Rows come keep-alive first, in target order.
+func (r *runner) measureTargets(ctx context.Context, targets []target) (err error) {
+	var up []*server
+	var upTargets []target
+	defer func() {
+		for i, s := range up {
+			if stopErr := s.stop(); stopErr != nil && !upTargets[i].optional {
+				err = errors.Join(err, fmt.Errorf("stop %s: %w", s.name, stopErr))
+			}
+		}
+	}()
+	for _, t := range targets {
+		r.log("starting %s", t.name)
+		s, err := t.start(ctx)
+		switch {
+		case err == nil:
+			up, upTargets = append(up, s), append(upTargets, t)
+		case t.optional && ctx.Err() == nil:
+			// Uvicorn is a guest: its trouble is worth a note, not the run.
+			r.notes = append(r.notes, fmt.Sprintf("%s: %v", t.name, err))
+		default:
+			return fmt.Errorf("start %s: %w", t.name, err)
+		}
+	}
+	type key struct {
+		target int
+		label  string
+	}
+	runs := map[key][]measurement{}
+	failed := map[int]bool{}
+	for rep := 1; rep <= r.cfg.Repeat; rep++ {
+		for i, s := range up {
+			for _, l := range r.loadsOf(upTargets[i]) {
+				if failed[i] {
+					continue
+				}
+				m, err := r.measure(ctx, s, l.label, l.pipeline)
+				if err != nil {
+					if upTargets[i].optional && ctx.Err() == nil {
+						r.notes = append(r.notes, fmt.Sprintf("%s, %s: %v", s.name, l.label, err))
+						failed[i] = true
+						continue
+					}
+					return fmt.Errorf("%s, %s: %w", s.name, l.label, err)
+				}
+				runs[key{i, l.label}] = append(runs[key{i, l.label}], m)
+				r.log("%-14s %-28s %9.0f req/s  CPU %3.0f%%  %9.0f req/CPU-s  p99 %v  non-2xx %d  errors %d",
+					l.label, s.name, m.load.rate(), m.cpuPercent(), m.perCPUSecond(),
+					m.load.lat.quantile(0.99).Round(time.Microsecond), m.load.non2xx, m.load.errors)
+			}
+		}
+	}
+	for _, label := range []string{keepAlive, r.pipelinedLabel()} {
+		for i := range up {
+			if ms := runs[key{i, label}]; len(ms) > 0 {
+				r.rows = append(r.rows, medianRun(ms))
+			}
+		}
+	}
+	return nil
+}
+
+// medianRun summarises repeated runs: each figure is its median, the
+// run with the median requests per CPU-second supplies the per-process
+// details, and errors and non-2xx responses of every run are added up so
+// none is hidden.
+func medianRun(ms []measurement) measurement {
+	sorted := slices.Clone(ms)
+	slices.SortFunc(sorted, func(a, b measurement) int { return cmp.Compare(a.perCPUSecond(), b.perCPUSecond()) })
+	m := sorted[len(sorted)/2]
+	m.load.errors, m.load.non2xx = 0, 0
+	m.allConns = nil
+	figs := make([]figures, len(ms))
+	for i, o := range ms {
+		figs[i] = o.ownFigures()
+		m.load.errors += o.load.errors
+		m.load.non2xx += o.load.non2xx
+		if m.load.firstErr == "" {
+			m.load.firstErr = o.load.firstErr
+		}
+		if o.conns != nil {
+			m.allConns = append(m.allConns, o.conns)
+		}
+	}
+	med := func(f func(figures) float64) float64 {
+		vs := make([]float64, len(figs))
+		for i, fg := range figs {
+			vs[i] = f(fg)
+		}
+		slices.Sort(vs)
+		return vs[len(vs)/2]
+	}
+	m.fig = figures{
+		rate:   med(func(f figures) float64 { return f.rate }),
+		cpuPct: med(func(f figures) float64 { return f.cpuPct }),
+		perCPU: med(func(f figures) float64 { return f.perCPU }),
+		p50:    time.Duration(med(func(f figures) float64 { return float64(f.p50) })),
+		p99:    time.Duration(med(func(f figures) float64 { return float64(f.p99) })),
+		hasLat: m.load.lat.n > 0,
+	}
+	return m
+}
+
+// measure warms s up, then loads it for the configured duration while
+// reading its CPU time, and for demo the spread of connections over its
+// workers.
+func (r *runner) measure(ctx context.Context, s *server, label string, pipeline int) (measurement, error) {
+	lc := loadConfig{url: s.url + "/healthcheck", connections: r.cfg.Connections, duration: r.cfg.Duration, pipeline: pipeline}
+	if r.cfg.Warmup > 0 {
+		warm := lc
+		warm.duration = r.cfg.Warmup
+		if _, err := r.load(ctx, warm); err != nil {
+			return measurement{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	m := measurement{scenario: label, server: s.name, kind: s.kind, pids: s.workers()}
+	pids := s.pids()
+
+	// Half-way through, every connection is open: see which worker holds it.
+	sampleCtx, stopSample := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if len(m.pids) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if sleepCtx(sampleCtx, r.cfg.Duration/2) {
+				m.conns, m.connErr = connShare(s.port, m.pids)
+			}
+		}()
+	}
+	before := snapCPU(pids)
+	t0 := time.Now()
+	res, err := r.load(ctx, lc)
+	m.window = time.Since(t0)
+	m.cpu, m.perPid = snapCPU(pids).since(before)
+	stopSample()
+	wg.Wait()
+	if err != nil {
+		return measurement{}, err
+	}
+	if res.requests == 0 {
+		return measurement{}, errors.New("no request was answered: " + res.firstErr)
+	}
+	m.load = res
+	m.fig = m.ownFigures()
+	return m, nil
+}

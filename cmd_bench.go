@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"demo/bench"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure demo against net/http (and Uvicorn when installed) and print ratios",
+		Description: "Starts its own servers on free 127.0.0.1 ports — `demo serve --mode async`, a minimal\n" +
+			"net/http server with GOMAXPROCS=1 and, when python3 can import uvicorn and fastapi, Uvicorn —\n" +
+			"loads them with wrk (when on PATH) or a Go load generator, reads each server's CPU time\n" +
+			"from /proc and prints one table with ratios against net/http from the same run.\n\n" +
+			"Scenarios: throughput (keep-alive /healthcheck), pipelined, capacity (one async worker\n" +
+			"holding --capacity slow requests), scaling (--workers 2 against 1), startup (ready and\n" +
+			"worker replacement times), costs (the access log; not run by default).",
+		OnUsageError: usageError,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "scenarios", Value: strings.Join(bench.DefaultScenarios, ","), Usage: "comma-separated scenarios to run: " + strings.Join(bench.AllScenarios, ",")},
+			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "measured load per server and scenario (wrk rounds to whole seconds)"},
+			&cli.DurationFlag{Name: "warmup", Value: time.Second, Usage: "unmeasured load before each measurement"},
+			&cli.IntFlag{Name: "connections", Value: 64, Usage: "keep-alive connections of the load generator"},
+			&cli.IntFlag{Name: "repeat", Value: 1, Usage: "measure each server this many times, interleaved, and show the median (a noisy machine)"},
+			&cli.IntFlag{Name: "pipeline", Value: 16, Usage: "requests per pipelined batch"},
+			&cli.StringFlag{Name: "load", Value: bench.LoadAuto, Usage: "load generator: auto (wrk when on PATH), wrk or go"},
+			&cli.IntFlag{Name: "load-procs", Value: 1, Usage: "GOMAXPROCS of the bench while the Go generator runs (0: all CPUs)"},
+			&cli.BoolFlag{Name: "uvicorn", Value: true, Usage: "also measure Uvicorn + FastAPI when installed (--uvicorn=false skips it)"},
+			&cli.StringFlag{Name: "python", Value: "python3,/usr/bin/python3", Usage: "comma-separated interpreters to look for uvicorn in"},
+			&cli.IntFlag{Name: "capacity", Value: 10000, Usage: "capacity: concurrent GET /all-async requests, each on its own connection (0 skips)"},
+			&cli.DurationFlag{Name: "delay", Value: time.Second, Usage: "capacity: demo external's delay per call"},
+			&cli.IntFlag{Name: "calls", Value: 2, Usage: "capacity: sequential external calls per request"},
+			&cli.DurationFlag{Name: "probe-interval", Value: 20 * time.Millisecond, Usage: "capacity: send a /healthcheck probe on a fresh connection this often"},
+			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "startup: measurements of start-up and worker replacement"},
+			&cli.BoolFlag{Name: "check", Usage: "exit 1 when a target of issue 5 is missed"},
+		},
+		Action: runBench,
+	}
+}
+
+func runBench(c *cli.Context) error {
+	scenarios, err := bench.ParseScenarios(c.String("scenarios"))
+	if err != nil {
+		return badFlag("--scenarios: %v", err)
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: find own executable: %w", err)
+	}
+	cfg := bench.Config{
+		Bin:           bin,
+		Scenarios:     scenarios,
+		Duration:      c.Duration("duration"),
+		Warmup:        c.Duration("warmup"),
+		Connections:   c.Int("connections"),
+		Pipeline:      c.Int("pipeline"),
+		Load:          c.String("load"),
+		LoadProcs:     c.Int("load-procs"),
+		Repeat:        c.Int("repeat"),
+		Uvicorn:       c.Bool("uvicorn"),
+		Pythons:       strings.Split(c.String("python"), ","),
+		Capacity:      c.Int("capacity"),
+		Delay:         c.Duration("delay"),
+		Calls:         c.Int("calls"),
+		ProbeInterval: c.Duration("probe-interval"),
+		Rounds:        c.Int("rounds"),
+		Out:           os.Stdout,
+		Log:           os.Stderr,
+	}
+	if err := cfg.Validate(); err != nil {
+		return badFlag("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, cfg)
+	switch {
+	case ctx.Err() != nil:
+		return cli.Exit("bench interrupted", exitInterrupted)
+	case err != nil:
+		return err
+	case c.Bool("check") && len(rep.Missed) > 0:
+		return cli.Exit(fmt.Sprintf("bench: %d target(s) missed", len(rep.Missed)), exitError)
+	}
+	return nil
+}
+
+// baselineCommand is the net/http server `demo bench` compares with, built
+// from the project's own code (package bench) so the comparison needs
+// nothing but this binary.
+func baselineCommand() *cli.Command {
+	return &cli.Command{
+		Name:         "baseline",
+		Usage:        "a minimal net/http server with GOMAXPROCS=1 serving /healthcheck (started by bench)",
+		Hidden:       true,
+		OnUsageError: usageError,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to bind"},
+			&cli.IntFlag{Name: "port", Value: 8000, Usage: "port to bind (0 picks a free one)"},
+		}, logFlags()...),
+		Action: runBaseline,
+	}
+}
+
+func runBaseline(c *cli.Context) error {
+	logger, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	defer logger.Sync() //nolint:errcheck
+	port := c.Int("port")
+	if port < 0 || port > 65535 {
+		return badFlag("--port must be 0-65535, got %d", port)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.String("host"), strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = bench.ServeBaseline(ctx, ln, func(url string) {
+		logger.Info(fmt.Sprintf("demo baseline running on %s (net/http, GOMAXPROCS=1, Press CTRL+C to quit)", url))
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
