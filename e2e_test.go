@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -345,5 +346,43 @@ func TestBadInputEndsWithOneLineAndNonZeroExit(t *testing.T) {
 				t.Errorf("output %q: want one line mentioning %q", out, tc.want)
 			}
 		})
+	}
+}
+
+func TestLogFormatJSONAndLevels(t *testing.T) {
+	// JSON: every line is an object with the fields tools read.
+	p, url := startServe(t, "--mode", "async", "--log-format", "json", "--external", "http://127.0.0.1:1")
+	if r := get(url + "/"); r.status != 502 {
+		t.Fatalf("unreachable external: %d %v", r.status, r.err)
+	}
+	p.waitLine(regexp.MustCompile(`"GET / HTTP/1.1\\" 502`), 0, 5*time.Second)
+	for _, line := range p.snapshotLines() {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := rec[k]; !ok {
+				t.Errorf("line %q lacks %q", line, k)
+			}
+		}
+	}
+
+	// --log-level error: the failure is logged, nothing below it is. The
+	// "running on" line is info, so readiness comes from a served request.
+	f, port := listenerFile(t)
+	cmd := exec.Command(demoBin, "serve", "--fd", "3", "--mode", "async", "--log-level", "error", "--external", "http://127.0.0.1:1")
+	cmd.ExtraFiles = []*os.File{f}
+	q := startCmd(t, cmd)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitHealthy(t, base, 10*time.Second)
+	if r := get(base + "/"); r.status != 502 {
+		t.Fatalf("unreachable external: %d %v", r.status, r.err)
+	}
+	q.waitLine(regexp.MustCompile(` ERROR .*: failed: `), 0, 5*time.Second)
+	for _, line := range q.snapshotLines() {
+		if !strings.Contains(line, " ERROR ") {
+			t.Errorf("--log-level error printed %q", line)
+		}
 	}
 }
