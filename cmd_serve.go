@@ -165,7 +165,7 @@ func serve(c *cli.Context) error {
 	}
 	defer ctlServer.Close()
 	ctlServer.Serve(func() control.Snapshot { return snapshot(ctl, sock.addr, string(wcfg.Mode)) })
-	logger.Debug("Control socket at " + ctlPath)
+	logger.Info("Control socket at " + ctlPath + " (demo status reads it)")
 
 	cfg := supervisor.Config{
 		Addr:               sock.addr,
