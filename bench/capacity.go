@@ -86,7 +86,7 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("capacity: %w", err)
 	}
-	defer func() { err = errors.Join(err, ext.stop(10*time.Second)) }()
+	defer func() { err = errors.Join(err, ext.Stop(10*time.Second)) }()
 
 	// The control: the same burst at the external API alone.
 	r.log("capacity: %d requests at demo external alone", res.n)
@@ -115,15 +115,15 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	res.idleRSS, _ = statusKiB(worker, "VmRSS")
 
 	r.log("capacity: %d requests at one async worker", res.n)
-	cpuBefore := snapCPU([]int{worker, ext.pid()})
+	cpuBefore := snapCPU([]int{worker, ext.PID()})
 	self0 := selfCPU()
 	ovBefore, dropsBefore, netErr := listenOverflows()
 	probes := startProbes(s.url+"/healthcheck", c.ProbeInterval)
 	burstErr := burstAt(ctx, s.url, "/all-async", res.n, res)
 	probes.stop(res)
 	res.benchCPU = selfCPU() - self0
-	_, per := snapCPU([]int{worker, ext.pid()}).since(cpuBefore)
-	res.workerCPU, res.externalCPU = per[worker], per[ext.pid()]
+	_, per := snapCPU([]int{worker, ext.PID()}).since(cpuBefore)
+	res.workerCPU, res.externalCPU = per[worker], per[ext.PID()]
 	if ov, drops, err := listenOverflows(); err == nil && netErr == nil {
 		res.overflows, res.drops = ov-ovBefore, drops-dropsBefore
 	}

@@ -15,11 +15,17 @@ import (
 // serveHTTP runs h on 127.0.0.1:0 for the test's duration and returns its URL.
 func serveHTTP(t testing.TB, h http.Handler) string {
 	t.Helper()
+	return serveServer(t, &http.Server{Handler: h})
+}
+
+// serveServer runs srv on 127.0.0.1:0 for the test's duration and returns
+// its URL.
+func serveServer(t testing.TB, srv *http.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -128,11 +134,7 @@ func TestLoadReconnectsWhenTheServerCloses(t *testing.T) {
 
 func serveHTTPWithConnCount(t *testing.T, conns *atomic.Int64) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
+	return serveServer(t, &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
 			_, _ = io.WriteString(w, "bye")
@@ -142,17 +144,7 @@ func serveHTTPWithConnCount(t *testing.T, conns *atomic.Int64) string {
 				conns.Add(1)
 			}
 		},
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
 	})
-	return "http://" + ln.Addr().String()
 }
 
 func TestLoadCountsRefusedConnectionsAndStopsOnTime(t *testing.T) {

@@ -13,13 +13,15 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"demo/childproc"
 )
 
 // server is one server under test, started by the bench.
 type server struct {
 	name   string // for the table: "demo async ×1"
 	kind   string // "demo", "baseline" or "uvicorn"
-	proc   *child
+	proc   *childproc.Child
 	url    string // http://127.0.0.1:PORT
 	port   int
 	extraW bool // demo: the master's children are its workers
@@ -28,9 +30,9 @@ type server struct {
 // pids lists the processes whose CPU time is the server's: for demo the
 // master and its workers, otherwise the one process.
 func (s *server) pids() []int {
-	pids := []int{s.proc.pid()}
+	pids := []int{s.proc.PID()}
 	if s.extraW {
-		pids = append(pids, childPids(s.proc.pid())...)
+		pids = append(pids, childPids(s.proc.PID())...)
 	}
 	return pids
 }
@@ -40,12 +42,12 @@ func (s *server) workers() []int {
 	if !s.extraW {
 		return nil
 	}
-	w := childPids(s.proc.pid())
+	w := childPids(s.proc.PID())
 	slices.Sort(w)
 	return w
 }
 
-func (s *server) stop() error { return s.proc.stop(10 * time.Second) }
+func (s *server) stop() error { return s.proc.Stop(10 * time.Second) }
 
 const startTimeout = 20 * time.Second
 
@@ -59,35 +61,25 @@ var (
 // startDemo runs `demo serve --port 0 args...` and waits until every worker
 // is ready (the master says so with its `running on` line).
 func startDemo(ctx context.Context, bin, name string, args ...string) (*server, error) {
-	p, err := startChild(spec{name: name, bin: bin, args: append([]string{"serve", "--port", "0"}, args...)})
+	p, m, err := startReady(ctx, childproc.Spec{Name: name, Path: bin, Args: append([]string{"serve", "--port", "0"}, args...)}, serveRunning)
 	if err != nil {
 		return nil, err
 	}
-	_, m, _, err := p.waitFor(ctx, serveRunning, 0, startTimeout)
-	if err != nil {
-		_ = p.stop(time.Second)
-		return nil, err
-	}
-	return newServer(name, "demo", p, m[1], true)
+	return newServer(name, "demo", p, m.Groups[1], true)
 }
 
 // startBaseline runs the hidden `demo baseline` command: net/http with
 // GOMAXPROCS=1.
 func startBaseline(ctx context.Context, bin string) (*server, error) {
 	const name = "net/http GOMAXPROCS=1"
-	p, err := startChild(spec{name: name, bin: bin, args: []string{"baseline", "--port", "0"}, env: []string{"GOMAXPROCS=1"}})
+	p, m, err := startReady(ctx, childproc.Spec{Name: name, Path: bin, Args: []string{"baseline", "--port", "0"}, Env: []string{"GOMAXPROCS=1"}}, baselineRunning)
 	if err != nil {
 		return nil, err
 	}
-	_, m, _, err := p.waitFor(ctx, baselineRunning, 0, startTimeout)
-	if err != nil {
-		_ = p.stop(time.Second)
-		return nil, err
-	}
-	return newServer(name, "baseline", p, m[1], false)
+	return newServer(name, "baseline", p, m.Groups[1], false)
 }
 
-func newServer(name, kind string, p *child, rawURL string, workers bool) (*server, error) {
+func newServer(name, kind string, p *childproc.Child, rawURL string, workers bool) (*server, error) {
 	u, err := url.Parse(rawURL)
 	if err == nil && u.Hostname() != "127.0.0.1" {
 		err = fmt.Errorf("listens on %s, not 127.0.0.1", u.Host)
@@ -97,7 +89,7 @@ func newServer(name, kind string, p *child, rawURL string, workers bool) (*serve
 		port, err = strconv.Atoi(u.Port())
 	}
 	if err != nil {
-		_ = p.stop(time.Second)
+		_ = p.Stop(time.Second)
 		return nil, fmt.Errorf("%s: bad URL %q: %w", name, rawURL, err)
 	}
 	return &server{name: name, kind: kind, proc: p, url: rawURL, port: port, extraW: workers}, nil
@@ -177,34 +169,40 @@ func startUvicorn(ctx context.Context, f pythonFlavour, scratch string) (*server
 	}
 	defer file.Close() // the child has its own copy once started
 	name := f.name()
-	p, err := startChild(spec{
-		name: name, bin: f.python, dir: scratch, files: []*os.File{file},
-		args: []string{"-m", "uvicorn", "bench_app:app", "--fd", "3", "--no-access-log",
+	p, _, err := startReady(ctx, childproc.Spec{
+		Name: name, Path: f.python, Dir: scratch, ExtraFiles: []*os.File{file},
+		Args: []string{"-m", "uvicorn", "bench_app:app", "--fd", "3", "--no-access-log",
 			"--loop", f.loop, "--http", f.http, "--log-level", "info"},
-		env: []string{"PYTHONDONTWRITEBYTECODE=1"},
-	})
+		Env: []string{"PYTHONDONTWRITEBYTECODE=1"},
+	}, uvicornRunning)
 	if err != nil {
-		return nil, err
-	}
-	if _, _, _, err := p.waitFor(ctx, uvicornRunning, 0, startTimeout); err != nil {
-		_ = p.stop(time.Second)
 		return nil, err
 	}
 	return newServer(name, "uvicorn", p, "http://"+ln.Addr().String(), false)
 }
 
 // startExternal runs `demo external` with the given delay.
-func startExternal(ctx context.Context, bin string, delay time.Duration) (*child, string, error) {
-	p, err := startChild(spec{name: "demo external", bin: bin, args: []string{"external", "--port", "0", "--delay", delay.String()}})
+func startExternal(ctx context.Context, bin string, delay time.Duration) (*childproc.Child, string, error) {
+	p, m, err := startReady(ctx, childproc.Spec{Name: "demo external", Path: bin, Args: []string{"external", "--port", "0", "--delay", delay.String()}}, externalRunning)
 	if err != nil {
 		return nil, "", err
 	}
-	_, m, _, err := p.waitFor(ctx, externalRunning, 0, startTimeout)
+	return p, m.Groups[1], nil
+}
+
+// startReady starts s and waits up to startTimeout for its line matching
+// ready; a child that never gets there is stopped again.
+func startReady(ctx context.Context, s childproc.Spec, ready *regexp.Regexp) (*childproc.Child, childproc.Match, error) {
+	p, err := childproc.Start(s)
 	if err != nil {
-		_ = p.stop(time.Second)
-		return nil, "", err
+		return nil, childproc.Match{}, err
 	}
-	return p, m[1], nil
+	m, err := p.WaitLine(ctx, ready, 0, startTimeout)
+	if err != nil {
+		_ = p.Stop(time.Second)
+		return nil, childproc.Match{}, err
+	}
+	return p, m, nil
 }
 
 // cpuSnapshot is the CPU time of a set of processes at one instant.

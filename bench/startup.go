@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"demo/childproc"
 )
 
 // startupResult holds, per round, how long demo took to get ready.
@@ -53,13 +55,12 @@ func (r *runner) runStartup(ctx context.Context) error {
 
 func (r *runner) timeReady(ctx context.Context) (time.Duration, error) {
 	spawned := time.Now()
-	p, err := startChild(spec{name: "demo serve --workers 4", bin: r.cfg.Bin,
-		args: []string{"serve", "--port", "0", "--workers", fmt.Sprint(startupWorkers), "--no-access-log"}})
+	p, m, err := startReady(ctx, childproc.Spec{Name: "demo serve --workers 4", Path: r.cfg.Bin,
+		Args: []string{"serve", "--port", "0", "--workers", fmt.Sprint(startupWorkers), "--no-access-log"}}, serveRunning)
 	if err != nil {
 		return 0, err
 	}
-	_, _, at, err := p.waitFor(ctx, serveRunning, 0, startTimeout)
-	return at.Sub(spawned), errors.Join(err, p.stop(10*time.Second))
+	return m.Line.At.Sub(spawned), p.Stop(10 * time.Second)
 }
 
 func (r *runner) timeReplacement(ctx context.Context, res *startupResult) (err error) {
@@ -79,7 +80,7 @@ func (r *runner) timeReplacement(ctx context.Context, res *startupResult) (err e
 		return fmt.Errorf("pidfd_open: %w", err)
 	}
 	defer unix.Close(pidfd)
-	from := s.proc.count()
+	from := s.proc.Count()
 	killed := time.Now()
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
 		return fmt.Errorf("kill worker: %w", err)
@@ -93,16 +94,16 @@ func (r *runner) timeReplacement(ctx context.Context, res *startupResult) (err e
 		return fmt.Errorf("after the kill: %w", err)
 	}
 	res.replaced = append(res.replaced, time.Since(killed))
-	_, _, at, err := s.proc.waitFor(ctx, startedProcess, from, 5*time.Second)
+	m, err := s.proc.WaitLine(ctx, startedProcess, from, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	res.startedLine = append(res.startedLine, at.Sub(killed))
-	_, _, at, err = s.proc.waitFor(ctx, workerReady, from, 5*time.Second)
+	res.startedLine = append(res.startedLine, m.Line.At.Sub(killed))
+	m, err = s.proc.WaitLine(ctx, workerReady, from, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	res.readyLine = append(res.readyLine, at.Sub(killed))
+	res.readyLine = append(res.readyLine, m.Line.At.Sub(killed))
 	return nil
 }
 

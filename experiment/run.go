@@ -44,15 +44,15 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		return nil, err
 	}
 	defer func() {
-		if stopErr := ext.stop(stopGrace); stopErr != nil && err == nil {
+		if stopErr := stopChild(ext, stopGrace); stopErr != nil && err == nil {
 			rep, err = nil, stopErr
 		}
 	}()
-	m, err := ext.waitFor(ctx, externalRunningRe, readyTimeout)
+	m, err := ext.WaitLine(ctx, externalRunningRe, 0, readyTimeout)
 	if err != nil {
 		return nil, err
 	}
-	extURL := m[1]
+	extURL := m.Groups[1]
 
 	progress := func(p Progress) {
 		if cfg.OnProgress != nil {
@@ -93,18 +93,18 @@ func runScenario(ctx context.Context, bin, extURL string, s Scenario, st Setting
 		return Result{}, err
 	}
 	defer func() {
-		if stopErr := srv.stop(stopGrace); stopErr != nil && err == nil {
+		if stopErr := stopChild(srv, stopGrace); stopErr != nil && err == nil {
 			err = stopErr
 		}
 	}()
-	m, err := srv.waitFor(ctx, serveRunningRe, readyTimeout+time.Duration(s.Workers)*perWorkerStart)
+	m, err := srv.WaitLine(ctx, serveRunningRe, 0, readyTimeout+time.Duration(s.Workers)*perWorkerStart)
 	if err != nil {
 		return Result{}, err
 	}
 
 	// Generous: every request one after the other, three times over.
 	serial := time.Duration(s.Concurrency*st.Calls) * st.Delay
-	t0, reqs, probes, err := burst(ctx, m[1], s.Concurrency, st.ProbeInterval, 3*serial+10*time.Second)
+	t0, reqs, probes, err := burst(ctx, m.Groups[1], s.Concurrency, st.ProbeInterval, 3*serial+10*time.Second)
 	if err != nil {
 		return Result{}, err
 	}
@@ -114,10 +114,10 @@ func runScenario(ctx context.Context, bin, extURL string, s Scenario, st Setting
 	}
 	// Stop serve first: once it and its workers have exited, every line
 	// they logged (the stall reports come after the responses) is in.
-	if err := srv.stop(stopGrace); err != nil {
+	if err := stopChild(srv, stopGrace); err != nil {
 		return Result{}, err
 	}
-	readServerLog(srv.output()).apply(&res, t0)
+	readServerLog(logLines(srv)).apply(&res, t0)
 	if res.Failed() == len(res.Requests) {
 		return res, errors.New("every request failed: " + res.Requests[0].Err + statusText(res.Requests[0].Status))
 	}

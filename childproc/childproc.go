@@ -1,0 +1,303 @@
+// Package childproc runs the helper processes of demo's tools (bench,
+// experiment): a server under test, the slow external API, Uvicorn.
+//
+// A child dies with us (Pdeathsig), runs in its own process group, has its
+// stdout and stderr read line by line so that callers can wait for a line
+// such as "running on http://...", and is always waited for when stopped:
+// neither a process nor a goroutine outlives Stop.
+package childproc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Spec describes a child to start.
+type Spec struct {
+	Name       string     // for messages: "demo serve"
+	Path       string     // the executable
+	Args       []string   // without the program name
+	Env        []string   // added to our environment
+	ExtraFiles []*os.File // become fds 3, 4, ... in the child
+	Dir        string     // working directory; empty: ours
+
+	// Text, when set, turns each raw output line into the text that
+	// WaitLine matches and error messages quote, e.g. the message of a JSON
+	// log line. It must accept any line (a panic is not JSON).
+	Text func(raw string) string
+}
+
+// Line is one line of the child's output.
+type Line struct {
+	At   time.Time // when we read it
+	Raw  string
+	Text string // Spec.Text(Raw), or Raw
+}
+
+// Match is a line WaitLine found.
+type Match struct {
+	Index  int      // the line's index in Lines
+	Line   Line     // the line itself
+	Groups []string // the regexp's submatches; [0] is the whole match
+}
+
+// MaxLines bounds the lines a child keeps: a long run must not grow without
+// bound, and the start-up lines everybody waits for come first. Later lines
+// are read and dropped.
+const MaxLines = 100000
+
+// tailLines is how many of the last lines error messages quote.
+const tailLines = 5
+
+// Child is a started process. One goroutine owns it (start and wait),
+// another reads its output; Stop ends both.
+type Child struct {
+	name string
+	text func(string) string
+	cmd  *exec.Cmd
+
+	exited  chan struct{} // closed once Wait returned
+	waitErr error         // valid after exited
+	eof     chan struct{} // closed once the output is fully read
+	out     *os.File      // our read end; the reader closes it
+
+	mu    sync.Mutex
+	lines []Line
+	grew  chan struct{} // closed and replaced when a line arrives
+
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts s with its stdout and stderr on one pipe that the Child reads.
+//
+// Pdeathsig kills the child if we die without cleaning up (SIGKILL, a
+// crash). The kernel sends it when the *thread* that forked the child ends,
+// not the process, so the fork happens on a goroutine locked to its thread
+// for as long as the child lives: the Go runtime cannot retire that thread
+// under it.
+func Start(s Spec) (*Child, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	cmd := exec.Command(s.Path, s.Args...)
+	// An *os.File is inherited as is: no copying goroutine in between, and
+	// the child's own children (demo's workers) write to the same pipe.
+	cmd.Stdout = outW
+	cmd.Stderr = outW
+	cmd.ExtraFiles = s.ExtraFiles
+	cmd.Dir = s.Dir
+	if len(s.Env) > 0 {
+		cmd.Env = append(os.Environ(), s.Env...)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Pdeathsig: syscall.SIGKILL,
+		// Own process group: a terminal's Ctrl+C reaches only us, and we
+		// stop the children in order (a second SIGINT would make demo serve
+		// kill its workers instead of draining them).
+		Setpgid: true,
+	}
+	c := &Child{
+		name:   s.Name,
+		text:   s.Text,
+		cmd:    cmd,
+		exited: make(chan struct{}),
+		eof:    make(chan struct{}),
+		out:    outR,
+		grew:   make(chan struct{}),
+	}
+	startErr := make(chan error, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			startErr <- err
+			return
+		}
+		startErr <- nil
+		c.waitErr = cmd.Wait()
+		close(c.exited)
+	}()
+	err = <-startErr
+	outW.Close() // the child has its copy; ours would hide EOF
+	if err != nil {
+		outR.Close()
+		c.wg.Wait()
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.read()
+	}()
+	return c, nil
+}
+
+func (c *Child) read() {
+	defer close(c.eof)
+	defer c.out.Close()
+	sc := bufio.NewScanner(c.out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := Line{At: time.Now(), Raw: sc.Text()}
+		l.Text = l.Raw
+		if c.text != nil {
+			l.Text = c.text(l.Raw)
+		}
+		c.mu.Lock()
+		if len(c.lines) < MaxLines {
+			c.lines = append(c.lines, l)
+		}
+		close(c.grew)
+		c.grew = make(chan struct{})
+		c.mu.Unlock()
+	}
+	// A line too long to scan ends the lines, not the reading: a child
+	// writing to a closed pipe would die of SIGPIPE.
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		_, _ = io.Copy(io.Discard, c.out)
+	}
+}
+
+// Name is the Spec's Name.
+func (c *Child) Name() string { return c.name }
+
+// PID is the child's process id.
+func (c *Child) PID() int { return c.cmd.Process.Pid }
+
+// Count is how many lines were kept so far; pass it as WaitLine's from to
+// look only at what comes next.
+func (c *Child) Count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.lines)
+}
+
+// Lines returns a copy of every line kept so far. After Stop it is the
+// whole output (up to MaxLines).
+func (c *Child) Lines() []Line {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Line(nil), c.lines...)
+}
+
+// WaitLine waits for a line at or after index from whose Text matches re.
+// It fails when the child's output ends first (it exited), ctx ends or
+// timeout passes.
+func (c *Child) WaitLine(ctx context.Context, re *regexp.Regexp, from int, timeout time.Duration) (Match, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	seen := from
+	for {
+		c.mu.Lock()
+		for ; seen < len(c.lines); seen++ {
+			if m := re.FindStringSubmatch(c.lines[seen].Text); m != nil {
+				l := c.lines[seen]
+				c.mu.Unlock()
+				return Match{Index: seen, Line: l, Groups: m}, nil
+			}
+		}
+		grew := c.grew
+		c.mu.Unlock()
+		select {
+		case <-grew:
+		case <-c.eof:
+			if seen < c.Count() {
+				continue // one last look at what arrived before EOF
+			}
+			<-c.exited
+			return Match{}, fmt.Errorf("%s exited (%v) before a line matching %q%s", c.name, c.waitErr, re, c.tail())
+		case <-ctx.Done():
+			return Match{}, ctx.Err()
+		case <-deadline.C:
+			return Match{}, fmt.Errorf("%s: no line matching %q within %v%s", c.name, re, timeout, c.tail())
+		}
+	}
+}
+
+// Exited is closed once the child has exited and been waited for.
+func (c *Child) Exited() <-chan struct{} { return c.exited }
+
+// ExitErr reports how the child exited: nil while it runs or after exit
+// status 0, otherwise an error wrapping Wait's (an *exec.ExitError) that
+// quotes the last lines of output.
+func (c *Child) ExitErr() error {
+	select {
+	case <-c.exited:
+	default:
+		return nil
+	}
+	if c.waitErr == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w%s", c.name, c.waitErr, c.tail())
+}
+
+// tail is the last few lines' Text, for error messages.
+func (c *Child) tail() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for _, l := range c.lines[max(0, len(c.lines)-tailLines):] {
+		b.WriteString("\n    ")
+		b.WriteString(l.Text)
+	}
+	return b.String()
+}
+
+// Stop asks the child to exit (SIGTERM), kills it after grace, and waits
+// for it and for the end of its output. It reports an error when the child
+// had to be killed or something kept its output open; the exit status is
+// ExitErr's business, since some servers exit non-zero on SIGTERM. Only the
+// first call acts (later ones return its result), so callers can both defer
+// Stop and call it early.
+func (c *Child) Stop(grace time.Duration) error {
+	c.stopOnce.Do(func() { c.stopErr = c.terminate(grace) })
+	return c.stopErr
+}
+
+func (c *Child) terminate(grace time.Duration) error {
+	var err error
+	select {
+	case <-c.exited:
+	default:
+		_ = c.cmd.Process.Signal(syscall.SIGTERM) // fails only if it already exited
+		t := time.NewTimer(grace)
+		select {
+		case <-c.exited:
+		case <-t.C:
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+			err = fmt.Errorf("%s did not exit within %v of SIGTERM: killed", c.name, grace)
+		}
+		t.Stop()
+	}
+	// EOF comes once every process holding the pipe is gone. A grandchild
+	// that outlived its parent must not keep us waiting: stop reading.
+	t := time.NewTimer(time.Second)
+	select {
+	case <-c.eof:
+	case <-t.C:
+		_ = c.out.SetReadDeadline(time.Now())
+		<-c.eof
+		err = errors.Join(err, fmt.Errorf("%s: something still holds its output after it exited", c.name))
+	}
+	t.Stop()
+	c.wg.Wait()
+	return err
+}
