@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -31,17 +32,35 @@ const (
 	EventError  = unix.EPOLLERR
 )
 
+// maxEvents bounds the readiness events one iteration takes from epoll. A
+// small batch costs nothing when few fds are ready; when thousands are (a
+// burst), it means the urgent set and the timers get a turn every maxEvents
+// callbacks instead of once per pass over the whole burst.
+const maxEvents = 64
+
 // Loop is a single-goroutine reactor. Only Post, Go and Context may be called
 // from other goroutines; every other method belongs to the loop goroutine.
+//
+// Besides the main epoll set there is a small urgent one (AddUrgent), itself
+// registered in the main set: epoll hands out ready fds first come, first
+// served, so when thousands are ready a fd that becomes ready now waits
+// behind all of them. While the loop is backlogged it polls the urgent set
+// after every batch, so a listener, and the connections it accepts then,
+// are served within one batch.
 type Loop struct {
-	epfd   int
-	wakeFD int // eventfd: Post writes to it so a sleeping epoll_wait returns
+	epfd     int
+	urgentFD int // epoll set polled after every full batch
+	wakeFD   int // eventfd: Post writes to it so a sleeping epoll_wait returns
 
 	fds    map[int]*registration
 	gen    uint32 // bumped per registration so a stale event for a reused fd is dropped
 	timers timerHeap
 	now    time.Time
 	stop   bool
+
+	backlogged   bool // the last epoll_wait filled its batch: more is ready
+	urgentPolled bool // the urgent set was polled in this iteration
+	urgentEvents []unix.EpollEvent
 
 	mu     sync.Mutex
 	closed bool // set by Close: a late Post must not write to a reused fd number
@@ -63,6 +82,7 @@ type Loop struct {
 type registration struct {
 	fd      int
 	gen     uint32
+	urgent  bool // in the urgent set rather than the main one
 	handler func(events uint32)
 }
 
@@ -77,12 +97,22 @@ func New() (*Loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
+	urgentFD, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		unix.Close(wakeFD)
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Loop{epfd: epfd, wakeFD: wakeFD, fds: make(map[int]*registration), now: time.Now(), ctx: ctx, cancel: cancel}
-	// Run dispatches wakeFD itself (drainPosted); the handler is never called.
-	if err := l.Add(wakeFD, EventRead, func(uint32) {}); err != nil {
-		l.Close()
-		return nil, err
+	l := &Loop{epfd: epfd, urgentFD: urgentFD, wakeFD: wakeFD, fds: make(map[int]*registration), now: time.Now(), ctx: ctx, cancel: cancel,
+		urgentEvents: make([]unix.EpollEvent, maxEvents)}
+	// Run dispatches wakeFD (drainPosted) and urgentFD (pollUrgent) itself;
+	// their handlers are never called.
+	for _, fd := range []int{wakeFD, urgentFD} {
+		if err := l.Add(fd, EventRead, func(uint32) {}); err != nil {
+			l.Close()
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -94,7 +124,7 @@ func (l *Loop) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	l.gid.Store(goroutineID())
-	events := make([]unix.EpollEvent, 256)
+	events := make([]unix.EpollEvent, maxEvents)
 	l.stop = false
 	for !l.stop {
 		n, err := unix.EpollWait(l.epfd, events, l.waitMillis())
@@ -105,22 +135,52 @@ func (l *Loop) Run() error {
 			}
 			return fmt.Errorf("epoll_wait: %w", err)
 		}
-		for i := 0; i < n; i++ {
-			ev := &events[i]
-			reg := l.fds[int(ev.Fd)]
-			if reg == nil || reg.gen != uint32(ev.Pad) {
-				continue // closed (and maybe reused) by an earlier callback in this batch
-			}
-			if reg.fd == l.wakeFD {
-				l.drainPosted() // each posted callback is a step of its own
-				continue
-			}
-			l.call(func() { reg.handler(ev.Events) })
+		l.backlogged = n == len(events)
+		l.urgentPolled = false
+		l.dispatch(events[:n])
+		if l.backlogged && !l.urgentPolled {
+			// The urgent set may be far down epoll's ready list.
+			l.pollUrgent()
 		}
 		l.runTimers()
 	}
 	return nil
 }
+
+// dispatch runs the handlers of a batch of readiness events.
+func (l *Loop) dispatch(events []unix.EpollEvent) {
+	for i := range events {
+		ev := &events[i]
+		reg := l.fds[int(ev.Fd)]
+		if reg == nil || reg.gen != uint32(ev.Pad) {
+			continue // closed (and maybe reused) by an earlier callback in this batch
+		}
+		switch reg.fd {
+		case l.wakeFD:
+			l.drainPosted() // each posted callback is a step of its own
+		case l.urgentFD:
+			l.pollUrgent()
+		default:
+			l.call(func() { reg.handler(ev.Events) })
+		}
+	}
+}
+
+// pollUrgent handles what is ready in the urgent set, without waiting.
+func (l *Loop) pollUrgent() {
+	l.urgentPolled = true
+	n, err := unix.EpollWait(l.urgentFD, l.urgentEvents, 0)
+	if err != nil || n <= 0 {
+		return // EINTR: the main set reports the urgent one again
+	}
+	l.dispatch(l.urgentEvents[:n])
+}
+
+// Backlogged reports whether the loop's last epoll_wait returned a full
+// batch: more fds are ready than one iteration takes, so a fd registered in
+// the main set now would wait behind them. A server registers connections it
+// accepts at such a time with AddUrgent.
+func (l *Loop) Backlogged() bool { return l.backlogged }
 
 // call runs one callback, bracketed by the Step hook.
 func (l *Loop) call(fn func()) {
@@ -170,20 +230,39 @@ func (l *Loop) Close() error {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
-	return errors.Join(unix.Close(l.wakeFD), unix.Close(l.epfd))
+	return errors.Join(unix.Close(l.wakeFD), unix.Close(l.urgentFD), unix.Close(l.epfd))
 }
 
 // Add registers fd for events; handler runs on the loop with the events that
 // fired.
 func (l *Loop) Add(fd int, events uint32, handler func(events uint32)) error {
+	return l.add(fd, events, handler, false)
+}
+
+// AddUrgent is Add into the urgent set: while the loop is backlogged, fd's
+// events are handled after every batch instead of waiting their turn behind
+// every other ready fd. Keep the set small — a listener, a connection that
+// has not been answered yet — or it is just a second queue.
+func (l *Loop) AddUrgent(fd int, events uint32, handler func(events uint32)) error {
+	return l.add(fd, events, handler, true)
+}
+
+func (l *Loop) add(fd int, events uint32, handler func(events uint32), urgent bool) error {
 	l.gen++
-	reg := &registration{fd: fd, gen: l.gen, handler: handler}
+	reg := &registration{fd: fd, gen: l.gen, urgent: urgent, handler: handler}
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := unix.EpollCtl(l.set(urgent), unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll add fd %d: %w", fd, err)
 	}
 	l.fds[fd] = reg
 	return nil
+}
+
+func (l *Loop) set(urgent bool) int {
+	if urgent {
+		return l.urgentFD
+	}
+	return l.epfd
 }
 
 // Modify changes the events fd is registered for.
@@ -193,19 +272,42 @@ func (l *Loop) Modify(fd int, events uint32) error {
 		return fmt.Errorf("epoll modify fd %d: not registered", fd)
 	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+	if err := unix.EpollCtl(l.set(reg.urgent), unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll modify fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Demote moves fd from the urgent set to the main one, registered for
+// events; it does nothing to a fd already in the main set.
+func (l *Loop) Demote(fd int, events uint32) error {
+	reg := l.fds[fd]
+	if reg == nil {
+		return fmt.Errorf("epoll demote fd %d: not registered", fd)
+	}
+	if !reg.urgent {
+		return nil
+	}
+	if err := unix.EpollCtl(l.urgentFD, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+		return fmt.Errorf("epoll demote fd %d: %w", fd, err)
+	}
+	reg.urgent = false
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		delete(l.fds, fd) // in neither set now
+		return fmt.Errorf("epoll demote fd %d: %w", fd, err)
 	}
 	return nil
 }
 
 // Remove unregisters fd. Call it before closing fd.
 func (l *Loop) Remove(fd int) error {
-	if _, ok := l.fds[fd]; !ok {
+	reg, ok := l.fds[fd]
+	if !ok {
 		return nil
 	}
 	delete(l.fds, fd)
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+	if err := unix.EpollCtl(l.set(reg.urgent), unix.EPOLL_CTL_DEL, fd, nil); err != nil {
 		return fmt.Errorf("epoll remove fd %d: %w", fd, err)
 	}
 	return nil
@@ -321,4 +423,91 @@ func (h *timerHeap) Pop() any {
 	t.index = -1
 	*h = old[:len(old)-1]
 	return t
+}
+
+// batchWriterLimit is how much a BatchWriter holds before the goroutine
+// writing to it waits for its reader to catch up.
+const batchWriterLimit = 1 << 20
+
+// BatchWriter holds what is written to it (log lines) and passes it on in
+// one write, delay after the first line it holds, from a timer goroutine —
+// never from the goroutine that wrote the lines. An event loop that logs
+// every request then pays an append per line instead of a write(2), and
+// never waits for the reader of its stderr: a pipe whose reader lags (a
+// terminal, a log collector, demo bench at the start of a burst) blocks
+// the writer, which would otherwise stall every connection of the loop.
+//
+// Sync writes out everything held before it returns: call it where a line
+// must be out now — before the loop blocks on purpose, before the process
+// exits. Lines keep their order. Only when more than batchWriterLimit is
+// held (the reader is stuck) does Write wait, rather than grow without
+// bound. BatchWriter is safe for concurrent use and satisfies
+// zapcore.WriteSyncer (its Sync writes out; it does not fsync).
+type BatchWriter struct {
+	delay time.Duration
+
+	mu    sync.Mutex // guards the fields below
+	buf   []byte     // lines not handed to w yet
+	spare []byte     // the other half of a double buffer
+	armed bool       // timer will fire
+	timer *time.Timer
+
+	wmu sync.Mutex // held while writing to w: one write at a time, in order
+	w   io.Writer
+}
+
+// NewBatchWriter returns a BatchWriter in front of w.
+func NewBatchWriter(w io.Writer, delay time.Duration) *BatchWriter {
+	return &BatchWriter{w: w, delay: delay}
+}
+
+// Write holds p until the delay runs out or Sync is called.
+func (b *BatchWriter) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	b.buf = append(b.buf, p...)
+	full := len(b.buf) >= batchWriterLimit
+	if !b.armed && !full {
+		// At most one timer per delay, however many lines arrive.
+		b.armed = true
+		if b.timer == nil {
+			b.timer = time.AfterFunc(b.delay, b.timed)
+		} else {
+			b.timer.Reset(b.delay)
+		}
+	}
+	b.mu.Unlock()
+	if full {
+		return len(p), b.Sync()
+	}
+	return len(p), nil
+}
+
+func (b *BatchWriter) timed() {
+	b.mu.Lock()
+	b.armed = false
+	b.mu.Unlock()
+	_ = b.Sync() // nobody to report to; the next write tries again
+}
+
+// Sync writes out everything held, and waits for the writes in progress.
+func (b *BatchWriter) Sync() error {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.mu.Lock()
+	out := b.buf
+	b.buf = b.spare[:0]
+	b.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(out)
+	if cap(out) <= 4*batchWriterLimit { // a burst must not pin a huge buffer
+		b.mu.Lock()
+		b.spare = out[:0]
+		b.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("write log lines: %w", err)
+	}
+	return nil
 }

@@ -1,8 +1,14 @@
 package eventloop
 
 import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // runLoop runs l on its own goroutine and returns a function that stops it
@@ -81,5 +87,181 @@ func TestGoIsWaitedForByClose(t *testing.T) {
 	case <-exited:
 	default:
 		t.Fatal("Close returned before an owned goroutine finished")
+	}
+}
+
+// TestUrgentSetIsServedWithinABatch keeps a thousand fds ready and then, from
+// a loop callback, makes one fd of each set ready: the urgent one runs
+// within a batch or two, the ordinary one only after every fd ahead of it in
+// epoll's ready list. Once demoted, the urgent one waits its turn too.
+func TestUrgentSetIsServedWithinABatch(t *testing.T) {
+	const busyFDs = 1000
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runLoop(t, l)
+	var calls int // loop goroutine only
+	var fds []int
+	newEventfd := func() int {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+		return fd
+	}
+	defer func() {
+		stop()
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	busy := make([]int, busyFDs)
+	for i := range busy {
+		busy[i] = newEventfd()
+	}
+	urgent, ordinary := newEventfd(), newEventfd()
+	type result struct {
+		urgent, ordinary int  // callbacks between the wakeup and each handler
+		backlogged       bool // as seen by the urgent handler
+	}
+	results := make(chan result, 2)
+	var start int
+	var res result
+	seen := 0
+	done := func() {
+		if seen++; seen == 2 {
+			results <- res
+			seen = 0
+		}
+	}
+	drain := func(fd int) {
+		var b [8]byte
+		_, _ = unix.Read(fd, b[:])
+	}
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	registered := make(chan error, 1)
+	l.Post(func() {
+		for _, fd := range busy {
+			if _, err := unix.Write(fd, one); err != nil { // readable until closed
+				registered <- err
+				return
+			}
+			if err := l.Add(fd, EventRead, func(uint32) { calls++ }); err != nil {
+				registered <- err
+				return
+			}
+		}
+		err := l.AddUrgent(urgent, EventRead, func(uint32) {
+			drain(urgent)
+			res.urgent, res.backlogged = calls-start, l.Backlogged()
+			done()
+		})
+		if err == nil {
+			err = l.Add(ordinary, EventRead, func(uint32) {
+				drain(ordinary)
+				res.ordinary = calls - start
+				done()
+			})
+		}
+		registered <- err
+	})
+	if err := <-registered; err != nil {
+		t.Fatal(err)
+	}
+	wake := func() {
+		l.Post(func() {
+			start = calls
+			_, _ = unix.Write(urgent, one)
+			_, _ = unix.Write(ordinary, one)
+		})
+	}
+	wake()
+	r := <-results
+	if !r.backlogged {
+		t.Error("Backlogged() is false with a thousand fds ready")
+	}
+	if r.urgent > 2*maxEvents {
+		t.Errorf("the urgent fd waited for %d callbacks, want at most %d (two batches)", r.urgent, 2*maxEvents)
+	}
+	if r.ordinary < busyFDs/2 {
+		t.Errorf("the ordinary fd waited for %d callbacks only; the test has no backlog to show", r.ordinary)
+	}
+
+	// Demoted, the formerly urgent fd queues like any other.
+	demoted := make(chan error, 1)
+	l.Post(func() { demoted <- l.Demote(urgent, EventRead) })
+	if err := <-demoted; err != nil {
+		t.Fatal(err)
+	}
+	wake()
+	if r := <-results; r.urgent < busyFDs/2 {
+		t.Errorf("after Demote the fd waited for %d callbacks only, want it behind the ready fds", r.urgent)
+	}
+}
+
+// gatedWriter is an io.Writer whose writes wait for the gate, like a pipe
+// whose reader lags.
+type gatedWriter struct {
+	gate    chan struct{}
+	entered chan struct{} // a write is waiting at the gate
+	mu      sync.Mutex
+	got     bytes.Buffer
+	writes  int
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.writes++
+	return g.got.Write(p)
+}
+
+// TestBatchWriterNeverMakesTheWriterWait checks what the worker's logger
+// relies on: lines are held and written together by the timer, in order;
+// Write returns at once even while a write is stuck on a slow reader; Sync
+// waits until everything is out.
+func TestBatchWriterNeverMakesTheWriterWait(t *testing.T) {
+	g := &gatedWriter{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
+	b := NewBatchWriter(g, 10*time.Millisecond)
+	for i := range 3 {
+		fmt.Fprintf(b, "line %d\n", i)
+	}
+	// The timer's write is now stuck at the gate; writing goes on.
+	select {
+	case <-g.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the timer did not write the held lines")
+	}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := 3; i < 100; i++ {
+			fmt.Fprintf(b, "line %d\n", i)
+		}
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write waited for a stuck write")
+	}
+	close(g.gate) // the reader catches up
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.got.String() != want.String() {
+		t.Errorf("got %q,\nwant %q", g.got.String(), want.String())
+	}
+	if g.writes > 3 {
+		t.Errorf("100 lines took %d writes, want them batched", g.writes)
 	}
 }

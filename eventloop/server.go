@@ -32,10 +32,17 @@ const (
 	// a request: past it the loop stops reading until the response is out,
 	// so a client that pipelines without reading cannot grow memory.
 	pipelineLimit = 64 << 10
+	// flushThreshold is how many response bytes a batch of pipelined
+	// requests may hold back before they are written anyway.
+	flushThreshold = 64 << 10
 	// maxChunkLine matches net/http's limit on a chunk-size line.
 	maxChunkLine = 4096
-	// maxRetained is the largest per-connection buffer kept for reuse.
+	// maxRetained is the largest per-connection input buffer kept for reuse.
 	maxRetained = 64 << 10
+	// maxRetainedOut is the largest output buffer a connection keeps between
+	// responses: every connection has one now (responses are built in it),
+	// so it stays small — room for a batch of pipelined answers.
+	maxRetainedOut = 16 << 10
 	// lingerTimeout bounds how long a connection that was answered with an
 	// error drains input after shutdown(SHUT_WR). Closing a socket with
 	// unread input sends RST, which can destroy the error response before
@@ -170,13 +177,29 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 		c.closeAfter = true
 	}
 	keepAlive10 := !closing && !w.req.ProtoAtLeast(1, 1)
-	s.wbuf = s.appendResponse(s.wbuf[:0], status, contentType, w.header, body,
+	if !c.dispatching {
+		// An async answer: advance below answers what was pipelined behind
+		// it and writes everything at once.
+		c.batching = true
+	}
+	c.out = s.appendResponse(c.out, status, contentType, w.header, body,
 		w.req.Method == http.MethodHead, closing, keepAlive10)
-	c.output(s.wbuf)
-	s.trimWriteBuf()
+	c.queued()
 	s.accessLog(c, w.req, status)
 	if !c.dispatching && c.fd >= 0 {
-		c.advance() // an async answer: move on to pipelined requests
+		c.advance()
+	}
+}
+
+// Flush writes out the responses held back while the loop answers a batch
+// of pipelined requests (they are normally written together, once the
+// batch is done). A handler about to block the loop calls it, so that the
+// answers before its own do not wait for it.
+func (s *Server) Flush() {
+	for _, c := range s.batch {
+		if c.fd >= 0 && !c.wait && c.outPending() {
+			c.flush()
+		}
 	}
 }
 
@@ -200,8 +223,9 @@ type Server struct {
 	handler Handler
 
 	conns     map[*conn]struct{}
-	listening bool   // lfd is registered with the loop
-	retry     *Timer // resumes accepting after EMFILE
+	batch     []*conn // connections inside advance, holding back responses
+	listening bool    // lfd is registered with the loop
+	retry     *Timer  // resumes accepting after EMFILE
 	shutting  bool
 	doneFns   []func()
 	inFlight  int
@@ -210,7 +234,6 @@ type Server struct {
 
 	// Scratch shared by all connections: only the loop goroutine runs.
 	rbuf    []byte        // read(2) target
-	wbuf    []byte        // response being built
 	br      *bufio.Reader // over bytesR, to hand blocks to net/http parsers
 	bytesR  bytes.Reader
 	dateSec int64
@@ -237,7 +260,9 @@ func NewServer(l *Loop, listenFD int, cfg ServerConfig, h Handler) (*Server, err
 		rbuf:    make([]byte, readSize),
 	}
 	s.br = bufio.NewReaderSize(&s.bytesR, maxChunkLine)
-	if err := l.Add(listenFD, EventRead, s.onListen); err != nil {
+	// Urgent: a new connection (a health probe) must not wait behind
+	// thousands of busy ones.
+	if err := l.AddUrgent(listenFD, EventRead, s.onListen); err != nil {
 		return nil, fmt.Errorf("register listener: %w", err)
 	}
 	s.listening = true
@@ -345,7 +370,7 @@ func (s *Server) resumeAccepting() {
 	if s.shutting || s.listening {
 		return
 	}
-	if err := s.loop.Add(s.lfd, EventRead, s.onListen); err != nil {
+	if err := s.loop.AddUrgent(s.lfd, EventRead, s.onListen); err != nil {
 		s.logError("re-register listener", err)
 		return
 	}
@@ -372,7 +397,14 @@ func (s *Server) newConn(fd int, sa unix.Sockaddr) {
 	c := &conn{s: s, fd: fd, remote: sockaddrString(sa), events: unix.EPOLLIN | unix.EPOLLRDHUP}
 	c.onIdle = c.idleFired
 	c.onHeaderTimeout = c.headerFired
-	if err := s.loop.Add(fd, c.events, c.handle); err != nil {
+	add := s.loop.Add
+	if s.loop.Backlogged() {
+		// Thousands of fds are ready: in the main set this one's first
+		// request would wait behind all of them. It leaves the urgent set
+		// once that request is dispatched.
+		add, c.urgent = s.loop.AddUrgent, true
+	}
+	if err := add(fd, c.events, c.handle); err != nil {
 		s.logError("register connection", err)
 		unix.Close(fd)
 		return
@@ -426,12 +458,6 @@ func (s *Server) httpDate() []byte {
 		s.dateSec = sec
 	}
 	return s.date
-}
-
-func (s *Server) trimWriteBuf() {
-	if cap(s.wbuf) > maxRetained {
-		s.wbuf = nil // one big response must not pin its buffer forever
-	}
 }
 
 // appendResponse renders a whole response into b.
@@ -564,8 +590,14 @@ type conn struct {
 	chunks    chunkScanner
 	continued bool // 100 Continue was sent for req
 
-	out    []byte // response bytes the socket did not take yet, from outOff
-	outOff int
+	// Response bytes not written yet, from outOff: held back while a batch
+	// of pipelined requests is answered (batching), or refused by the
+	// socket (wait: EPOLLOUT will tell when it takes more).
+	out      []byte
+	outOff   int
+	batching bool
+	wait     bool
+	urgent   bool // registered in the loop's urgent set until its first request
 
 	w           *ResponseWriter // the request in flight, or nil
 	dispatching bool            // the handler is on the stack
@@ -651,12 +683,23 @@ func (c *conn) read() {
 }
 
 // advance answers what the buffer holds, as far as one request in flight at a
-// time allows, then decides what to wait for next.
+// time allows, then decides what to wait for next. The responses of the
+// requests it answers are written together when it is done: one write(2)
+// per batch of pipelined requests instead of one per response.
 func (c *conn) advance() {
-	for c.fd >= 0 && c.w == nil && !c.closeAfter && !c.outPending() {
+	s := c.s
+	c.batching = true
+	s.batch = append(s.batch, c)
+	for c.fd >= 0 && c.w == nil && !c.closeAfter && !c.wait {
 		if !c.step() {
 			break
 		}
+	}
+	c.batching = false
+	s.batch[len(s.batch)-1] = nil
+	s.batch = s.batch[:len(s.batch)-1]
+	if c.fd >= 0 && !c.wait && c.outPending() {
+		c.flush()
 	}
 	if c.fd < 0 || c.lingering {
 		return
@@ -846,6 +889,15 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 	s := c.s
 	c.idleDeadline = time.Time{}
 	c.requests++
+	if c.urgent {
+		// Its first request is here: from now on it waits its turn.
+		c.urgent = false
+		if err := s.loop.Demote(c.fd, c.events); err != nil {
+			s.logError("register connection", err)
+			c.close()
+			return
+		}
+	}
 	if n := s.cfg.LimitConcurrency; n > 0 && (len(s.conns) > n || s.inFlight >= n) {
 		c.shed(req)
 		return
@@ -883,9 +935,9 @@ func (c *conn) shed(req *http.Request) {
 	s := c.s
 	s.shed++
 	c.closeAfter = true
-	s.wbuf = s.appendResponse(s.wbuf[:0], http.StatusServiceUnavailable, "application/json", nil,
+	c.out = s.appendResponse(c.out, http.StatusServiceUnavailable, "application/json", nil,
 		bodyServiceUnavailable, req.Method == http.MethodHead, true, false)
-	c.output(s.wbuf)
+	c.queued()
 	s.accessLog(c, req, http.StatusServiceUnavailable)
 }
 
@@ -901,32 +953,30 @@ func (c *conn) fail(status int, msg string) {
 	body := make([]byte, 0, len(quoted)+10)
 	body = append(append(append(body, `{"error":`...), quoted...), '}')
 	head := req != nil && req.Method == http.MethodHead
-	s.wbuf = s.appendResponse(s.wbuf[:0], status, "application/json", nil, body, head, true, false)
-	c.output(s.wbuf)
+	c.out = s.appendResponse(c.out, status, "application/json", nil, body, head, true, false)
+	c.queued()
 	s.accessLog(c, req, status)
 }
 
-// output sends b, keeping what the socket does not take for EPOLLOUT.
+// output queues b for the client.
 func (c *conn) output(b []byte) {
-	if c.outPending() {
-		c.out = append(c.out, b...)
-		return
-	}
-	n, err := writeSome(c.fd, b)
-	if err != nil {
-		c.writeFailed(err)
-		return
-	}
-	if n < len(b) {
-		c.out = append(c.out[:0], b[n:]...)
-		c.outOff = 0
-		return
-	}
-	if c.closeAfter {
-		c.finish()
+	c.out = append(c.out, b...)
+	c.queued()
+}
+
+// queued sends what was just appended to out: at once, unless a batch holds
+// it back (advance writes it when done, or earlier once it grows past
+// flushThreshold) or the socket is full (EPOLLOUT resumes it).
+func (c *conn) queued() {
+	switch {
+	case c.wait:
+	case !c.batching || len(c.out)-c.outOff >= flushThreshold:
+		c.flush()
 	}
 }
 
+// flush writes out what the socket takes, and closes the connection when
+// it was its last response.
 func (c *conn) flush() {
 	n, err := writeSome(c.fd, c.out[c.outOff:])
 	if err != nil {
@@ -934,12 +984,12 @@ func (c *conn) flush() {
 		return
 	}
 	c.outOff += n
-	if c.outPending() {
+	if c.wait = c.outPending(); c.wait {
 		return
 	}
 	c.out, c.outOff = c.out[:0], 0
-	if cap(c.out) > maxRetained {
-		c.out = nil
+	if cap(c.out) > maxRetainedOut {
+		c.out = nil // one big response must not pin its buffer forever
 	}
 	if c.closeAfter {
 		c.finish()
@@ -1118,7 +1168,7 @@ func (c *conn) close() {
 		c.hdrTimer = nil
 	}
 	c.idleDeadline, c.hdrDeadline = time.Time{}, time.Time{}
-	c.in, c.out, c.off, c.outOff = nil, nil, 0, 0
+	c.in, c.out, c.off, c.outOff, c.wait = nil, nil, 0, 0, false
 	c.lingering = false
 	if c.w == nil {
 		s.forget(c)

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
@@ -78,6 +78,7 @@ type app struct {
 	served        int  // requests that reached the app
 	retirePending bool // Retire is due but the status pipe had no room yet
 	srv           *eventloop.Server
+	line          []byte // the log line being built (loop goroutine only)
 
 	// The detector reports from its own goroutine while the loop is
 	// blocked, and from the loop when the stall ends.
@@ -119,11 +120,40 @@ func (a *app) serverConfig() eventloop.ServerConfig {
 		},
 	}
 	if a.cfg.AccessLog {
-		cfg.AccessLog = func(remote, method, target, proto string, status int) {
-			a.log.Info(fmt.Sprintf(`%s - "%s %s %s" %d`, remote, method, target, proto, status))
-		}
+		cfg.AccessLog = a.accessLog
 	}
 	return cfg
+}
+
+// accessLog logs uvicorn's access line: 127.0.0.1:54321 - "GET / HTTP/1.1" 200.
+// Built by appending into a reused buffer: this runs once per request.
+func (a *app) accessLog(remote, method, target, proto string, status int) {
+	b := append(a.line[:0], remote...)
+	b = append(b, ` - "`...)
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, target...)
+	b = append(b, ' ')
+	b = append(b, proto...)
+	b = append(b, `" `...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	a.info(b)
+}
+
+// info logs a line built in a.line's buffer, and keeps the buffer.
+func (a *app) info(b []byte) {
+	a.line = b[:0]
+	a.log.Info(string(b))
+}
+
+// appendCallLine renders an external call's line, `<id> <n>: <Response [<status>]>`.
+func appendCallLine(b []byte, id string, n int, status string) []byte {
+	b = append(b, id...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, ": <Response ["...)
+	b = append(b, status...)
+	return append(b, "]>"...)
 }
 
 // serve routes a request like FastAPI would: 404 and 405 carry its bodies.
@@ -151,6 +181,13 @@ func (a *app) healthcheck(w *eventloop.ResponseWriter, _ *eventloop.Request) {
 // return, this worker accepts, reads and answers nothing else.
 func (a *app) mixed(w *eventloop.ResponseWriter, _ *eventloop.Request) {
 	id := a.begin(w)
+	// Before the loop stops for seconds, what it holds back goes out: the
+	// answers to requests pipelined before this one (written once per batch
+	// otherwise). blockingCalls flushes the log before each call, so
+	// `started processing` appears now, not when the logger's timer fires.
+	if a.srv != nil {
+		a.srv.Flush()
+	}
 	err := a.blockingCalls(context.Background(), id)
 	a.end(w, id, err)
 }
@@ -187,7 +224,7 @@ func (a *app) async(w *eventloop.ResponseWriter, _ *eventloop.Request) {
 		a.client.Get(a.cfg.External, a.cfg.ExternalTimeout, func(resp *client.Response, err error) {
 			if err == nil {
 				// httpx prints the reason phrase: <Response [200 OK]>
-				a.log.Info(fmt.Sprintf("%s %d: <Response [%s]>", id, n, resp.Status))
+				a.info(appendCallLine(a.line[:0], id, n, resp.Status))
 				err = statusError(resp.StatusCode)
 			}
 			if err != nil {
@@ -201,13 +238,18 @@ func (a *app) async(w *eventloop.ResponseWriter, _ *eventloop.Request) {
 }
 
 // blockingCalls makes the request's external calls one after the other with
-// a blocking client, as `requests` does.
+// a blocking client, as `requests` does. It runs on the loop (mixed) or on a
+// pool goroutine (threadpool), so it builds its lines in its own buffer.
 func (a *app) blockingCalls(ctx context.Context, id string) error {
+	var line []byte
 	for n := 1; n <= a.cfg.Calls; n++ {
+		// The lines logged so far appear before the call blocks, not after.
+		_ = a.log.Sync()
 		code, err := a.blockingGet(ctx)
 		if err == nil {
 			// requests prints the bare code: <Response [200]>
-			a.log.Info(fmt.Sprintf("%s %d: <Response [%d]>", id, n, code))
+			line = appendCallLine(line[:0], id, n, strconv.Itoa(code))
+			a.log.Info(string(line))
 			err = statusError(code)
 		}
 		if err != nil {
@@ -344,14 +386,24 @@ func isTimeout(err error) bool {
 		(errors.As(err, &t) && t.Timeout())
 }
 
-// newRequestID returns a random (version 4) UUID, as Python's uuid.uuid4().
+// newRequestID returns a random (version 4) UUID, as Python's uuid.uuid4(),
+// formatted in place rather than through intermediate strings.
 func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return strings.Join([]string{h[:8], h[8:12], h[12:16], h[16:20], h[20:]}, "-")
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
 }
 
 // loopStats is the JSON that rides on each Beat.
@@ -379,6 +431,9 @@ func (a *app) reportStall(s eventloop.Stall) {
 	}
 	a.stallMu.Lock()
 	defer a.stallMu.Unlock()
+	// The loop is (or was) blocked: say so now, not when the logger's
+	// timer next fires.
+	defer a.log.Sync() //nolint:errcheck
 	switch {
 	case s.Done:
 		a.log.Warn(fmt.Sprintf("event loop blocked %s by %s", s.Duration.Round(10*time.Millisecond), label))

@@ -203,6 +203,7 @@ func Run(cfg Config) error {
 		return &StartupError{fmt.Errorf("tell master ready: %w", err)}
 	}
 	log.Info(fmt.Sprintf("Worker %d/%d ready, mode %s (loop thread %s)", cfg.Index, cfg.Total, cfg.Mode, name))
+	_ = log.Sync() // say it now, not when the logger's timer next fires
 	loop.Post(func() { setThreadName(name) })
 	loop.Post(app.heartbeat)
 	if err := loop.Run(); err != nil {
@@ -276,6 +277,7 @@ func watchLifeline(f *os.File, status *statusPipe, log *zap.Logger) {
 		}
 		if err != nil { // io.EOF: the master's write end is gone
 			log.Warn("master process gone, exiting")
+			_ = log.Sync()
 			// The loop may be blocked, so nothing can unwind it: end now.
 			_ = unix.Kill(os.Getpid(), unix.SIGKILL)
 			return
