@@ -29,7 +29,7 @@ import (
 
 // Defaults of Listen's parameters, for the command line.
 const (
-	DefaultListeners = 4
+	DefaultListeners = 8
 	// DefaultBacklog asks for the most the kernel allows: it silently caps
 	// a backlog at net.core.somaxconn.
 	DefaultBacklog = 65535
