@@ -174,7 +174,9 @@ func TestSighupUnderLoadDropsNothing(t *testing.T) {
 		args []string
 	}{
 		{"async shared socket", []string{"--mode", "async"}},
-		{"mixed reuse-port", []string{"--mode", "mixed", "--reuse-port"}},
+		// Not --reuse-port: retiring a worker there resets connections still
+		// in its own queue unless net.ipv4.tcp_migrate_req=1 (see README).
+		{"mixed shared socket", []string{"--mode", "mixed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sighupUnderLoad(t, append([]string{"--workers", "2", "--external", ext, "--no-access-log"}, tc.args...))
