@@ -115,14 +115,20 @@ type Client struct {
 	scratch []byte // read buffer
 	reqBuf  []byte // request being written
 	parser  parser
-	free    [][]byte // response buffers of finished calls, for reuse
+	sa4     unix.SockaddrInet4 // address being connected to
+	free    [][]byte           // response buffers of finished calls, for reuse
+	last    *target            // the URL parsed last
 
 	dns map[string]*dnsEntry
 
-	// For tests: sockets currently open, lookups started, parses run.
-	open    int
-	lookups int
-	parses  int
+	// For tests: sockets currently open, lookups started, parses run,
+	// requests written whole right after connect(2) (the fast path), and
+	// writes that left part of a request for EPOLLOUT.
+	open        int
+	lookups     int
+	parses      int
+	earlyWrites int
+	shortWrites int
 }
 
 // dnsEntry is a cached lookup result, or a lookup in flight while pending.
@@ -174,11 +180,7 @@ const (
 // response received so far) so that thousands can wait at once.
 type call struct {
 	c       *Client
-	url     string // as given, for error messages
-	host    string // Host header: host[:port] from the URL
-	name    string // host name or IP literal to connect to
-	uri     string // request target
-	port    uint16
+	t       *target
 	cb      func(*Response, error)
 	timeout time.Duration
 	timer   *eventloop.Timer
@@ -190,6 +192,7 @@ type call struct {
 	peer     netip.AddrPort // address being connected to
 	firstErr error          // first connect failure: the one worth reporting
 	fd       int
+	nodelay  bool // TCP_NODELAY is set
 
 	out     []byte  // request bytes a short write left over
 	in      []byte  // response bytes so far, once they span reads
@@ -205,32 +208,62 @@ type call struct {
 // goroutine only) releases the connection at once; cb then runs later with
 // an error wrapping context.Canceled. Cancelling a finished call does nothing.
 func (c *Client) Get(rawURL string, timeout time.Duration, cb func(*Response, error)) (cancel func()) {
-	k := &call{c: c, url: rawURL, cb: cb, fd: -1, deferCB: true}
+	k := &call{c: c, cb: cb, fd: -1, deferCB: true}
 	defer func() { k.deferCB = false }()
 	if timeout > 0 {
 		k.timeout = timeout
 		k.timer = c.l.AfterFunc(timeout, k.onTimeout)
 	}
-	if err := k.parseURL(rawURL); err != nil {
+	t, err := c.target(rawURL)
+	k.t = t
+	switch {
+	case err != nil:
 		k.fail(err)
-		return k.cancel
-	}
-	if ip, err := netip.ParseAddr(k.name); err == nil {
-		k.addrs = []netip.Addr{ip.Unmap()}
+	case t.addrs != nil:
+		k.addrs = t.addrs
 		k.dial()
-	} else {
+	default:
 		c.resolve(k)
 	}
 	return k.cancel
 }
 
-func (k *call) parseURL(rawURL string) error {
-	u, err := url.Parse(rawURL)
+// target is what a call needs from its URL. A worker calls the same URL
+// over and over, so the client keeps the last one parsed.
+type target struct {
+	raw   string       // as given
+	url   string       // for error messages: raw, password redacted
+	host  string       // Host header: host[:port] from the URL
+	name  string       // host name or IP literal to connect to
+	uri   string       // request target
+	port  uint16       // from the URL, or 80
+	addrs []netip.Addr // the address of an IP literal, shared by its calls
+}
+
+// target returns rawURL parsed, from the cache when it is the last URL.
+// With an error, the target still has url set.
+func (c *Client) target(rawURL string) (*target, error) {
+	if t := c.last; t != nil && t.raw == rawURL {
+		return t, nil
+	}
+	t := &target{raw: rawURL, url: rawURL}
+	if err := t.parse(); err != nil {
+		return t, err
+	}
+	if ip, err := netip.ParseAddr(t.name); err == nil {
+		t.addrs = []netip.Addr{ip.Unmap()}
+	}
+	c.last = t
+	return t, nil
+}
+
+func (t *target) parse() error {
+	u, err := url.Parse(t.raw)
 	if err != nil {
 		return err // already reads "parse <url>: ..."
 	}
 	if u.User != nil {
-		k.url = u.Redacted() // errors end up in logs: keep passwords out
+		t.url = u.Redacted() // errors end up in logs: keep passwords out
 	}
 	switch u.Scheme {
 	case "http":
@@ -242,15 +275,15 @@ func (k *call) parseURL(rawURL string) error {
 	if u.Hostname() == "" {
 		return errors.New("missing host")
 	}
-	k.port = 80
+	t.port = 80
 	if p := u.Port(); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
 			return fmt.Errorf("invalid port %q", p)
 		}
-		k.port = uint16(n)
+		t.port = uint16(n)
 	}
-	k.host, k.name, k.uri = u.Host, u.Hostname(), u.RequestURI()
+	t.host, t.name, t.uri = u.Host, u.Hostname(), u.RequestURI()
 	return nil
 }
 
@@ -276,7 +309,7 @@ func (k *call) onTimeout() {
 func (k *call) phase() string {
 	switch k.state {
 	case stateResolving:
-		return "lookup " + k.name
+		return "lookup " + k.t.name
 	case stateConnecting:
 		return "connect " + k.peer.String()
 	case stateWriting:
@@ -290,7 +323,7 @@ func (k *call) phase() string {
 // joining a lookup in flight, or by starting one on an owned goroutine.
 func (c *Client) resolve(k *call) {
 	k.state = stateResolving
-	e := c.dns[k.name]
+	e := c.dns[k.t.name]
 	switch {
 	case e != nil && e.pending:
 		e.waiters = append(e.waiters, k)
@@ -304,12 +337,12 @@ func (c *Client) resolve(k *call) {
 			c.sweepDNS()
 		}
 		e = &dnsEntry{}
-		c.dns[k.name] = e
+		c.dns[k.t.name] = e
 	}
 	e.pending = true
 	e.waiters = append(e.waiters, k)
 	c.lookups++
-	name, l := k.name, c.l
+	name, l := k.t.name, c.l
 	l.Go(func() {
 		ctx, cancel := context.WithTimeout(l.Context(), lookupTimeout)
 		defer cancel()
@@ -373,11 +406,11 @@ func (c *Client) resolved(name string, e *dnsEntry, addrs []netip.Addr, err erro
 func (k *call) dial() {
 	k.state = stateConnecting
 	for k.next < len(k.addrs) {
-		k.peer = netip.AddrPortFrom(k.addrs[k.next], k.port)
+		k.peer = netip.AddrPortFrom(k.addrs[k.next], k.t.port)
 		k.next++
 		err := k.connect()
 		if err == nil {
-			return // wait for EPOLLOUT
+			return // the request is out, or waits for the connection
 		}
 		if k.firstErr == nil {
 			k.firstErr = err
@@ -386,38 +419,63 @@ func (k *call) dial() {
 	k.fail(k.firstErr)
 }
 
-// connect opens a non-blocking socket to k.peer and registers it with the
-// loop; the connection completes (or fails) in onEvent.
+// connect opens a non-blocking socket to k.peer, registers it with the
+// loop, and writes the request if the connection is already up. An error
+// means nothing was sent, so dial may try the next address.
+//
+// Writing at once is what makes a call cheap on loopback, where connect(2)
+// runs the whole handshake before it returns EINPROGRESS: the request goes
+// out straight away and the socket needs one registration, for EPOLLIN,
+// instead of waiting a loop iteration for EPOLLOUT, asking SO_ERROR and
+// switching the registration to EPOLLIN. During a burst that wait is long:
+// EPOLLOUT queues behind every fd already ready. A socket still connecting
+// refuses the write with EAGAIN and completes in onEvent as before; one
+// whose connect already failed reports the failure (ECONNREFUSED) from the
+// write.
 func (k *call) connect() error {
 	ip := k.peer.Addr()
 	var sa unix.Sockaddr
 	family := unix.AF_INET
 	if ip.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(k.port), Addr: ip.As4()}
+		sa4 := &k.c.sa4 // Connect only reads it: one per client will do
+		sa4.Port, sa4.Addr = int(k.t.port), ip.As4()
+		sa = sa4
 	} else {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(k.port), Addr: ip.As16()}
+		sa = &unix.SockaddrInet6{Port: int(k.t.port), Addr: ip.As16()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	k.fd = fd
+	k.fd, k.nodelay = fd, false
 	k.c.open++
-	// Requests are one small write; don't let Nagle hold anything back.
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-		k.closeFD()
-		return fmt.Errorf("setsockopt TCP_NODELAY: %w", err)
-	}
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
 		k.closeFD()
 		return fmt.Errorf("connect %s: %w", k.peer, err)
 	}
-	// Even a connect that finished at once is completed in onEvent, where
-	// EPOLLOUT fires straight away.
-	if err := k.c.l.Add(fd, eventloop.EventWrite, k.onEvent); err != nil {
+	// Registered before the write, so that a failure here still leaves
+	// the request unsent.
+	if err := k.c.l.Add(fd, eventloop.EventRead, k.onEvent); err != nil {
 		k.closeFD()
 		return fmt.Errorf("connect %s: %w", k.peer, err)
+	}
+	switch done, err := k.write(k.c.buildRequest(k), true); {
+	case done:
+		k.c.earlyWrites++
+		k.state = stateReading
+		return nil
+	case err == unix.EAGAIN:
+		// Nothing went out: still connecting. onEvent completes the
+		// connect and then writes k.out.
+	case err != nil:
+		k.closeFD()
+		return fmt.Errorf("connect %s: %w", k.peer, err)
+	default: // connected, but only part of the request went out
+		k.state = stateWriting
+	}
+	if err := k.c.l.Modify(fd, eventloop.EventWrite); err != nil {
+		k.fail(err)
 	}
 	return nil
 }
@@ -448,41 +506,72 @@ func (k *call) connected() {
 		return
 	}
 	k.state = stateWriting
-	k.out = k.c.buildRequest(k)
 	k.flush()
 }
 
 func (c *Client) buildRequest(k *call) []byte {
 	b := c.reqBuf[:0]
 	b = append(b, "GET "...)
-	b = append(b, k.uri...)
+	b = append(b, k.t.uri...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, k.host...)
+	b = append(b, k.t.host...)
 	b = append(b, "\r\nUser-Agent: "...)
 	b = append(b, c.ua...)
 	b = append(b, "\r\nAccept: */*\r\nConnection: close\r\n\r\n"...)
-	c.reqBuf = b
+	if cap(b) <= maxFreeBufCap { // a huge URL must not pin its buffer
+		c.reqBuf = b
+	}
 	return b
 }
 
-// flush writes k.out. The first attempt writes from the client's shared
-// buffer; only a short write (rare: requests are small) copies the rest.
-func (k *call) flush() {
+// write sends req and reports whether all of it went out; otherwise k.out
+// holds the rest, copied if req is the client's shared request buffer
+// (shared) rather than k.out itself. EAGAIN is the only error that leaves
+// anything to retry.
+func (k *call) write(req []byte, shared bool) (done bool, err error) {
 	// MSG_NOSIGNAL: a peer that already closed yields EPIPE, not SIGPIPE.
-	n, err := unix.SendmsgN(k.fd, k.out, nil, nil, unix.MSG_NOSIGNAL)
-	if err != nil {
-		if err != unix.EAGAIN && err != unix.EINTR {
-			k.fail(fmt.Errorf("write request: %w", err))
-			return
+	n, err := unix.SendmsgN(k.fd, req, nil, nil, unix.MSG_NOSIGNAL)
+	if err == unix.EINTR {
+		err = unix.EAGAIN
+	}
+	if err != nil && err != unix.EAGAIN {
+		return false, err
+	}
+	n = max(n, 0)
+	if n == len(req) {
+		k.out = nil
+		return true, nil
+	}
+	if k.out = req[n:]; shared {
+		k.out = bytes.Clone(k.out)
+	}
+	if n == 0 {
+		return false, err
+	}
+	k.c.shortWrites++
+	if !k.nodelay {
+		// Nagle never holds back the first write of a connection (nothing
+		// is in flight yet), so TCP_NODELAY is set only when the rest of
+		// a short one would otherwise wait for the ACK of what went out.
+		k.nodelay = true
+		if err := unix.SetsockoptInt(k.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+			return false, fmt.Errorf("setsockopt TCP_NODELAY: %w", err)
 		}
-		n = 0
 	}
-	if n < len(k.out) {
-		// k.out may be the shared request buffer: keep a private copy.
-		k.out = bytes.Clone(k.out[n:])
+	return false, nil
+}
+
+// flush writes what the request's first write left in k.out: all of it
+// when the connect completed in onEvent, or the rest of a short write.
+func (k *call) flush() {
+	done, err := k.write(k.out, false)
+	switch {
+	case err == unix.EAGAIN, err == nil && !done:
 		return // still registered for EPOLLOUT
+	case err != nil:
+		k.fail(fmt.Errorf("write request: %w", err))
+		return
 	}
-	k.out = nil
 	k.state = stateReading
 	if err := k.c.l.Modify(k.fd, eventloop.EventRead); err != nil {
 		k.fail(err)
@@ -574,7 +663,7 @@ func (k *call) succeed(resp *Response) {
 
 func (k *call) fail(err error) {
 	cb := k.finish()
-	err = &callError{url: k.url, err: err}
+	err = &callError{url: k.t.url, err: err}
 	if k.deferCB {
 		k.c.l.Post(func() { cb(nil, err) })
 		return

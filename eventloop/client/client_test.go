@@ -371,7 +371,7 @@ func feed(t *testing.T, pieces []string, eof bool) (r result, doneAt, parses int
 	c := New(nil, Config{}) // no loop needed: no timer, no socket
 	doneAt = -1
 	calls, n := 0, 0
-	k := &call{c: c, url: "http://x/", fd: -1, state: stateReading, cb: func(resp *Response, err error) {
+	k := &call{c: c, t: &target{url: "http://x/"}, fd: -1, state: stateReading, cb: func(resp *Response, err error) {
 		calls++
 		r = result{resp: resp, err: err}
 		doneAt = n
@@ -918,5 +918,138 @@ func TestManyPendingCallsAreCheap(t *testing.T) {
 		if r := e.wait(results); !errors.Is(r.err, context.Canceled) {
 			t.Fatalf("got %v, want context.Canceled", r.err)
 		}
+	}
+}
+
+// TestRequestGoesOutWithConnect: on loopback connect(2) has done the
+// handshake by the time it returns, so the request is written at once and
+// the socket registered for reading only, with no wait for EPOLLOUT. The
+// kernel may hand the handshake to ksoftirqd on a busy machine, so only
+// some calls are required to take that path; every call must succeed.
+func TestRequestGoesOutWithConnect(t *testing.T) {
+	e := newEnv(t, Config{})
+	var seen sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.RequestURI, true)
+		io.WriteString(w, r.RequestURI)
+	}))
+	t.Cleanup(srv.Close)
+	const n = 20
+	for i := range n {
+		uri := "/same"
+		if i%5 == 4 {
+			uri = "/other" + strconv.Itoa(i) // the parsed-URL cache must follow
+		}
+		r := e.get(srv.URL+uri, 5*time.Second)
+		if r.err != nil || string(r.resp.Body) != uri {
+			t.Fatalf("call %d: got %v, want body %q", i, r.err, uri)
+		}
+	}
+	var early, short int
+	e.onLoop(func() { early, short = e.c.earlyWrites, e.c.shortWrites })
+	t.Logf("%d of %d requests written right after connect", early, n)
+	if early == 0 {
+		t.Errorf("no request of %d went out with its connect", n)
+	}
+	if short != 0 {
+		t.Errorf("%d short writes of small requests", short)
+	}
+}
+
+// TestRequestAfterSlowConnect takes the other path: a listener whose
+// accept queue is full drops the SYN, so the connect is still in progress
+// when the request is first tried; it goes out once the kernel's SYN
+// retransmit (after about 1 s) gets through.
+func TestRequestAfterSlowConnect(t *testing.T) {
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err == nil {
+		err = unix.Listen(lfd, 0) // full with one connection waiting
+	}
+	if err != nil {
+		unix.Close(lfd)
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(lfd), "listener")
+	ln, err := net.FileListener(f) // a duplicate: same queue, Go's poller
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	e := newEnv(t, Config{})
+
+	filler, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	res, _ := e.start("http://"+ln.Addr().String()+"/slow", 10*time.Second)
+	var early int
+	e.onLoop(func() { early = e.c.earlyWrites })
+	if early != 0 {
+		t.Fatal("the request went out although the accept queue was full")
+	}
+	served := make(chan error, 1)
+	go func() {
+		served <- func() error {
+			for i := range 2 { // the filler, then the call
+				c, err := ln.Accept()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if i == 0 {
+					continue
+				}
+				_, req, err := readRequest(c)
+				if err != nil {
+					return err
+				}
+				_, err = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"+req.RequestURI[1:])
+				return err
+			}
+			return nil
+		}()
+	}()
+	r := e.wait(res)
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if r.err != nil || string(r.resp.Body) != "slow" {
+		t.Fatalf("got %v", r.err)
+	}
+}
+
+// TestShortWrite sends a request larger than the socket buffers take at
+// once, so that its rest waits for EPOLLOUT.
+func TestShortWrite(t *testing.T) {
+	e := newEnv(t, Config{})
+	path := "/" + strings.Repeat("p", 8<<20)
+	srv := newRawServer(t, func(c net.Conn, _ <-chan struct{}) {
+		_, req, err := readRequest(c)
+		if err != nil {
+			return
+		}
+		n := strconv.Itoa(len(req.RequestURI))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(n))+"\r\n\r\n"+n)
+	})
+	r := e.get(srv.url(path), 10*time.Second)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := string(r.resp.Body); got != strconv.Itoa(len(path)) {
+		t.Errorf("server read a request target of %s bytes, want %d", got, len(path))
+	}
+	var short int
+	var reqBuf int
+	e.onLoop(func() { short, reqBuf = e.c.shortWrites, cap(e.c.reqBuf) })
+	if short == 0 {
+		t.Error("an 8 MiB request went out in one write")
+	}
+	if reqBuf > maxFreeBufCap {
+		t.Errorf("the client keeps a %d-byte request buffer", reqBuf)
 	}
 }
