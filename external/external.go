@@ -1,13 +1,18 @@
 // Package external is the slow third-party API of the article: every GET /
-// waits a fixed delay and then answers {"message":"Hello World"}. It is an
-// ordinary net/http server on purpose — a waiting request costs a parked
-// goroutine and a timer, never a thread — so thousands of requests can wait
-// at once and none outlives its client.
+// waits a fixed delay and then answers {"message":"Hello World"}.
 //
-// It must never be the bottleneck of what it helps to measure, so it
-// listens on several SO_REUSEPORT sockets (Listen): the kernel caps one
-// socket's accept queue at net.core.somaxconn, and a burst of connections
-// beyond it is dropped and retried by TCP a second later.
+// The article's API is `await asyncio.sleep(20)` on Uvicorn's event loop,
+// and so is this one: it runs on the project's own event loops (package
+// eventloop), one per CPU, each on its own OS thread, where a waiting
+// request is a timer on its loop — no goroutine, no thread. Thousands wait
+// at once, and a burst costs little more than the syscalls of each
+// connection, so the API stays out of the way of what it helps to measure
+// on the machine it shares with it.
+//
+// It listens on several SO_REUSEPORT sockets (Listen) for the same reason:
+// the kernel caps one socket's accept queue at net.core.somaxconn, and a
+// burst of connections beyond it is dropped and retried by TCP a second
+// later.
 package external
 
 import (
@@ -16,7 +21,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +29,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"demo/eventloop"
 	"demo/sockets"
 )
 
@@ -35,30 +41,75 @@ const (
 	DefaultBacklog = 65535
 )
 
+// goneCheckInterval is how often a loop looks for waiting requests whose
+// client hung up. The server notices a hang-up (it keeps reading while a
+// request is in flight) but has no callback for it, so the loop polls; the
+// poll touches only loops with requests waiting.
+const goneCheckInterval = 100 * time.Millisecond
+
+// statusClientGone answers a request whose client left before its delay
+// ran out: nginx's "client closed request". The connection closes with it;
+// only a client that merely half-closed its side can still read it.
+const statusClientGone = 499
+
+// idleTimeout is how long a new connection may stay silent before its
+// request: generous, since a load generator may open thousands of
+// connections before it sends anything on them.
+const idleTimeout = 10 * time.Second
+
 // Config is what `demo external` takes.
 type Config struct {
 	Delay  time.Duration
 	Logger *zap.Logger
+	// Loops is how many event loops serve the listeners, each on its own
+	// OS thread; 0 means one per CPU the Go runtime uses (GOMAXPROCS).
+	// There are never more loops than listeners.
+	Loops int
 }
 
-var helloWorld = []byte(`{"message":"Hello World"}`)
+var (
+	helloWorld       = []byte(`{"message":"Hello World"}`)
+	notFound         = []byte("404 page not found\n")
+	methodNotAllowed = []byte("Method Not Allowed\n")
+)
 
-// Handler serves GET / after cfg.Delay. A client that goes away stops the
-// wait at once, so an abandoned request holds nothing.
-func Handler(cfg Config) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		t := time.NewTimer(cfg.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(helloWorld)
-	})
-	return mux
+// Listener is one listening socket made by Listen, for Serve.
+type Listener struct {
+	addr *net.TCPAddr
+
+	mu sync.Mutex
+	fd int // -1 once closed or handed to Serve
+}
+
+// Addr is the address the socket listens on.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// Close closes the socket, unless Serve has taken it (Serve closes what it
+// takes). It may be called more than once.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fd < 0 {
+		return nil
+	}
+	err := unix.Close(l.fd)
+	l.fd = -1
+	if err != nil {
+		return fmt.Errorf("close listener %s: %w", l.addr, err)
+	}
+	return nil
+}
+
+// take hands the socket over to the caller, who closes it.
+func (l *Listener) take() (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fd < 0 {
+		return -1, fmt.Errorf("listener %s is closed or already served", l.addr)
+	}
+	fd := l.fd
+	l.fd = -1
+	return fd, nil
 }
 
 // Listen opens n listening sockets on host:port (port 0 picks one free port
@@ -68,7 +119,7 @@ func Handler(cfg Config) http.Handler {
 // A port some other process listens on is refused ("address already in
 // use") even if that process set SO_REUSEPORT too: the port is first bound
 // without it, as a check, and released just before the real sockets bind.
-func Listen(host string, port, n, backlog int) (lns []net.Listener, err error) {
+func Listen(host string, port, n, backlog int) (lns []*Listener, err error) {
 	if n < 1 || backlog < 1 {
 		return nil, fmt.Errorf("listen: want at least 1 listener and a backlog of 1, got %d and %d", n, backlog)
 	}
@@ -86,42 +137,139 @@ func Listen(host string, port, n, backlog int) (lns []net.Listener, err error) {
 		}
 	}()
 	for range n {
-		fd, _, err := sockets.BindTCP(addr.IP.String(), addr.Port, true)
+		fd, bound, err := sockets.BindTCP(addr.IP.String(), addr.Port, true)
 		if err != nil {
 			return lns, err
 		}
-		ln, err := listenFD(fd, backlog)
-		if err != nil {
+		if err := unix.Listen(fd, backlog); err != nil {
+			unix.Close(fd)
 			return lns, fmt.Errorf("listen %s: %w", net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port)), err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, &Listener{addr: bound, fd: fd})
 	}
 	return lns, nil
 }
 
-// listenFD makes the bound socket fd listen and wraps it; fd is consumed.
-func listenFD(fd, backlog int) (net.Listener, error) {
-	f := os.NewFile(uintptr(fd), "external-listener")
-	defer f.Close() // FileListener holds a duplicate
-	if err := unix.Listen(fd, backlog); err != nil {
-		return nil, err
-	}
-	return net.FileListener(f)
-}
-
-// Serve answers on every listener in lns until ctx is done, then closes
-// them, lets waiting requests go (their clients get a closed connection) and
-// returns.
-func Serve(ctx context.Context, lns []net.Listener, cfg Config) error {
+// Serve answers on every listener in lns until ctx is done, then drops the
+// requests still waiting (their clients see the connection close), closes
+// the listeners and returns nil. It takes lns over: it closes them itself.
+func Serve(ctx context.Context, lns []*Listener, cfg Config) (err error) {
 	if len(lns) == 0 {
 		return errors.New("external api: no listener")
 	}
-	srv := &http.Server{
-		Handler:           Handler(cfg),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          zap.NewStdLog(cfg.Logger),
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			if cerr := unix.Close(fd); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close external api listener: %w", cerr))
+			}
+		}
+		for _, ln := range lns {
+			ln.Close() // any not taken yet, after an early error
+		}
+	}()
+	for _, ln := range lns {
+		fd, err := ln.take()
+		if err != nil {
+			return fmt.Errorf("external api: %w", err)
+		}
+		fds = append(fds, fd)
 	}
-	// One request per connection, closed by the server: the side that
+
+	n := cfg.Loops
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	apis := make([]*api, min(n, len(fds)))
+	defer func() {
+		for _, a := range apis {
+			if a != nil {
+				if cerr := a.loop.Close(); cerr != nil {
+					err = errors.Join(err, fmt.Errorf("close external api loop: %w", cerr))
+				}
+			}
+		}
+	}()
+	for i := range apis {
+		loop, err := eventloop.New()
+		if err != nil {
+			return fmt.Errorf("external api: %w", err)
+		}
+		apis[i] = &api{loop: loop, delay: cfg.Delay}
+	}
+	srvCfg := eventloop.ServerConfig{
+		// One request per connection (see serve), so this only bounds how
+		// long a new connection may wait to send it.
+		KeepAliveTimeout: idleTimeout,
+		ErrorLog: func(msg string, err error) {
+			cfg.Logger.Error(msg, zap.Error(err))
+		},
+	}
+	// The kernel spreads connections evenly over the sockets, so dealing
+	// the sockets out evenly spreads the work over the loops.
+	for i, fd := range fds {
+		a := apis[i%len(apis)]
+		srv, err := eventloop.NewServer(a.loop, fd, srvCfg, a.serve)
+		if err != nil {
+			return fmt.Errorf("external api: %w", err)
+		}
+		a.servers = append(a.servers, srv)
+	}
+
+	cfg.Logger.Info(fmt.Sprintf("demo external running on http://%s (delay %s, Press CTRL+C to quit)", lns[0].Addr(), cfg.Delay))
+	// Run locks each loop to its own OS thread.
+	errc := make(chan error, len(apis))
+	var wg sync.WaitGroup
+	for _, a := range apis {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- a.loop.Run()
+		}()
+	}
+	var failed error
+	select {
+	case failed = <-errc: // only a broken epoll set ends a loop early
+	case <-ctx.Done():
+		// Requests still waiting would each hold shutdown for up to the
+		// delay; like uvicorn after its graceful period, drop them.
+		cfg.Logger.Info("Shutting down")
+	}
+	for _, a := range apis {
+		a.loop.Post(a.stop)
+	}
+	wg.Wait()
+	close(errc)
+	for e := range errc {
+		failed = errors.Join(failed, e)
+	}
+	if failed != nil {
+		return fmt.Errorf("external api: %w", failed)
+	}
+	return nil
+}
+
+// api is what one event loop serves: its share of the listeners and the
+// requests waiting on it. Everything in it belongs to the loop goroutine.
+type api struct {
+	loop    *eventloop.Loop
+	servers []*eventloop.Server
+	delay   time.Duration
+
+	waiting   []*waiter        // in no order; each knows its index
+	goneCheck *eventloop.Timer // runs while requests wait
+}
+
+// waiter is a GET / waiting out the delay: asyncio.sleep's timer handle.
+type waiter struct {
+	a     *api
+	w     *eventloop.ResponseWriter
+	timer *eventloop.Timer
+	i     int // index in a.waiting
+}
+
+func (a *api) serve(w *eventloop.ResponseWriter, r *eventloop.Request) {
+	// One request per connection, and the server closes it: the side that
 	// closes first keeps the socket in TIME_WAIT for a minute. On the
 	// server that costs nothing, but clients that hang up first (a
 	// keep-alive client closing its idle connections) each leave an
@@ -130,39 +278,72 @@ func Serve(ctx context.Context, lns []net.Listener, cfg Config) error {
 	// (measured: 5,000 connects took 0.88 s after such a burst, 0.10 s
 	// after one the server closed). The worker's calls send
 	// "Connection: close" anyway.
-	srv.SetKeepAlivesEnabled(false)
-	cfg.Logger.Info(fmt.Sprintf("demo external running on http://%s (delay %s, Press CTRL+C to quit)", lns[0].Addr(), cfg.Delay))
-	// One accept loop per listener: each socket has its own accept queue.
-	errc := make(chan error, len(lns))
-	var wg sync.WaitGroup
-	for _, ln := range lns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- srv.Serve(ln)
-		}()
+	r.Close = true
+	// The answers of net/http's ServeMux to a single "GET /{$}" route.
+	if r.URL.Path != "/" {
+		w.Respond(http.StatusNotFound, "text/plain; charset=utf-8", notFound)
+		return
 	}
-	var failed error
-	select {
-	case failed = <-errc:
-	case <-ctx.Done():
-		// Requests still waiting would each hold shutdown for up to the
-		// delay; like uvicorn after its graceful period, drop them.
-		cfg.Logger.Info("Shutting down")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		w.Respond(http.StatusMethodNotAllowed, "text/plain; charset=utf-8", methodNotAllowed)
+		return
 	}
-	closeErr := srv.Close()
-	wg.Wait()
-	close(errc)
-	if failed != nil {
-		return fmt.Errorf("external api: %w", failed)
+	wt := &waiter{a: a, w: w, i: len(a.waiting)}
+	wt.timer = a.loop.AfterFunc(a.delay, wt.fire)
+	a.waiting = append(a.waiting, wt)
+	if a.goneCheck == nil {
+		a.goneCheck = a.loop.AfterFunc(goneCheckInterval, a.dropGone)
 	}
-	for err := range errc {
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("external api: %w", err)
+}
+
+// fire ends the wait. A client that left meanwhile gets the answer anyway:
+// Respond is what releases its connection.
+func (wt *waiter) fire() {
+	wt.a.remove(wt)
+	wt.w.Respond(http.StatusOK, "application/json", helloWorld)
+}
+
+func (a *api) remove(wt *waiter) {
+	last := len(a.waiting) - 1
+	moved := a.waiting[last]
+	a.waiting[wt.i], moved.i = moved, wt.i
+	a.waiting[last] = nil
+	a.waiting = a.waiting[:last]
+}
+
+// dropGone stops the wait of every request whose client hung up, so an
+// abandoned request holds its socket for at most goneCheckInterval rather
+// than the whole delay.
+func (a *api) dropGone() {
+	a.goneCheck = nil
+	for i := 0; i < len(a.waiting); {
+		wt := a.waiting[i]
+		if !wt.w.ClientGone() {
+			i++
+			continue
 		}
+		a.loop.StopTimer(wt.timer)
+		a.remove(wt) // moves the last waiter to i
+		wt.w.Respond(statusClientGone, "", nil)
 	}
-	if closeErr != nil {
-		return fmt.Errorf("close external api: %w", closeErr)
+	if len(a.waiting) > 0 {
+		a.goneCheck = a.loop.AfterFunc(goneCheckInterval, a.dropGone)
 	}
-	return nil
+}
+
+// stop closes every connection, waiting ones included, and ends the loop.
+func (a *api) stop() {
+	for _, srv := range a.servers {
+		srv.Close()
+	}
+	for _, wt := range a.waiting {
+		a.loop.StopTimer(wt.timer)
+	}
+	a.waiting = nil
+	if a.goneCheck != nil {
+		a.loop.StopTimer(a.goneCheck)
+		a.goneCheck = nil
+	}
+	a.loop.Stop()
 }

@@ -1,6 +1,7 @@
 package external
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,13 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // serve runs the external API on 127.0.0.1:0, as `demo external` does, until
@@ -73,45 +75,139 @@ func TestThousandsWaitAtOnce(t *testing.T) {
 	}
 }
 
+// TestAClientThatLeavesStopsTheWait: a client that hangs up while its
+// request waits no longer holds its connection for the delay. The loop has
+// no callback for a hang-up, so it polls every goneCheckInterval and answers
+// such requests at once with 499, closing the connection. The client here
+// only half-closes (shutdown SHUT_WR), which the server cannot tell from a
+// full close, so that it can watch what the server does.
 func TestAClientThatLeavesStopsTheWait(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	req := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx)
-	rec := httptest.NewRecorder()
-	returned := make(chan struct{})
-	go func() {
-		Handler(Config{Delay: time.Hour}).ServeHTTP(rec, req)
-		close(returned)
-	}()
-	cancel() // the client went away
-	select {
-	case <-returned:
-	case <-time.After(5 * time.Second):
-		t.Fatal("handler still waiting after its client left")
-	}
-	if rec.Body.Len() != 0 {
-		t.Errorf("answered a client that left: %q", rec.Body)
-	}
-}
-
-func TestOnlyGetRootIsServed(t *testing.T) {
-	url := serve(t, 0)
-	for path, want := range map[string]int{"/": 200, "/other": 404} {
-		resp, err := http.Get(url + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
-		}
-	}
-	resp, err := http.Post(url+"/", "text/plain", nil)
+	url := serve(t, time.Hour)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("POST /: %d, want 405", resp.StatusCode)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	answer, err := io.ReadAll(c) // until the server closes
+	if err != nil {
+		t.Fatalf("server still waiting %v after its client left: %v", time.Since(start), err)
+	}
+	if !bytes.HasPrefix(answer, []byte("HTTP/1.1 499 ")) || bytes.Contains(answer, helloWorld) {
+		t.Errorf("answer to a client that left: %q, want a bare 499", answer)
+	}
+}
+
+// TestShutdownDropsWaitingRequests: cancelling Serve's context logs
+// "Shutting down", closes the connections of requests still waiting (no
+// answer) and returns nil at once, not after the delay.
+func TestShutdownDropsWaitingRequests(t *testing.T) {
+	lns, err := Listen("127.0.0.1", 0, 3, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, lns, Config{Delay: time.Hour, Logger: zap.New(core), Loops: 2}) }()
+	addr := lns[0].Addr().String()
+	// A request that has been answered proves the loops are running; the
+	// waiting ones may or may not have been read when the context goes:
+	// either way their connections must close without an answer.
+	if resp, err := http.Get("http://" + addr + "/other"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	var conns []net.Conn
+	for range 20 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve still running 5s after its context was cancelled")
+	}
+	for _, c := range conns {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		answer, err := io.ReadAll(c)
+		var nerr net.Error
+		if len(answer) > 0 || (errors.As(err, &nerr) && nerr.Timeout()) {
+			t.Fatalf("waiting request after shutdown: %q, %v; want its connection closed", answer, err)
+		}
+	}
+	for _, want := range []string{"demo external running on http://" + addr + " (delay 1h0m0s, Press CTRL+C to quit)", "Shutting down"} {
+		if logs.FilterMessage(want).Len() != 1 {
+			t.Errorf("no log line %q in %v", want, logs.All())
+		}
+	}
+}
+
+// TestOnlyGetRootIsServed checks the answers net/http's ServeMux gave with
+// a single "GET /{$}" route, and that the server closes every connection
+// after its one answer, although the client asked to keep it alive.
+func TestOnlyGetRootIsServed(t *testing.T) {
+	url := serve(t, 50*time.Millisecond)
+	addr := strings.TrimPrefix(url, "http://")
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body, allow  string
+	}{
+		{"GET", "/", 200, `{"message":"Hello World"}`, ""},
+		{"GET", "/?q=1", 200, `{"message":"Hello World"}`, ""},
+		{"HEAD", "/", 200, "", ""},
+		{"GET", "/other", 404, "404 page not found\n", ""},
+		{"POST", "/other", 404, "404 page not found\n", ""},
+		{"POST", "/", 405, "Method Not Allowed\n", "GET, HEAD"},
+		{"DELETE", "/", 405, "Method Not Allowed\n", "GET, HEAD"},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", tc.method, tc.path); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(c) // ends only if the server closes
+		c.Close()
+		if err != nil {
+			t.Fatalf("%s %s: connection still open after the answer: %v", tc.method, tc.path, err)
+		}
+		req := &http.Request{Method: tc.method}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
+		if err != nil {
+			t.Fatalf("%s %s: %v in %q", tc.method, tc.path, err, raw)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != tc.status || string(body) != tc.body || resp.Header.Get("Allow") != tc.allow || !resp.Close {
+			t.Errorf("%s %s: %d %q Allow %q close %v, want %d %q Allow %q close true",
+				tc.method, tc.path, resp.StatusCode, body, resp.Header.Get("Allow"), resp.Close, tc.status, tc.body, tc.allow)
+		}
+		if tc.status == 200 && resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: Content-Type %q", tc.method, tc.path, resp.Header.Get("Content-Type"))
+		}
 	}
 }
 
