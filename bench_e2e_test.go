@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,12 +38,14 @@ func runDemo(t *testing.T, timeout time.Duration, args ...string) (stdout, stder
 	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
-// A tiny configuration of every default scenario: correctness, not speed.
-// The Go load generator is forced, since CI has no wrk.
+// A tiny configuration of every scenario: correctness, not speed. The Go
+// load generator is forced, since CI has no wrk.
 func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
-	out, stderr, code := runDemo(t, 60*time.Second, "bench",
+	out, stderr, code := runDemo(t, 90*time.Second, "bench",
+		"--scenarios", "throughput,pipelined,capacity,scaling,startup,costs",
 		"--duration", "300ms", "--warmup", "0s", "--connections", "4", "--load", "go", "--uvicorn=false",
-		"--capacity", "50", "--delay", "100ms", "--probe-interval", "20ms", "--rounds", "1")
+		"--capacity", "50", "--delay", "100ms", "--probe-interval", "20ms", "--rounds", "1",
+		"--new-conns", "60", "--new-conns-over", "200ms")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
@@ -51,7 +61,9 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 	rows := row.FindAllStringSubmatch(out, -1)
 	want := map[string]bool{
 		"keep-alive net/http GOMAXPROCS=1": false, "pipelined ×16 net/http GOMAXPROCS=1": false,
-		"keep-alive demo async ×1": false, "pipelined ×16 demo async ×1": false, "keep-alive demo async ×2": false,
+		"keep-alive demo async ×1": false, "pipelined ×16 demo async ×1": false,
+		"keep-alive demo async ×1 all on": false, "keep-alive demo async ×1 all off": false,
+		"keep-alive demo async ×2 shared": false, "keep-alive demo async ×2 reuse-port": false,
 	}
 	for _, m := range rows {
 		name := m[1] + " " + m[2]
@@ -76,15 +88,98 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 	if !regexp.MustCompile(`completed\s+50 of 50 with 2xx in \S+ \(budget 1\.20s\)\s+non-2xx 0\s+errors 0`).MatchString(out) {
 		t.Errorf("capacity: not all 50 requests completed without error")
 	}
-	if !regexp.MustCompile(`/healthcheck\s+[1-9]\d* probes .* failed 0`).MatchString(out) {
-		t.Errorf("capacity: no successful /healthcheck probes")
+	// ... probed by a process of its own, which answered.
+	if !regexp.MustCompile(`/healthcheck\s+[1-9]\d* probes on fresh connections, from a probe process of its own`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^\s+p50 \S+\s+p99 \S+\s+max \S+\s+≥ 100ms \d+\s+failed 0$`).MatchString(out) {
+		t.Errorf("capacity: no successful /healthcheck probes from the probe process")
 	}
-	// Start-up and scaling sections, and the target summary.
+
+	// Scaling: every setup has a row whose new connections were all
+	// counted by its two workers.
+	setup := regexp.MustCompile(`(?m)^  (shared socket|shared \+ EPOLLEXCLUSIVE|SO_REUSEPORT per worker)\s+([\d.]+)×\s+(\S+)\s+(\d+%|-)\s+(\d+)/(\d+)\s+(\d+%)`)
+	seen := map[string]bool{}
+	for _, m := range setup.FindAllStringSubmatch(out, -1) {
+		seen[m[1]] = true
+		a, _ := strconv.Atoi(m[5])
+		b, _ := strconv.Atoi(m[6])
+		if a+b != 60 {
+			t.Errorf("scaling, %s: workers counted %d+%d new connections, want 60", m[1], a, b)
+		}
+	}
+	if !seen["shared socket"] || !seen["SO_REUSEPORT per worker"] {
+		t.Errorf("scaling: want rows for the shared socket and SO_REUSEPORT, got %v\n%s", seen, out)
+	}
+
+	// Start-up, costs and the target summary.
 	for _, s := range []string{"serve --workers 4: spawn → `running on`", "SIGKILLed worker → replacement answers",
-		"Scaling (keep-alive): demo ×2 does", "Targets (issue 5):"} {
+		"Costs: everything on (access log + blocked-loop detector", "request ids are made only by the app's / paths",
+		"scaling [shared]: connections spread evenly", "Targets (issue 5):"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("report lacks %q", s)
 		}
+	}
+}
+
+// The probe process prints one JSON line of results when told to stop.
+func TestBenchProbeReportsOnSIGTERM(t *testing.T) {
+	var probes atomic.Int32
+	third := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if probes.Add(1) == 3 {
+			close(third)
+		}
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Error(err)
+		}
+	}()
+
+	cmd := exec.Command(demoBin, "bench", "probe", "--url", "http://"+ln.Addr().String()+"/healthcheck", "--interval", "5ms")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() //nolint:errcheck // a failed test must not leave it running
+	// Probing has begun once it says so; a few probes later, stop it.
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	if err != nil || !strings.Contains(line, "probing http://") {
+		t.Fatalf("first line %q, %v; want the probing line", line, err)
+	}
+	select {
+	case <-third:
+	case <-time.After(5 * time.Second):
+		t.Fatal("fewer than 3 probes within 5s")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("probe exited with %v; stdout %q", err, out.String())
+	}
+	var res struct {
+		Probes int   `json:"probes"`
+		Failed int   `json:"failed"`
+		Max    int64 `json:"max_ns"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		t.Fatalf("stdout %q: %v", out.String(), err)
+	}
+	if res.Probes < 3 || res.Failed != 0 || res.Max <= 0 {
+		t.Errorf("result %+v: want at least 3 probes, none failed, a positive max", res)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -26,9 +27,13 @@ func benchCommand() *cli.Command {
 			"loads them with wrk (when on PATH) or a Go load generator, reads each server's CPU time\n" +
 			"from /proc and prints one table with ratios against net/http from the same run.\n\n" +
 			"Scenarios: throughput (keep-alive /healthcheck), pipelined, capacity (one async worker\n" +
-			"holding --capacity slow requests), scaling (--workers 2 against 1), startup (ready and\n" +
-			"worker replacement times), costs (the access log; not run by default).",
+			"holding --capacity slow requests), scaling (--workers 2 against 1, for each way of sharing\n" +
+			"the port), startup (ready and worker replacement times), costs (access log and blocked-loop\n" +
+			"detector on vs off; not run by default).",
 		OnUsageError: usageError,
+		// The only subcommand is the hidden probe process: no `help` entry.
+		HideHelpCommand: true,
+		Subcommands:     []*cli.Command{benchProbeCommand()},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "scenarios", Value: strings.Join(bench.DefaultScenarios, ","), Usage: "comma-separated scenarios to run: " + strings.Join(bench.AllScenarios, ",")},
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "measured load per server and scenario (wrk rounds to whole seconds)"},
@@ -43,7 +48,9 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "capacity", Value: 10000, Usage: "capacity: concurrent GET /all-async requests, each on its own connection (0 skips)"},
 			&cli.DurationFlag{Name: "delay", Value: time.Second, Usage: "capacity: demo external's delay per call"},
 			&cli.IntFlag{Name: "calls", Value: 2, Usage: "capacity: sequential external calls per request"},
-			&cli.DurationFlag{Name: "probe-interval", Value: 20 * time.Millisecond, Usage: "capacity: send a /healthcheck probe on a fresh connection this often"},
+			&cli.DurationFlag{Name: "probe-interval", Value: 20 * time.Millisecond, Usage: "capacity: send a /healthcheck probe on a fresh connection this often (from a process of its own)"},
+			&cli.IntFlag{Name: "new-conns", Value: 3000, Usage: "scaling: new connections, one request each, arriving steadily, to see how each setup spreads them (0 skips)"},
+			&cli.DurationFlag{Name: "new-conns-over", Value: 2 * time.Second, Usage: "scaling: how long the arrival of --new-conns takes"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "startup: measurements of start-up and worker replacement"},
 			&cli.BoolFlag{Name: "check", Usage: "exit 1 when a target of issue 5 is missed"},
 		},
@@ -76,6 +83,8 @@ func runBench(c *cli.Context) error {
 		Delay:         c.Duration("delay"),
 		Calls:         c.Int("calls"),
 		ProbeInterval: c.Duration("probe-interval"),
+		NewConns:      c.Int("new-conns"),
+		NewConnsOver:  c.Duration("new-conns-over"),
 		Rounds:        c.Int("rounds"),
 		Out:           os.Stdout,
 		Log:           os.Stderr,
@@ -93,6 +102,48 @@ func runBench(c *cli.Context) error {
 		return err
 	case c.Bool("check") && len(rep.Missed) > 0:
 		return cli.Exit(fmt.Sprintf("bench: %d target(s) missed", len(rep.Missed)), exitError)
+	}
+	return nil
+}
+
+// benchProbeCommand is the probe process of the capacity scenario: the
+// bench runs it as a child so that its probes are not scheduled among the
+// bench's own goroutines (thousands during a burst). It prints one JSON
+// line (bench.ProbeResult) when SIGTERM or SIGINT tells it to stop.
+func benchProbeCommand() *cli.Command {
+	return &cli.Command{
+		Name:         "probe",
+		Usage:        "GET a URL on a fresh connection every --interval until SIGTERM, then print the latencies as JSON (started by bench)",
+		Hidden:       true,
+		OnUsageError: usageError,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "url", Usage: "http://127.0.0.1:PORT/path to probe"},
+			&cli.DurationFlag{Name: "interval", Value: 20 * time.Millisecond, Usage: "time between probes"},
+			&cli.DurationFlag{Name: "timeout", Value: bench.ProbeTimeout, Usage: "a probe slower than this fails"},
+		},
+		Action: runBenchProbe,
+	}
+}
+
+func runBenchProbe(c *cli.Context) error {
+	url := c.String("url")
+	if url == "" {
+		return badFlag("--url is required")
+	}
+	if c.Duration("interval") < time.Millisecond || c.Duration("timeout") <= 0 {
+		return badFlag("--interval must be at least 1ms and --timeout positive")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := bench.Probe(ctx, url, c.Duration("interval"), c.Duration("timeout"), func() {
+		// The bench waits for this line before it starts the burst.
+		fmt.Fprintf(os.Stderr, "demo bench probe: probing %s every %v\n", url, c.Duration("interval"))
+	})
+	if err != nil {
+		return badFlag("%v", err)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		return fmt.Errorf("bench probe: %w", err)
 	}
 	return nil
 }

@@ -8,9 +8,10 @@
 // CPU-second, are the figures to compare across runs.
 //
 // Scenarios: keep-alive throughput per worker, pipelined requests, the
-// capacity of one async worker (thousands of slow requests in flight),
-// scaling to two workers, start-up and worker replacement times, and
-// optionally the cost of the access log.
+// capacity of one async worker (thousands of slow requests in flight,
+// probed by a process of its own), scaling to two workers with each way of
+// sharing the port, start-up and worker replacement times, and optionally
+// what the access log and the blocked-loop detector cost.
 package bench
 
 import (
@@ -33,7 +34,7 @@ const (
 	Capacity   = "capacity"   // one async worker holding many slow requests
 	Scaling    = "scaling"    // two workers against one
 	Startup    = "startup"    // serve --workers 4 ready; a killed worker replaced
-	Costs      = "costs"      // the access log's cost (not run by default)
+	Costs      = "costs"      // access log + blocked-loop detector on vs off (not run by default)
 )
 
 // AllScenarios lists every scenario; DefaultScenarios those run by default.
@@ -71,6 +72,9 @@ type Config struct {
 	Calls         int           // external calls per /all-async request
 	ProbeInterval time.Duration // /healthcheck probes during the capacity run
 
+	NewConns     int           // scaling: new connections, one request each, per socket setup (0 skips)
+	NewConnsOver time.Duration // scaling: the steady arrival of NewConns takes this long
+
 	Rounds int // start-up measurements
 
 	Out io.Writer // the report
@@ -80,6 +84,7 @@ type Config struct {
 // Bounds on what a run may ask for.
 const (
 	maxCapacity = 50000
+	maxNewConns = 50000
 	maxRounds   = 20
 )
 
@@ -133,6 +138,10 @@ func (c *Config) Validate() error {
 		return errors.New("--calls must be 1 to 10")
 	case c.ProbeInterval < time.Millisecond:
 		return errors.New("--probe-interval must be at least 1ms")
+	case c.NewConns < 0 || c.NewConns > maxNewConns:
+		return fmt.Errorf("--new-conns must be 0 to %d", maxNewConns)
+	case c.NewConns > 0 && (c.NewConnsOver <= 0 || c.NewConnsOver > time.Minute):
+		return errors.New("--new-conns-over must be positive and at most 1m")
 	case c.Rounds < 1 || c.Rounds > maxRounds:
 		return fmt.Errorf("--rounds must be 1 to %d", maxRounds)
 	}
@@ -161,7 +170,11 @@ type runner struct {
 	loadDoc string // how the load was generated, for the report
 	log     func(format string, args ...any)
 
+	servers int // demo serves started, for their control socket paths
+
 	rows     []measurement
+	setups   []socketSetup          // scaling: the --workers 2 setups measured, in order
+	spreads  map[string][]spreadRun // scaling: new-connection runs per server name
 	capacity *capacityResult
 	startup  *startupResult
 	notes    []string

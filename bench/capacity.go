@@ -19,20 +19,18 @@ import (
 // capacityResult is what one async worker did with cfg.Capacity slow
 // requests in flight at once.
 type capacityResult struct {
-	asked, n   int // requests asked for, and sent (fewer if open files ran short)
-	calls      int
-	delay      time.Duration
-	connected  int           // connections open before the burst
-	dialTime   time.Duration // to open them
-	completed  int           // answered 2xx
-	non2xx     int
-	errors     int
-	firstErr   string
-	wall       time.Duration // from the burst to the last response
-	lat        histogram     // per request, from the burst
-	health     histogram     // /healthcheck probes during the burst
-	healthErrs int
-	healthN    int
+	asked, n  int // requests asked for, and sent (fewer if open files ran short)
+	calls     int
+	delay     time.Duration
+	connected int           // connections open before the burst
+	dialTime  time.Duration // to open them
+	completed int           // answered 2xx
+	non2xx    int
+	errors    int
+	firstErr  string
+	wall      time.Duration // from the burst to the last response
+	lat       histogram     // per request, from the burst
+	health    ProbeResult   // /healthcheck probes during the burst, from a process of their own
 
 	// The same burst straight at demo external, one call per request: what
 	// the external API alone adds to its delay.
@@ -65,8 +63,8 @@ const fdReserve = 100
 
 // runCapacity starts `demo external` and one async worker, opens
 // cfg.Capacity connections to it, then sends GET /all-async on all of them at
-// the same instant and waits for every answer, probing /healthcheck on fresh
-// connections meanwhile.
+// the same instant and waits for every answer, while a probe process of its
+// own sends GET /healthcheck on fresh connections.
 //
 // The connections are opened before the burst so that the measured window is
 // the worker holding requests in flight, not the kernel's connect rate.
@@ -99,7 +97,7 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	// The backlog absorbs the connections opened before the burst while
 	// the worker is accepting them; the kernel caps it at somaxconn.
 	backlog := min(max(2048, res.n+1024), 65535)
-	s, err := startDemo(ctx, c.Bin, "demo async ×1 (capacity)",
+	s, err := r.startDemo(ctx, "demo async ×1 (capacity)",
 		"--workers", "1", "--mode", "async", "--no-access-log", "--backlog", strconv.Itoa(backlog),
 		"--external", extURL, "--calls", strconv.Itoa(c.Calls))
 	if err != nil {
@@ -114,26 +112,30 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	res.noFile, _ = openFilesLimit(worker)
 	res.idleRSS, _ = statusKiB(worker, "VmRSS")
 
+	probe, err := startProbeProcess(ctx, c.Bin, s.url+"/healthcheck", c.ProbeInterval)
+	if err != nil {
+		return fmt.Errorf("capacity: %w", err)
+	}
 	r.log("capacity: %d requests at one async worker", res.n)
 	cpuBefore := snapCPU([]int{worker, ext.PID()})
 	self0 := selfCPU()
 	ovBefore, dropsBefore, netErr := listenOverflows()
-	probes := startProbes(s.url+"/healthcheck", c.ProbeInterval)
 	burstErr := burstAt(ctx, s.url, "/all-async", res.n, res)
-	probes.stop(res)
 	res.benchCPU = selfCPU() - self0
 	_, per := snapCPU([]int{worker, ext.PID()}).since(cpuBefore)
+	health, probeErr := probe.stop()
 	res.workerCPU, res.externalCPU = per[worker], per[ext.PID()]
 	if ov, drops, err := listenOverflows(); err == nil && netErr == nil {
 		res.overflows, res.drops = ov-ovBefore, drops-dropsBefore
 	}
 	res.peakRSS, _ = statusKiB(worker, "VmHWM")
-	if burstErr != nil {
-		return fmt.Errorf("capacity: %w", burstErr)
+	if err := errors.Join(burstErr, probeErr); err != nil {
+		return fmt.Errorf("capacity: %w%s", err, s.lastLines())
 	}
+	res.health = health
 	r.capacity = res
 	r.log("capacity: %d/%d completed in %v, peak RSS %d KiB, /healthcheck max %v",
-		res.completed, res.n, res.wall.Round(time.Millisecond), res.peakRSS, res.health.max.Round(time.Millisecond))
+		res.completed, res.n, res.wall.Round(time.Millisecond), res.peakRSS, res.health.Max.Round(time.Millisecond))
 	return ctx.Err()
 }
 
@@ -307,65 +309,4 @@ func roundTripOnce(conn net.Conn, req []byte, deadline time.Time) (int, error) {
 		return 0, fmt.Errorf("read body: %w", err)
 	}
 	return resp.StatusCode, nil
-}
-
-// probes sends GET /healthcheck on a fresh connection every interval, like
-// a load balancer, until stopped.
-type probes struct {
-	stopc chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	hist  histogram
-	errs  int
-	n     int
-}
-
-func startProbes(url string, interval time.Duration) *probes {
-	p := &probes{stopc: make(chan struct{})}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}, Timeout: 5 * time.Second}
-	probe := func() {
-		defer p.wg.Done()
-		start := time.Now()
-		resp, err := client.Get(url)
-		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("status %d", resp.StatusCode)
-			}
-		}
-		took := time.Since(start)
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.n++
-		if err != nil {
-			p.errs++
-			return
-		}
-		p.hist.record(took)
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			p.wg.Add(1)
-			go probe()
-			select {
-			case <-p.stopc:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return p
-}
-
-// stop ends probing, waits for the probes in flight (each bounded by its
-// timeout) and adds what they measured to res.
-func (p *probes) stop(res *capacityResult) {
-	close(p.stopc)
-	p.wg.Wait()
-	res.health, res.healthErrs, res.healthN = p.hist, p.errs, p.n
 }

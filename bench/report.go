@@ -37,6 +37,7 @@ func (r *runner) render(w io.Writer) Report {
 	if len(r.rows) > 0 {
 		r.renderTable(w)
 		r.checkThroughput(check)
+		r.renderCosts(w, check)
 		r.renderScaling(w, check)
 	}
 	if c := r.capacity; c != nil {
@@ -139,6 +140,11 @@ func (r *runner) renderTable(w io.Writer) {
 	fmt.Fprintln(w, "× is the ratio to net/http GOMAXPROCS=1 in the same scenario of this run. req/CPU-s is requests per")
 	fmt.Fprintln(w, "second of the server's own CPU time (demo: master + workers, from /proc): the figure to compare, since")
 	fmt.Fprintln(w, "the load generator shares the machine. CPU 100% = one core.")
+	if r.row(keepAlive, demoAllOn) != nil || len(r.setups) > 0 {
+		fmt.Fprintln(w, "demo async ×1: --no-access-log, blocked-loop detector on (issue 5's target 1). all on: access log and")
+		fmt.Fprintln(w, "detector (demo serve's defaults). all off: --no-access-log --slow-callback 0. ×2 rows: --no-access-log;")
+		fmt.Fprintln(w, "shared: the master's socket; exclusive: the same with --epoll-exclusive; reuse-port: --reuse-port.")
+	}
 	for i := range r.rows {
 		if m := &r.rows[i]; m.load.firstErr != "" {
 			fmt.Fprintf(w, "  %s, %s: first error: %s\n", m.scenario, m.server, m.load.firstErr)
@@ -148,14 +154,14 @@ func (r *runner) renderTable(w io.Writer) {
 }
 
 func (r *runner) checkThroughput(check func(bool, string, string)) {
-	demo, base := r.row(keepAlive, "demo async ×1"), r.baselineOf(keepAlive)
+	demo, base := r.row(keepAlive, demoOne), r.baselineOf(keepAlive)
 	if demo != nil && base != nil && r.cfg.has(Throughput) {
 		ratio := demo.fig.perCPU / base.fig.perCPU
 		check(ratio >= 1.5, "keep-alive: demo ×1 ≥ 1.5× net/http requests per CPU-second", fmt.Sprintf("%.2f×", ratio))
 		p99, bp99 := demo.fig.p99, base.fig.p99
 		check(p99 <= bp99 && demo.fig.hasLat, "keep-alive: demo p99 no worse than net/http's", fmt.Sprintf("%s vs %s", fmtDur(p99), fmtDur(bp99)))
 	}
-	pipe := r.row(r.pipelinedLabel(), "demo async ×1")
+	pipe := r.row(r.pipelinedLabel(), demoOne)
 	if pipe != nil && demo != nil {
 		ratio := pipe.fig.perCPU / demo.fig.perCPU
 		check(ratio > 1, "pipelined: demo faster than keep-alive per CPU-second", fmt.Sprintf("%.2f×", ratio))
@@ -166,61 +172,148 @@ func (r *runner) checkThroughput(check func(bool, string, string)) {
 			bad += m.load.non2xx + m.load.errors
 		}
 	}
+	for _, runs := range r.spreads {
+		for _, sr := range runs {
+			bad += int64(sr.arrivals.non2xx + sr.arrivals.errors)
+		}
+	}
 	check(bad == 0, "demo: zero non-2xx and zero errors under load", fmtInt(bad))
-	if logged := r.row(keepAlive, "demo async ×1 +access-log"); logged != nil && demo != nil {
-		cost := 1 - logged.fig.perCPU/demo.fig.perCPU
-		check(cost <= 0.05, "access log costs ≤ 5% of requests per CPU-second", fmt.Sprintf("%.1f%%", 100*cost))
+}
+
+// renderCosts compares demo with everything on (access log and blocked-loop
+// detector: the defaults) against everything off, per CPU-second.
+func (r *runner) renderCosts(w io.Writer, check func(bool, string, string)) {
+	on, off, one := r.row(keepAlive, demoAllOn), r.row(keepAlive, demoAllOff), r.row(keepAlive, demoOne)
+	if on == nil || off == nil || on.fig.perCPU == 0 || off.fig.perCPU == 0 {
+		return
+	}
+	cost := 1 - on.fig.perCPU/off.fig.perCPU
+	fmt.Fprintf(w, "Costs: everything on (access log + blocked-loop detector, demo serve's defaults) vs everything off\n")
+	fmt.Fprintf(w, "(--no-access-log --slow-callback 0), keep-alive GET /healthcheck: %.1f%% fewer requests per CPU-second\n", 100*cost)
+	if one != nil && one.fig.perCPU > 0 {
+		fmt.Fprintf(w, "  access log alone ≈ %.1f%% (all on vs %s), detector alone ≈ %.1f%% (%s vs all off)\n",
+			100*(1-on.fig.perCPU/one.fig.perCPU), demoOne, 100*(1-one.fig.perCPU/off.fig.perCPU), demoOne)
+	}
+	fmt.Fprintln(w, "  request ids are made only by the app's / paths (/, /mixed, /all-async, /threadpool), never by")
+	fmt.Fprintln(w, "  /healthcheck: none is in this figure")
+	r.noiseNote(w)
+	fmt.Fprintln(w)
+	check(cost <= 0.05, "costs: access log + detector ≤ 5% of req/CPU-s (all on vs all off)", fmt.Sprintf("%.1f%%", 100*cost))
+}
+
+// renderScaling compares each --workers 2 socket setup with one worker, in
+// requests per CPU-second, and shows how each spread its connections: wrk's
+// 64, opened in one burst, and a steady arrival of new ones.
+func (r *runner) renderScaling(w io.Writer, check func(bool, string, string)) {
+	one := r.row(keepAlive, demoOne)
+	if one == nil || len(r.setups) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Scaling: --workers 2 against %s (keep-alive, requests per CPU-second), and each worker's share of connections\n", demoOne)
+	t := newTable("  setup", "×2 ÷ ×1", "wrk's 64 connections, per run", "largest", "new connections, per run", "largest", "CPU per worker")
+	t.align = []bool{false, true, false, true, false, true, false}
+	type verdict struct {
+		label            string
+		ratio            float64
+		burst, arrivals  float64
+		hasBurst, hasArr bool
+	}
+	var verdicts []verdict
+	for _, ss := range r.setups {
+		two := r.row(keepAlive, ss.server)
+		if two == nil {
+			continue
+		}
+		v := verdict{label: ss.short, ratio: two.fig.perCPU / one.fig.perCPU}
+		// Each run's split on its own: a run is one roll of the accept
+		// dice, and pooling runs (64/0 then 0/64) would look even when no
+		// run was.
+		var bursts []string
+		for _, conns := range two.allConns {
+			var split []string
+			total, top := 0, 0
+			for _, pid := range two.pids {
+				split = append(split, strconv.Itoa(conns[pid]))
+				total += conns[pid]
+				top = max(top, conns[pid])
+			}
+			if total > 0 {
+				v.burst += float64(top) / float64(total) / float64(len(two.allConns))
+				v.hasBurst = true
+			}
+			bursts = append(bursts, strings.Join(split, "/"))
+		}
+		var arrivals []string
+		runs := r.spreads[ss.server]
+		for _, sr := range runs {
+			arrivals = append(arrivals, sr.split())
+			v.arrivals += sr.largest() / float64(len(runs))
+			v.hasArr = v.hasArr || sr.counted > 0
+		}
+		var workerCPU time.Duration
+		for _, pid := range two.pids {
+			workerCPU += two.perPid[pid]
+		}
+		var cpuShares []string
+		for _, pid := range two.pids {
+			if workerCPU > 0 {
+				cpuShares = append(cpuShares, fmt.Sprintf("%.0f%%", 100*float64(two.perPid[pid])/float64(workerCPU)))
+			}
+		}
+		t.add("  "+ss.label, fmt.Sprintf("%.2f×", v.ratio), dashIfEmpty(strings.Join(bursts, ", ")), sharePct(v.hasBurst, v.burst),
+			dashIfEmpty(strings.Join(arrivals, ", ")), sharePct(v.hasArr, v.arrivals), dashIfEmpty(strings.Join(cpuShares, " / ")))
+		if two.connErr != nil {
+			r.notes = append(r.notes, fmt.Sprintf("scaling, %s: connection count: %v", ss.label, two.connErr))
+		}
+		verdicts = append(verdicts, v)
+	}
+	t.write(w)
+	fmt.Fprintln(w, "  wrk's 64 connections: established sockets per worker, from /proc half-way through each run; wrk opens")
+	fmt.Fprintln(w, "  all of them at once at the start, which favours whichever worker wakes first.")
+	if r.cfg.NewConns > 0 {
+		fmt.Fprintf(w, "  new connections: %s GET /healthcheck, one per connection (Connection: close), arriving steadily over %v,\n",
+			fmtInt(int64(r.cfg.NewConns)), r.cfg.NewConnsOver)
+		fmt.Fprintln(w, "  counted per worker by its request counter (the master's control socket, as `demo status --json`), before/after.")
+	}
+	fmt.Fprintln(w, "  largest: the biggest worker's share (mean over runs). CPU per worker: each worker's share in the median run.")
+	r.noiseNote(w)
+	fmt.Fprintln(w)
+	for _, v := range verdicts {
+		check(v.ratio >= 0.9, fmt.Sprintf("scaling [%s]: ×2 within 10%% of ×1 requests per CPU-second", v.label), fmt.Sprintf("%.2f×", v.ratio))
+		what := fmt.Sprintf("scaling [%s]: connections spread evenly (largest share ≤ 60%%, wrk", v.label)
+		measured := "wrk " + sharePct(v.hasBurst, v.burst)
+		ok := v.hasBurst && v.burst <= 0.6
+		if r.cfg.NewConns > 0 {
+			what += " and new"
+			measured += ", new " + sharePct(v.hasArr, v.arrivals)
+			ok = ok && v.hasArr && v.arrivals <= 0.6
+		}
+		check(ok, what+")", measured)
 	}
 }
 
-func (r *runner) renderScaling(w io.Writer, check func(bool, string, string)) {
-	one, two := r.row(keepAlive, "demo async ×1"), r.row(keepAlive, "demo async ×2")
-	if one == nil || two == nil {
-		return
+// noiseNote warns that ratios close to 1 from one run each say little on
+// a shared machine.
+func (r *runner) noiseNote(w io.Writer) {
+	if r.cfg.Repeat < 3 {
+		fmt.Fprintf(w, "  %s each: on a shared machine a row moves by 10%% or more from noise alone; --repeat 3 or more to judge\n",
+			plural(r.cfg.Repeat, "run"))
 	}
-	ratio := two.fig.perCPU / one.fig.perCPU
-	fmt.Fprintf(w, "Scaling (keep-alive): demo ×2 does %.2f× the requests per CPU-second of ×1.\n", ratio)
-	// Each run's split on its own: the load opens every connection at
-	// once, so a run is one roll of the accept dice, and pooling runs
-	// (64/0 then 0/64) would look even when no run was.
-	var splits, largest []string
-	meanLargest := 0.0
-	for _, conns := range two.allConns {
-		var split []string
-		total, top := 0, 0
-		for _, pid := range two.pids {
-			split = append(split, strconv.Itoa(conns[pid]))
-			total += conns[pid]
-			top = max(top, conns[pid])
-		}
-		share := 0.0
-		if total > 0 {
-			share = float64(top) / float64(total)
-		}
-		meanLargest += share / float64(len(two.allConns))
-		splits = append(splits, strings.Join(split, "/"))
-		largest = append(largest, fmt.Sprintf("%.0f%%", 100*share))
+}
+
+// sharePct prints a share, or "-" when none was measured.
+func sharePct(ok bool, f float64) string {
+	if !ok {
+		return "-"
 	}
-	fmt.Fprintf(w, "  connections per worker, established sockets from /proc half-way through each run: %s\n", strings.Join(splits, ", "))
-	fmt.Fprintf(w, "    largest share per run %s; mean %.0f%%\n", strings.Join(largest, ", "), 100*meanLargest)
-	var workerCPU time.Duration
-	for _, pid := range two.pids {
-		workerCPU += two.perPid[pid]
+	return fmt.Sprintf("%.0f%%", 100*f)
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
 	}
-	var cpuShares []string
-	for _, pid := range two.pids {
-		if workerCPU > 0 {
-			cpuShares = append(cpuShares, fmt.Sprintf("%.0f%%", 100*float64(two.perPid[pid])/float64(workerCPU)))
-		}
-	}
-	fmt.Fprintf(w, "  CPU time per worker in the median run: %s\n", strings.Join(cpuShares, " / "))
-	if two.connErr != nil {
-		fmt.Fprintf(w, "  connection count: %v\n", two.connErr)
-	}
-	fmt.Fprintln(w)
-	check(ratio >= 0.9, "scaling: ×2 within 10% of ×1 requests per CPU-second", fmt.Sprintf("%.2f×", ratio))
-	check(len(splits) > 0 && meanLargest <= 0.6, "scaling: connections spread evenly (largest share ≤ 60%, mean of runs)",
-		fmt.Sprintf("%.0f%%", 100*meanLargest))
+	return s
 }
 
 func renderCapacity(w io.Writer, c *capacityResult, check func(bool, string, string)) {
@@ -235,8 +328,14 @@ func renderCapacity(w io.Writer, c *capacityResult, check func(bool, string, str
 	}
 	fmt.Fprintf(w, "  latency        p50 %s   p99 %s   max %s (from the burst)\n",
 		fmtDur(c.lat.quantile(0.5)), fmtDur(c.lat.quantile(0.99)), fmtDur(c.lat.max))
-	fmt.Fprintf(w, "  /healthcheck   %d probes on fresh connections: p50 %s   p99 %s   max %s   failed %d\n",
-		c.healthN, fmtDur(c.health.quantile(0.5)), fmtDur(c.health.quantile(0.99)), fmtDur(c.health.max), c.healthErrs)
+	h := c.health
+	fmt.Fprintf(w, "  /healthcheck   %d probes on fresh connections, from a probe process of its own (GOMAXPROCS=1, CPU %s):\n",
+		h.Probes, fmtDur(h.CPU))
+	fmt.Fprintf(w, "                 p50 %s   p99 %s   max %s   ≥ 100ms %d   failed %d\n",
+		fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.Max), h.Over100, h.Failed)
+	if h.FirstErr != "" {
+		fmt.Fprintf(w, "                 first failed probe: %s\n", h.FirstErr)
+	}
 	perReq := float64(c.peakRSS) / float64(max(1, c.n))
 	above := float64(c.peakRSS-c.idleRSS) / float64(max(1, c.n))
 	fmt.Fprintf(w, "  worker memory  peak RSS (VmHWM) %.1f MiB = %.1f KiB per in-flight request (%.1f KiB above the idle %.1f MiB)\n",
@@ -266,8 +365,8 @@ func renderCapacity(w io.Writer, c *capacityResult, check func(bool, string, str
 	// of growth, whatever the count.
 	check(c.peakRSS <= 150<<10 && above <= 15, "capacity: worker peak RSS ≤ 150 MiB, ≤ 15 KiB per in-flight request",
 		fmt.Sprintf("%.1f MiB, %.1f KiB above idle", float64(c.peakRSS)/1024, above))
-	check(c.healthErrs == 0 && c.healthN > 0 && c.health.max < 100*time.Millisecond,
-		"capacity: /healthcheck answers in < 100 ms throughout", fmt.Sprintf("max %s, %d failed", fmtDur(c.health.max), c.healthErrs))
+	check(h.Failed == 0 && h.Probes > 0 && h.Max < 100*time.Millisecond,
+		"capacity: /healthcheck answers in < 100 ms throughout (probe process)", fmt.Sprintf("max %s, %d failed", fmtDur(h.Max), h.Failed))
 	// The external API alone may use at most half of the second of slack
 	// the budget allows per request, over all its calls.
 	check(c.extAloneBad == 0 && extOver <= time.Second/2, "capacity: demo external not the bottleneck (its own overshoot ≤ 0.5 s)",

@@ -19,12 +19,13 @@ import (
 
 // server is one server under test, started by the bench.
 type server struct {
-	name   string // for the table: "demo async ×1"
-	kind   string // "demo", "baseline" or "uvicorn"
-	proc   *childproc.Child
-	url    string // http://127.0.0.1:PORT
-	port   int
-	extraW bool // demo: the master's children are its workers
+	name    string // for the table: "demo async ×1"
+	kind    string // "demo", "baseline" or "uvicorn"
+	proc    *childproc.Child
+	url     string // http://127.0.0.1:PORT
+	port    int
+	extraW  bool   // demo: the master's children are its workers
+	control string // demo: the master's control socket (per-worker request counts)
 }
 
 // pids lists the processes whose CPU time is the server's: for demo the
@@ -49,6 +50,14 @@ func (s *server) workers() []int {
 
 func (s *server) stop() error { return s.proc.Stop(10 * time.Second) }
 
+// lastLines quotes the end of a server's output, for an error message.
+func (s *server) lastLines() string {
+	if q := s.proc.Tail(); q != "" {
+		return "; its last output:" + q
+	}
+	return ""
+}
+
 const startTimeout = 20 * time.Second
 
 var (
@@ -58,14 +67,30 @@ var (
 	uvicornRunning  = regexp.MustCompile(`Uvicorn running on`)
 )
 
-// startDemo runs `demo serve --port 0 args...` and waits until every worker
-// is ready (the master says so with its `running on` line).
-func startDemo(ctx context.Context, bin, name string, args ...string) (*server, error) {
-	p, m, err := startReady(ctx, childproc.Spec{Name: name, Path: bin, Args: append([]string{"serve", "--port", "0"}, args...)}, serveRunning)
+// controlPath is a fresh control socket path for a demo serve the bench
+// starts: in its scratch directory, so none is left behind.
+func (r *runner) controlPath() string {
+	r.servers++
+	return filepath.Join(r.scratch, fmt.Sprintf("ctl-%d.sock", r.servers))
+}
+
+// startDemo runs `demo serve --port 0 args...`, waits until every worker is
+// ready (the master says so with its `running on` line) and from then on
+// drains its output: under load only a failure needs it.
+func (r *runner) startDemo(ctx context.Context, name string, args ...string) (*server, error) {
+	ctl := r.controlPath()
+	argv := append([]string{"serve", "--port", "0", "--control", ctl}, args...)
+	// Under load (the access log on) only a failure needs its output.
+	p, m, err := startReady(ctx, childproc.Spec{Name: name, Path: r.cfg.Bin, Args: argv, DrainAfter: serveRunning}, serveRunning)
 	if err != nil {
 		return nil, err
 	}
-	return newServer(name, "demo", p, m.Groups[1], true)
+	s, err := newServer(name, "demo", p, m.Groups[1], true)
+	if err != nil {
+		return nil, err
+	}
+	s.control = ctl
+	return s, nil
 }
 
 // startBaseline runs the hidden `demo baseline` command: net/http with

@@ -56,7 +56,7 @@ func (r *runner) runStartup(ctx context.Context) error {
 func (r *runner) timeReady(ctx context.Context) (time.Duration, error) {
 	spawned := time.Now()
 	p, m, err := startReady(ctx, childproc.Spec{Name: "demo serve --workers 4", Path: r.cfg.Bin,
-		Args: []string{"serve", "--port", "0", "--workers", fmt.Sprint(startupWorkers), "--no-access-log"}}, serveRunning)
+		Args: []string{"serve", "--port", "0", "--control", r.controlPath(), "--workers", fmt.Sprint(startupWorkers), "--no-access-log"}}, serveRunning)
 	if err != nil {
 		return 0, err
 	}
@@ -64,7 +64,15 @@ func (r *runner) timeReady(ctx context.Context) (time.Duration, error) {
 }
 
 func (r *runner) timeReplacement(ctx context.Context, res *startupResult) (err error) {
-	s, err := startDemo(ctx, r.cfg.Bin, "demo serve --workers 1", "--workers", "1", "--no-access-log")
+	// Read line by line (childproc): the log lines' arrival times are
+	// measured, and nothing loads this server.
+	const name = "demo serve --workers 1"
+	p, m, err := startReady(ctx, childproc.Spec{Name: name, Path: r.cfg.Bin,
+		Args: []string{"serve", "--port", "0", "--control", r.controlPath(), "--workers", "1", "--no-access-log"}}, serveRunning)
+	if err != nil {
+		return err
+	}
+	s, err := newServer(name, "demo", p, m.Groups[1], true)
 	if err != nil {
 		return err
 	}
@@ -80,7 +88,7 @@ func (r *runner) timeReplacement(ctx context.Context, res *startupResult) (err e
 		return fmt.Errorf("pidfd_open: %w", err)
 	}
 	defer unix.Close(pidfd)
-	from := s.proc.Count()
+	from := p.Count()
 	killed := time.Now()
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
 		return fmt.Errorf("kill worker: %w", err)
@@ -94,12 +102,12 @@ func (r *runner) timeReplacement(ctx context.Context, res *startupResult) (err e
 		return fmt.Errorf("after the kill: %w", err)
 	}
 	res.replaced = append(res.replaced, time.Since(killed))
-	m, err := s.proc.WaitLine(ctx, startedProcess, from, 5*time.Second)
+	m, err = p.WaitLine(ctx, startedProcess, from, 5*time.Second)
 	if err != nil {
 		return err
 	}
 	res.startedLine = append(res.startedLine, m.Line.At.Sub(killed))
-	m, err = s.proc.WaitLine(ctx, workerReady, from, 5*time.Second)
+	m, err = p.WaitLine(ctx, workerReady, from, 5*time.Second)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -70,26 +72,51 @@ type target struct {
 	start     func(context.Context) (*server, error)
 	keepAlive bool
 	pipelined bool
+	newConns  bool // scaling: also a steady arrival of new connections
 	optional  bool // a failure is noted and the run goes on
+}
+
+// Row names of demo's configurations.
+const (
+	demoOne    = "demo async ×1"         // --no-access-log, detector on: issue target 1's configuration
+	demoAllOn  = "demo async ×1 all on"  // access log + detector: demo serve's defaults
+	demoAllOff = "demo async ×1 all off" // --no-access-log --slow-callback 0
+)
+
+// socketSetup is one way --workers 2 shares the port.
+type socketSetup struct {
+	label  string // for the report: "shared socket"
+	short  string // for the targets: "shared"
+	server string // its row's name
+	flags  []string
+}
+
+// socketSetups are the ways demo serve can share a port between workers.
+// EPOLLEXCLUSIVE is measured only when this demo serve offers it.
+func socketSetups(exclusive bool) []socketSetup {
+	ss := []socketSetup{{label: "shared socket", short: "shared", server: "demo async ×2 shared"}}
+	if exclusive {
+		ss = append(ss, socketSetup{label: "shared + EPOLLEXCLUSIVE", short: "exclusive", server: "demo async ×2 exclusive", flags: []string{"--epoll-exclusive"}})
+	}
+	return append(ss, socketSetup{label: "SO_REUSEPORT per worker", short: "reuse-port", server: "demo async ×2 reuse-port", flags: []string{"--reuse-port"}})
 }
 
 func (r *runner) runThroughput(ctx context.Context) error {
 	c := &r.cfg
 	keep := c.has(Throughput) || c.has(Scaling) || c.has(Costs)
-	demo := func(name string, workers int, accessLog bool) func(context.Context) (*server, error) {
-		args := []string{"--workers", strconv.Itoa(workers), "--mode", "async"}
-		if !accessLog {
-			args = append(args, "--no-access-log")
-		}
-		return func(ctx context.Context) (*server, error) { return startDemo(ctx, c.Bin, name, args...) }
+	demo := func(name string, workers int, flags ...string) func(context.Context) (*server, error) {
+		args := append([]string{"--workers", strconv.Itoa(workers), "--mode", "async"}, flags...)
+		return func(ctx context.Context) (*server, error) { return r.startDemo(ctx, name, args...) }
 	}
 	targets := []target{
 		{name: "net/http GOMAXPROCS=1", start: func(ctx context.Context) (*server, error) { return startBaseline(ctx, c.Bin) },
 			keepAlive: keep, pipelined: c.has(Pipelined)},
-		{name: "demo async ×1", start: demo("demo async ×1", 1, false), keepAlive: keep, pipelined: c.has(Pipelined)},
+		{name: demoOne, start: demo(demoOne, 1, "--no-access-log"), keepAlive: keep, pipelined: c.has(Pipelined)},
 	}
 	if c.has(Costs) {
-		targets = append(targets, target{name: "demo async ×1 +access-log", start: demo("demo async ×1 +access-log", 1, true), keepAlive: true})
+		targets = append(targets,
+			target{name: demoAllOn, start: demo(demoAllOn, 1), keepAlive: true},
+			target{name: demoAllOff, start: demo(demoAllOff, 1, "--no-access-log", "--slow-callback", "0"), keepAlive: true})
 	}
 	if c.Uvicorn && (c.has(Throughput) || c.has(Pipelined)) {
 		if f, why := findUvicorn(ctx, c.Pythons); why != "" {
@@ -100,9 +127,28 @@ func (r *runner) runThroughput(ctx context.Context) error {
 		}
 	}
 	if c.has(Scaling) {
-		targets = append(targets, target{name: "demo async ×2", start: demo("demo async ×2", 2, false), keepAlive: true})
+		exclusive := serveHasFlag(ctx, c.Bin, "--epoll-exclusive")
+		if !exclusive {
+			r.notes = append(r.notes, "scaling: shared socket + EPOLLEXCLUSIVE skipped: this demo serve has no --epoll-exclusive")
+		}
+		r.setups = socketSetups(exclusive)
+		for _, ss := range r.setups {
+			flags := append([]string{"--no-access-log"}, ss.flags...)
+			targets = append(targets, target{name: ss.server, start: demo(ss.server, 2, flags...), keepAlive: true, newConns: c.NewConns > 0})
+		}
 	}
 	return r.measureTargets(ctx, targets)
+}
+
+// serveHasFlag reports whether `demo serve --help` lists flag.
+func serveHasFlag(ctx context.Context, bin, flag string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "serve", "--help").CombinedOutput()
+	if err != nil {
+		return false
+	}
+	return regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(flag) + `\b`).Match(out)
 }
 
 // load is one load a target gets.
@@ -174,6 +220,16 @@ func (r *runner) measureTargets(ctx context.Context, targets []target) (err erro
 				r.log("%-14s %-28s %9.0f req/s  CPU %3.0f%%  %9.0f req/CPU-s  p99 %v  non-2xx %d  errors %d",
 					l.label, s.name, m.load.rate(), m.cpuPercent(), m.perCPUSecond(),
 					m.load.lat.quantile(0.99).Round(time.Microsecond), m.load.non2xx, m.load.errors)
+			}
+			if upTargets[i].newConns && !failed[i] {
+				sr, err := r.measureSpread(ctx, s)
+				if err != nil {
+					return fmt.Errorf("%s, new connections: %w", s.name, err)
+				}
+				if r.spreads == nil {
+					r.spreads = map[string][]spreadRun{}
+				}
+				r.spreads[s.name] = append(r.spreads[s.name], sr)
 			}
 		}
 	}
@@ -266,7 +322,7 @@ func (r *runner) measure(ctx context.Context, s *server, label string, pipeline 
 		return measurement{}, err
 	}
 	if res.requests == 0 {
-		return measurement{}, errors.New("no request was answered: " + res.firstErr)
+		return measurement{}, fmt.Errorf("no request was answered: %s%s", res.firstErr, s.lastLines())
 	}
 	m.load = res
 	m.fig = m.ownFigures()

@@ -1,6 +1,7 @@
 package childproc_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,15 @@ func helper(role string) int {
 	case "silent": // never ready; SIGTERM's default action ends it
 		time.Sleep(time.Hour)
 		return 0
+	case "chatty": // ready, then 20,000 lines (≈ 500 KiB), then exit 3
+		fmt.Fprintln(os.Stderr, "INFO: tick 1")
+		fmt.Fprintln(os.Stderr, "running on http://127.0.0.1:3")
+		w := bufio.NewWriter(os.Stderr)
+		for i := range 20000 {
+			fmt.Fprintf(w, "INFO: 127.0.0.1:%d - \"GET /healthcheck HTTP/1.1\" 200\n", i)
+		}
+		w.Flush()
+		return 3
 	case "parent": // starts a child of its own, then waits to be killed
 		c, err := childproc.Start(childproc.Spec{Name: "grandchild", Path: os.Args[0], Env: []string{helperEnv + "=serve"},
 			Text: func(raw string) string { return strings.TrimPrefix(raw, "INFO: ") }})
@@ -225,6 +235,42 @@ func TestExitingEarlyReportsItsExitAndOutput(t *testing.T) {
 	if err := c.Stop(time.Second); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
+}
+
+// TestDrainAfterKeepsLinesUpToItThenOnlyTheTail: lines are kept up to the
+// DrainAfter line, the rest of the output is read (the child is not stopped
+// by a full pipe) and only its end is quoted.
+func TestDrainAfterKeepsLinesUpToItThenOnlyTheTail(t *testing.T) {
+	c, err := childproc.Start(childproc.Spec{Name: "helper chatty", Path: os.Args[0], Env: []string{helperEnv + "=chatty"}, DrainAfter: readyRe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(time.Second) //nolint:errcheck
+	m, err := c.WaitLine(context.Background(), readyRe, 0, 10*time.Second)
+	if err != nil || m.Groups[1] != "http://127.0.0.1:3" {
+		t.Fatalf("WaitLine: %v %v", m, err)
+	}
+	select {
+	case <-c.Exited():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the child did not get its 20,000 lines out")
+	}
+	if err := c.Stop(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Count(); n != 2 {
+		t.Errorf("%d lines kept, want the 2 up to the DrainAfter line", n)
+	}
+	tail := c.Tail()
+	if strings.Count(tail, "\n    ") != 5 || !strings.HasSuffix(tail, `INFO: 127.0.0.1:19999 - "GET /healthcheck HTTP/1.1" 200`) ||
+		!strings.Contains(tail, "\n    INFO: 127.0.0.1:19995 -") {
+		t.Errorf("Tail %q: want the last 5 lines, whole", tail)
+	}
+	var exit *exec.ExitError
+	if err := c.ExitErr(); !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(err.Error(), "127.0.0.1:19999") {
+		t.Errorf("ExitErr %v, want exit status 3 quoting the drained output", err)
+	}
+	assertNoGoroutinesLeft(t)
 }
 
 func TestWaitLineEndsWithContextOrTimeout(t *testing.T) {
