@@ -33,6 +33,7 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "limit-max-requests", Usage: "recycle a worker after it served about N requests: a replacement starts first, so no request fails (0 = never)"},
 		&cli.IntFlag{Name: "limit-max-requests-jitter", Usage: "add a random 0..J to each worker's --limit-max-requests, so workers do not all recycle at once"},
 		&cli.BoolFlag{Name: "reuse-port", Usage: "each worker binds its own SO_REUSEPORT socket instead of sharing the master's; the kernel then picks a worker per connection, even a blocked one"},
+		&cli.BoolFlag{Name: "epoll-exclusive", Usage: "workers wait on the shared socket with EPOLLEXCLUSIVE: a new connection wakes one idle worker instead of all of them, and each wake-up accepts one connection (default: every worker wakes, and the first takes up to 100 queued connections, as asyncio does)"},
 		&cli.StringFlag{Name: "control", Usage: "`PATH` of the control socket `demo status` reads (default: derived from --port or --uds)"},
 	}
 	flags = append(flags, appFlags()...)
@@ -62,6 +63,9 @@ func listen(c *cli.Context, logger *zap.Logger) (*listening, error) {
 	}
 	if chosen > 1 {
 		return nil, badFlag("--uds, --fd and --reuse-port exclude each other")
+	}
+	if c.Bool("epoll-exclusive") && c.Bool("reuse-port") {
+		return nil, badFlag("--epoll-exclusive is for the shared socket; with --reuse-port every worker has its own")
 	}
 	switch {
 	case c.IsSet("uds"):
@@ -202,6 +206,9 @@ func serve(c *cli.Context) error {
 			"--log-format", c.String("log-format"),
 		}
 		argv = append(argv, limits...)
+		if c.Bool("epoll-exclusive") {
+			argv = append(argv, "--epoll-exclusive")
+		}
 		if wcfg.MaxRequests > 0 {
 			// Drawn per process, respawns included, and shown by ps.
 			n := wcfg.MaxRequests + rand.IntN(jitter+1)

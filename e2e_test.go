@@ -331,6 +331,7 @@ func TestBadInputEndsWithOneLineAndNonZeroExit(t *testing.T) {
 		{[]string{"serve", "--external", "http://[::1"}, 2, "--external"},
 		{[]string{"serve", "--workers", "many"}, 2, "workers"},
 		{[]string{"serve", "--log-level", "loud"}, 2, "--log-level"},
+		{[]string{"serve", "--reuse-port", "--epoll-exclusive"}, 2, "--epoll-exclusive"},
 		{[]string{"serve", "--port", busyPort}, 1, "address already in use"},
 		{[]string{"external", "--port", busyPort}, 1, "address already in use"},
 		{[]string{"worker", "1/1"}, 2, "demo serve"},

@@ -11,10 +11,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -147,6 +149,7 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "limit-max-requests", Usage: "ask for a replacement after exactly N requests (0 = never)"},
 					&cli.StringFlag{Name: "reuse-port-bind", Usage: "HOST:PORT to bind with SO_REUSEPORT instead of accepting on fd 3"},
 					&cli.IntFlag{Name: "backlog", Value: 2048, Usage: "listen backlog of the --reuse-port-bind socket"},
+					&cli.BoolFlag{Name: "epoll-exclusive", Usage: "wait on fd 3 with EPOLLEXCLUSIVE"},
 				}, appFlags()...), limitFlags()...), logFlags()...),
 				Action: runWorker,
 			},
@@ -229,6 +232,7 @@ func runWorker(c *cli.Context) error {
 	}
 	cfg.ReusePortAddr = c.String("reuse-port-bind")
 	cfg.Backlog = c.Int("backlog")
+	cfg.EpollExclusive = c.Bool("epoll-exclusive")
 	cfg.Logger = logger.Named(fmt.Sprintf("worker-%d[%d]", cfg.Index, os.Getpid()))
 	return worker.Run(cfg)
 }
@@ -266,27 +270,6 @@ func newLogger(c *cli.Context) (*zap.Logger, error) {
 	if !ok {
 		return nil, badFlag("--log-level %q: want debug, info, warning or error", c.String("log-level"))
 	}
-	enc := zapcore.EncoderConfig{
-		TimeKey:          "time",
-		LevelKey:         "level",
-		NameKey:          "logger",
-		MessageKey:       "msg",
-		LineEnding:       "\n",
-		EncodeLevel:      zapcore.CapitalLevelEncoder,
-		EncodeTime:       zapcore.TimeEncoderOfLayout("2006-01-02 15:04:05,000"),
-		EncodeDuration:   zapcore.StringDurationEncoder,
-		ConsoleSeparator: " ",
-	}
-	var encoder zapcore.Encoder
-	switch c.String("log-format") {
-	case "console":
-		encoder = newConsoleEncoder(enc)
-	case "json":
-		enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-		encoder = zapcore.NewJSONEncoder(enc)
-	default:
-		return nil, badFlag("--log-format %q: want console or json", c.String("log-format"))
-	}
 	var out zapcore.WriteSyncer = zapcore.Lock(os.Stderr)
 	if c.Command != nil && c.Command.Name == "worker" {
 		// A worker logs up to four lines per request on its event loop:
@@ -295,7 +278,99 @@ func newLogger(c *cli.Context) (*zap.Logger, error) {
 		// syncs before it blocks on purpose and before it exits.
 		out = eventloop.NewBatchWriter(os.Stderr, 20*time.Millisecond)
 	}
-	return zap.New(zapcore.NewCore(encoder, out, level)), nil
+	core, err := newCore(c.String("log-format"), level, out)
+	if err != nil {
+		return nil, err
+	}
+	return zap.New(core), nil
+}
+
+// consoleTimeLayout is uvicorn's timestamp, milliseconds after a comma.
+const consoleTimeLayout = "2006-01-02 15:04:05,000"
+
+// newCore returns the core of newLogger's logger, writing to out in format
+// (console or json) what is at least level.
+func newCore(format string, level zapcore.Level, out zapcore.WriteSyncer) (zapcore.Core, error) {
+	enc := encoderConfig()
+	switch format {
+	case "console":
+		encoder := newConsoleEncoder(enc)
+		core := zapcore.NewCore(encoder, out, level)
+		if _, fast := encoder.(*consoleEncoder); fast {
+			// The fast encoder's format is zap's (newConsoleEncoder
+			// checked): plain INFO lines may skip zap altogether.
+			return &consoleCore{Core: core, out: out, prefixAt: math.MinInt64}, nil
+		}
+		return core, nil
+	case "json":
+		enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+		return zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, level), nil
+	}
+	return nil, badFlag("--log-format %q: want console or json", format)
+}
+
+// encoderConfig is the console format; json changes the time's.
+func encoderConfig() zapcore.EncoderConfig {
+	return zapcore.EncoderConfig{
+		TimeKey:          "time",
+		LevelKey:         "level",
+		NameKey:          "logger",
+		MessageKey:       "msg",
+		LineEnding:       "\n",
+		EncodeLevel:      zapcore.CapitalLevelEncoder,
+		EncodeTime:       zapcore.TimeEncoderOfLayout(consoleTimeLayout),
+		EncodeDuration:   zapcore.StringDurationEncoder,
+		ConsoleSeparator: " ",
+	}
+}
+
+// consoleCore is the console logger's core with a direct path for the plain
+// INFO lines a worker logs per request (worker.InfoLineWriter): through
+// zap, a line costs a string, a clock read, an entry from a pool, a level
+// check and the encoder's call, 0.45 µs that the event loop pays once or
+// more per request. WriteInfo appends the same bytes straight to out in
+// 0.15 µs, without allocating, the timestamp formatted once per
+// millisecond. Everything else goes through zap, to the same out, so lines
+// keep their order.
+type consoleCore struct {
+	zapcore.Core // zap's, with the fast consoleEncoder
+	out          zapcore.WriteSyncer
+
+	mu        sync.Mutex // WriteInfo may be called from any goroutine
+	prefixAt  int64      // the Unix millisecond line's prefix is for
+	prefixLen int        // line[:prefixLen] is `2021-07-07 20:08:57,962 INFO `
+	line      []byte
+}
+
+var _ worker.InfoLineWriter = (*consoleCore)(nil)
+
+// WriteInfo writes what logger.Named(name).Info(string(msg)) would, if
+// logger has this core and no options: msg is a plain message, no fields.
+func (c *consoleCore) WriteInfo(name string, msg []byte) {
+	// zap reads time.Now too: the loop's cached Loop.Now is as old as the
+	// loop's last wake-up, seconds old after a blocking call.
+	c.writeInfoAt(time.Now(), name, msg)
+}
+
+// writeInfoAt is WriteInfo at t. Every t must be in one location (time.Now
+// gives time.Local): the prefix is cached by t's millisecond alone.
+func (c *consoleCore) writeInfoAt(t time.Time, name string, msg []byte) {
+	if !c.Enabled(zapcore.InfoLevel) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ms := t.UnixMilli(); ms != c.prefixAt {
+		c.line = append(t.AppendFormat(c.line[:0], consoleTimeLayout), " INFO "...)
+		c.prefixAt, c.prefixLen = ms, len(c.line)
+	}
+	b := c.line[:c.prefixLen]
+	if name != "" {
+		b = append(append(b, name...), ' ')
+	}
+	b = append(append(b, msg...), '\n')
+	c.line = b
+	_, _ = c.out.Write(b) // as zap does, minus reporting to its ErrorOutput
 }
 
 // consoleEncoder is zap's console encoder with a fast path for what a worker

@@ -78,6 +78,16 @@ type ServerConfig struct {
 	// and that would reset them. Leave it false on a shared socket: what is
 	// queued there belongs to the other workers.
 	ExclusiveListener bool
+	// EpollExclusive registers a listener shared with other processes with
+	// EPOLLEXCLUSIVE: the kernel then wakes one of the loops waiting on it
+	// per new connection instead of every one of them (Linux >= 4.5). It
+	// has to sit in the loop's main epoll set, where the loop waits: a
+	// nested set (the urgent one) has no waiter of its own, and the kernel
+	// then goes on to wake the other processes too. So the listener loses
+	// the urgent set's head start during a burst. AcceptBatch then
+	// defaults to 1, as nginx does with multi_accept off: a woken loop that
+	// drained the queue would take what the wake-up meant for another one.
+	EpollExclusive bool
 	// AcceptBatch (default 100) is how many pending connections one listener
 	// readiness event accepts (until EAGAIN) before any handler runs, exactly
 	// like asyncio's _accept_connection(backlog=100). With workers sharing a
@@ -108,6 +118,9 @@ func (c *ServerConfig) setDefaults() {
 	}
 	if c.AcceptBatch <= 0 {
 		c.AcceptBatch = defaultAcceptBatch
+		if c.EpollExclusive {
+			c.AcceptBatch = 1
+		}
 	}
 	if c.ServerName == "" {
 		c.ServerName = "demo"
@@ -260,9 +273,7 @@ func NewServer(l *Loop, listenFD int, cfg ServerConfig, h Handler) (*Server, err
 		rbuf:    make([]byte, readSize),
 	}
 	s.br = bufio.NewReaderSize(&s.bytesR, maxChunkLine)
-	// Urgent: a new connection (a health probe) must not wait behind
-	// thousands of busy ones.
-	if err := l.AddUrgent(listenFD, EventRead, s.onListen); err != nil {
+	if err := s.register(); err != nil {
 		return nil, fmt.Errorf("register listener: %w", err)
 	}
 	s.listening = true
@@ -329,6 +340,16 @@ func (s *Server) Close() {
 	s.maybeDone()
 }
 
+// register puts the listener in the loop: urgent, so that a new connection
+// (a health probe) does not wait behind thousands of busy ones, unless it
+// must be exclusive.
+func (s *Server) register() error {
+	if s.cfg.EpollExclusive {
+		return s.loop.Add(s.lfd, EventRead|unix.EPOLLEXCLUSIVE, s.onListen)
+	}
+	return s.loop.AddUrgent(s.lfd, EventRead, s.onListen)
+}
+
 func (s *Server) onListen(uint32) {
 	// Accept the whole batch before returning to the loop, so every pending
 	// connection is ours before any of their handlers runs.
@@ -370,7 +391,7 @@ func (s *Server) resumeAccepting() {
 	if s.shutting || s.listening {
 		return
 	}
-	if err := s.loop.AddUrgent(s.lfd, EventRead, s.onListen); err != nil {
+	if err := s.register(); err != nil {
 		s.logError("re-register listener", err)
 		return
 	}

@@ -755,6 +755,48 @@ func TestServerAcceptBatch(t *testing.T) {
 	}
 }
 
+// TestServerEpollExclusiveAcceptsOneAtATime: with EpollExclusive the
+// listener is registered with EPOLLEXCLUSIVE (an error here if the kernel
+// refuses it) and a wake-up accepts one connection, so the handlers of
+// connections that queued while the loop was stuck run before the last of
+// them is accepted.
+func TestServerEpollExclusiveAcceptsOneAtATime(t *testing.T) {
+	blocked := make(chan struct{})
+	release := make(chan struct{})
+	ts := startServerWith(t, ServerConfig{EpollExclusive: true}, func(ts *testServer) Handler {
+		return func(w *ResponseWriter, r *Request) {
+			if r.URL.Path == "/block" {
+				close(blocked)
+				<-release
+			}
+			w.Respond(200, "text/plain", []byte(strconv.Itoa(ts.srv.Stats().Conns)))
+		}
+	})
+	first := ts.dial()
+	send(t, first, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-blocked
+	var waiting []net.Conn
+	for range 3 {
+		c := ts.dial()
+		send(t, c, get)
+		waiting = append(waiting, c)
+	}
+	close(release)
+	readResp(t, bufio.NewReader(first), "GET")
+	fewest := 4
+	for _, c := range waiting {
+		got := readResp(t, bufio.NewReader(c), "GET")
+		n, err := strconv.Atoi(got.body)
+		if got.status != 200 || err != nil {
+			t.Fatalf("pending connection: %d %q", got.status, got.body)
+		}
+		fewest = min(fewest, n)
+	}
+	if fewest == 4 {
+		t.Errorf("every handler saw all 4 connections: the queue was drained in one batch, want one accept per wake-up")
+	}
+}
+
 // TestServerAcceptEMFILE runs out of descriptors (by lowering RLIMIT_NOFILE
 // under the open ones) and checks accepting pauses instead of spinning, then
 // resumes.

@@ -59,6 +59,10 @@ type Config struct {
 	// accepting on the inherited fd 3.
 	ReusePortAddr string
 	Backlog       int
+
+	// EpollExclusive: wait on the shared socket with EPOLLEXCLUSIVE, so a
+	// new connection wakes one idle worker instead of all of them.
+	EpollExclusive bool
 }
 
 // ErrNotStartedByMaster is returned when `demo worker` is run by hand.
@@ -173,6 +177,7 @@ func Run(cfg Config) error {
 	}
 	srvCfg := app.serverConfig()
 	srvCfg.ExclusiveListener = ln.owned
+	srvCfg.EpollExclusive = cfg.EpollExclusive && !ln.owned
 	srv, err := eventloop.NewServer(loop, ln.fd, srvCfg, app.serve)
 	if err != nil {
 		return &StartupError{err}
