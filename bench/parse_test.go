@@ -199,3 +199,27 @@ func TestFormatting(t *testing.T) {
 		}
 	}
 }
+
+// TestRatioIsTheMedianOfEachRoundsOwn: a slow round slows both servers; the
+// ratio of two medians taken from different rounds would mix them.
+func TestRatioIsTheMedianOfEachRoundsOwn(t *testing.T) {
+	rounds := func(vs ...float64) *measurement {
+		m := &measurement{}
+		for _, v := range vs {
+			m.reps = append(m.reps, figures{perCPU: v})
+		}
+		m.fig = figures{perCPU: slices.Sorted(slices.Values(vs))[len(vs)/2]}
+		return m
+	}
+	// Round 2 ran on a slow machine. Demo was 1.5× base in two rounds out
+	// of three; the medians (120 and 100) come from different rounds and
+	// would say 1.2×.
+	demo, base := rounds(150, 90, 120), rounds(100, 60, 120)
+	if got := ratio(demo, base, perCPU); math.Abs(got-1.5) > 1e-9 {
+		t.Errorf("paired ratio %v, want 1.5", got)
+	}
+	// Unequal runs (a server failed a round): the medians' ratio.
+	if got := ratio(rounds(150, 90), base, perCPU); math.Abs(got-150.0/100) > 1e-9 {
+		t.Errorf("fallback ratio %v, want %v", got, 150.0/100)
+	}
+}

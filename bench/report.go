@@ -107,14 +107,15 @@ func (r *runner) renderTable(w io.Writer) {
 		m := &r.rows[i]
 		f := m.fig
 		var bf figures
-		if b := r.baselineOf(m.scenario); b != nil {
+		b := r.baselineOf(m.scenario)
+		if b != nil {
 			bf = b.fig
 		}
-		ratio := func(v, base float64) string {
-			if base == 0 {
+		paired := func(get func(figures) float64) string {
+			if b == nil || get(bf) == 0 {
 				return "-"
 			}
-			return fmt.Sprintf("%.2f", v/base)
+			return fmt.Sprintf("%.2f", ratio(m, b, get))
 		}
 		lat := func(d time.Duration) string {
 			if !f.hasLat {
@@ -122,22 +123,23 @@ func (r *runner) renderTable(w io.Writer) {
 			}
 			return fmtDur(d)
 		}
-		latRatio := func(v, base time.Duration) string {
+		latRatio := func(get func(figures) time.Duration) string {
 			if !f.hasLat || !bf.hasLat {
 				return "-"
 			}
-			return ratio(v.Seconds(), base.Seconds())
+			return paired(func(f figures) float64 { return get(f).Seconds() })
 		}
 		t.add(m.scenario, m.server,
-			fmtInt(int64(f.rate)), ratio(f.rate, bf.rate),
-			fmt.Sprintf("%.0f%%", f.cpuPct), ratio(f.cpuPct, bf.cpuPct),
-			fmtInt(int64(f.perCPU)), ratio(f.perCPU, bf.perCPU),
-			lat(f.p50), latRatio(f.p50, bf.p50),
-			lat(f.p99), latRatio(f.p99, bf.p99),
+			fmtInt(int64(f.rate)), paired(func(f figures) float64 { return f.rate }),
+			fmt.Sprintf("%.0f%%", f.cpuPct), paired(func(f figures) float64 { return f.cpuPct }),
+			fmtInt(int64(f.perCPU)), paired(perCPU),
+			lat(f.p50), latRatio(func(f figures) time.Duration { return f.p50 }),
+			lat(f.p99), latRatio(func(f figures) time.Duration { return f.p99 }),
 			fmtInt(m.load.non2xx), fmtInt(m.load.errors))
 	}
 	t.write(w)
-	fmt.Fprintln(w, "× is the ratio to net/http GOMAXPROCS=1 in the same scenario of this run. req/CPU-s is requests per")
+	fmt.Fprintln(w, "× is the ratio to net/http GOMAXPROCS=1 in the same scenario of this run (with --repeat, the median of")
+	fmt.Fprintln(w, "each round's own ratio: rounds drift, runs within a round are seconds apart). req/CPU-s is requests per")
 	fmt.Fprintln(w, "second of the server's own CPU time (demo: master + workers, from /proc): the figure to compare, since")
 	fmt.Fprintln(w, "the load generator shares the machine. CPU 100% = one core.")
 	if r.row(keepAlive, demoAllOn) != nil || len(r.setups) > 0 {
@@ -156,15 +158,15 @@ func (r *runner) renderTable(w io.Writer) {
 func (r *runner) checkThroughput(check func(bool, string, string)) {
 	demo, base := r.row(keepAlive, demoOne), r.baselineOf(keepAlive)
 	if demo != nil && base != nil && r.cfg.has(Throughput) {
-		ratio := demo.fig.perCPU / base.fig.perCPU
-		check(ratio >= 1.5, "keep-alive: demo ×1 ≥ 1.5× net/http requests per CPU-second", fmt.Sprintf("%.2f×", ratio))
+		x := ratio(demo, base, perCPU)
+		check(x >= 1.5, "keep-alive: demo ×1 ≥ 1.5× net/http requests per CPU-second", fmt.Sprintf("%.2f×", x))
 		p99, bp99 := demo.fig.p99, base.fig.p99
 		check(p99 <= bp99 && demo.fig.hasLat, "keep-alive: demo p99 no worse than net/http's", fmt.Sprintf("%s vs %s", fmtDur(p99), fmtDur(bp99)))
 	}
 	pipe := r.row(r.pipelinedLabel(), demoOne)
 	if pipe != nil && demo != nil {
-		ratio := pipe.fig.perCPU / demo.fig.perCPU
-		check(ratio > 1, "pipelined: demo faster than keep-alive per CPU-second", fmt.Sprintf("%.2f×", ratio))
+		x := ratio(pipe, demo, perCPU)
+		check(x > 1, "pipelined: demo faster than keep-alive per CPU-second", fmt.Sprintf("%.2f×", x))
 	}
 	var bad int64
 	for _, m := range r.rows {
@@ -187,12 +189,12 @@ func (r *runner) renderCosts(w io.Writer, check func(bool, string, string)) {
 	if on == nil || off == nil || on.fig.perCPU == 0 || off.fig.perCPU == 0 {
 		return
 	}
-	cost := 1 - on.fig.perCPU/off.fig.perCPU
+	cost := 1 - ratio(on, off, perCPU)
 	fmt.Fprintf(w, "Costs: everything on (access log + blocked-loop detector, demo serve's defaults) vs everything off\n")
 	fmt.Fprintf(w, "(--no-access-log --slow-callback 0), keep-alive GET /healthcheck: %.1f%% fewer requests per CPU-second\n", 100*cost)
 	if one != nil && one.fig.perCPU > 0 {
 		fmt.Fprintf(w, "  access log alone ≈ %.1f%% (all on vs %s), detector alone ≈ %.1f%% (%s vs all off)\n",
-			100*(1-on.fig.perCPU/one.fig.perCPU), demoOne, 100*(1-one.fig.perCPU/off.fig.perCPU), demoOne)
+			100*(1-ratio(on, one, perCPU)), demoOne, 100*(1-ratio(one, off, perCPU)), demoOne)
 	}
 	fmt.Fprintln(w, "  request ids are made only by the app's / paths (/, /mixed, /all-async, /threadpool), never by")
 	fmt.Fprintln(w, "  /healthcheck: none is in this figure")
@@ -224,7 +226,7 @@ func (r *runner) renderScaling(w io.Writer, check func(bool, string, string)) {
 		if two == nil {
 			continue
 		}
-		v := verdict{label: ss.short, ratio: two.fig.perCPU / one.fig.perCPU}
+		v := verdict{label: ss.short, ratio: ratio(two, one, perCPU)}
 		// Each run's split on its own: a run is one roll of the accept
 		// dice, and pooling runs (64/0 then 0/64) would look even when no
 		// run was.

@@ -28,6 +28,7 @@ type measurement struct {
 	runs     int           // measurements this row stands for
 	allConns []map[int]int // conns of every run
 	fig      figures       // what the table shows
+	reps     []figures     // each run's own, in repeat order: for paired ratios
 }
 
 // figures are what the table shows for a row: one run's, or each the median
@@ -256,6 +257,7 @@ func medianRun(ms []measurement) measurement {
 	figs := make([]figures, len(ms))
 	for i, o := range ms {
 		figs[i] = o.ownFigures()
+		m.reps = append(m.reps, figs[i])
 		m.load.errors += o.load.errors
 		m.load.non2xx += o.load.non2xx
 		if m.load.firstErr == "" {
@@ -283,6 +285,35 @@ func medianRun(ms []measurement) measurement {
 	}
 	return m
 }
+
+// ratio compares a with b in one figure. Runs of the same repeat round ran
+// within seconds of each other, while the shared machine's speed drifts by
+// ±25 % from one round to the next: so it is the median of the rounds' own
+// ratios, not the ratio of two medians drawn from different rounds.
+func ratio(a, b *measurement, f func(figures) float64) float64 {
+	if len(a.reps) == 0 || len(a.reps) != len(b.reps) {
+		if f(b.fig) == 0 {
+			return 0
+		}
+		return f(a.fig) / f(b.fig)
+	}
+	var rs []float64
+	for i := range a.reps {
+		if base := f(b.reps[i]); base != 0 {
+			rs = append(rs, f(a.reps[i])/base)
+		}
+	}
+	if len(rs) == 0 {
+		return 0
+	}
+	slices.Sort(rs)
+	if n := len(rs); n%2 == 0 {
+		return (rs[n/2-1] + rs[n/2]) / 2
+	}
+	return rs[len(rs)/2]
+}
+
+func perCPU(f figures) float64 { return f.perCPU }
 
 // measure warms s up, then loads it for the configured duration while
 // reading its CPU time, and for demo the spread of connections over its
