@@ -32,7 +32,7 @@ type WatchConfig struct {
 
 // Watch starts a watchdog beside the loop that notices callbacks running
 // longer than cfg.Threshold. Call it before Run. The bookkeeping on the
-// loop is two clock reads and a few atomic stores per callback; the stack
+// loop is a clock read and a few atomic stores per callback; the stack
 // is only read once a stall is found.
 func (l *Loop) Watch(cfg WatchConfig) {
 	if cfg.Repeat <= 0 {
@@ -48,16 +48,23 @@ type watchdog struct {
 	cfg   WatchConfig
 	start atomic.Int64  // Unix nanoseconds the running callback began; 0 between callbacks
 	seq   atomic.Uint64 // counts callbacks, so the watchdog can tell one stall from the next
+
+	lastEnd int64 // loop goroutine only: when the previous callback ended
 }
 
-// step brackets every callback (the Loop's Step hook, loop goroutine).
+// step brackets every callback (the Loop's Step hook, loop goroutine). It
+// reads the clock once per callback, at its end: a callback begins when
+// the one before it ended or, first after epoll_wait, when that returned
+// (the loop's Now) — the loop does next to nothing in between. At 0.03 µs
+// a read, on a 10 µs request, the second read was 0.3 %.
 func (w *watchdog) step(begin bool) {
-	now := time.Now().UnixNano()
 	if begin {
 		w.seq.Add(1)
-		w.start.Store(now)
+		w.start.Store(max(w.lastEnd, w.loop.now.UnixNano()))
 		return
 	}
+	now := time.Now().UnixNano()
+	w.lastEnd = now
 	d := time.Duration(now - w.start.Swap(0))
 	if d >= w.cfg.Threshold {
 		w.cfg.Report(Stall{Label: w.loop.Label(), Duration: d, Done: true})
