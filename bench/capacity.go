@@ -24,10 +24,7 @@ type capacityResult struct {
 	delay     time.Duration
 	connected int           // connections open before the burst
 	dialTime  time.Duration // to open them
-	completed int           // answered 2xx
-	non2xx    int
-	errors    int
-	firstErr  string
+	tally                   // of the burst's requests
 	wall      time.Duration // from the burst to the last response
 	lat       histogram     // per request, from the burst
 	health    ProbeResult   // /healthcheck probes during the burst, from a process of their own
@@ -92,7 +89,7 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	if err := burstAt(ctx, extURL, "/", res.n, control); err != nil {
 		return fmt.Errorf("capacity: %w", err)
 	}
-	res.extAlone, res.extAloneBad = control.wall, control.asked-control.completed
+	res.extAlone, res.extAloneBad = control.wall, control.asked-control.ok
 
 	// The backlog absorbs the connections opened before the burst while
 	// the worker is accepting them; the kernel caps it at somaxconn.
@@ -135,7 +132,7 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	res.health = health
 	r.capacity = res
 	r.log("capacity: %d/%d completed in %v, peak RSS %d KiB, /healthcheck max %v",
-		res.completed, res.n, res.wall.Round(time.Millisecond), res.peakRSS, res.health.Max.Round(time.Millisecond))
+		res.ok, res.n, res.wall.Round(time.Millisecond), res.peakRSS, res.health.Max.Round(time.Millisecond))
 	return ctx.Err()
 }
 
@@ -269,17 +266,7 @@ func burst(ctx context.Context, url, path string, conns []net.Conn, res *capacit
 			took := time.Since(t0)
 			mu.Lock()
 			defer mu.Unlock()
-			switch {
-			case err != nil:
-				res.errors++
-				if res.firstErr == "" {
-					res.firstErr = err.Error()
-				}
-			case status < 200 || status > 299:
-				res.non2xx++
-			default:
-				res.completed++
-			}
+			res.add(status, err)
 			res.lat.record(took)
 			last = max(last, took)
 		}()

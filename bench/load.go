@@ -274,3 +274,29 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// tally counts requests by outcome.
+type tally struct {
+	ok       int // answered 2xx
+	non2xx   int
+	errors   int
+	firstErr string
+}
+
+// add counts one request: its status, or the error that ended it. It
+// reports whether it was answered 2xx.
+func (t *tally) add(status int, err error) bool {
+	switch {
+	case err != nil:
+		t.errors++
+		if t.firstErr == "" {
+			t.firstErr = err.Error()
+		}
+	case status < 200 || status > 299:
+		t.non2xx++
+	default:
+		t.ok++
+		return true
+	}
+	return false
+}

@@ -324,7 +324,7 @@ func renderCapacity(w io.Writer, c *capacityResult, check func(bool, string, str
 	fmt.Fprintf(w, "calls to demo external (delay %v) per request; connections opened first (%s in %s), then all sent at once\n",
 		c.delay, fmtInt(int64(c.connected)), fmtDur(c.dialTime))
 	fmt.Fprintf(w, "  completed      %s of %s with 2xx in %s (budget %s)   non-2xx %d   errors %d\n",
-		fmtInt(int64(c.completed)), fmtInt(int64(c.n)), fmtDur(c.wall), fmtDur(c.budget()), c.non2xx, c.errors)
+		fmtInt(int64(c.ok)), fmtInt(int64(c.n)), fmtDur(c.wall), fmtDur(c.budget()), c.non2xx, c.errors)
 	if c.firstErr != "" {
 		fmt.Fprintf(w, "  first error    %s\n", c.firstErr)
 	}
@@ -358,9 +358,9 @@ func renderCapacity(w io.Writer, c *capacityResult, check func(bool, string, str
 	}
 	fmt.Fprintln(w)
 
-	check(c.completed == c.n && c.errors == 0 && c.non2xx == 0,
+	check(c.ok == c.n && c.errors == 0 && c.non2xx == 0,
 		fmt.Sprintf("capacity: all %s requests answered 2xx, zero errors", fmtInt(int64(c.n))),
-		fmt.Sprintf("%s ok, %d errors", fmtInt(int64(c.completed)), c.errors))
+		fmt.Sprintf("%s ok, %d errors", fmtInt(int64(c.ok)), c.errors))
 	check(c.wall <= c.budget(), fmt.Sprintf("capacity: all complete within %d × delay + 1 s", c.calls),
 		fmt.Sprintf("%s (budget %s)", fmtDur(c.wall), fmtDur(c.budget())))
 	// The 150 MiB is for 10,000 requests; per request it is 15 KiB

@@ -38,11 +38,11 @@ func (s *spreadRun) largest() float64 {
 
 // arrivalResult is what a steady arrival of new connections measured.
 type arrivalResult struct {
-	sent, ok, non2xx, errors int
-	firstErr                 string
-	took                     time.Duration // first connect to last answer
-	end                      time.Time     // of the last answer
-	lat                      histogram     // connect + request + answer
+	tally
+	sent int
+	took time.Duration // first connect to last answer
+	end  time.Time     // of the last answer
+	lat  histogram     // connect + request + answer
 }
 
 // countSettle is how long after the last request a master's per-worker
@@ -173,16 +173,7 @@ func arrive(ctx context.Context, url string, n int, over time.Duration) arrivalR
 		took := time.Since(start)
 		mu.Lock()
 		defer mu.Unlock()
-		switch {
-		case err != nil:
-			res.errors++
-			if res.firstErr == "" {
-				res.firstErr = err.Error()
-			}
-		case status < 200 || status > 299:
-			res.non2xx++
-		default:
-			res.ok++
+		if res.add(status, err) {
 			res.lat.record(took)
 		}
 	}
