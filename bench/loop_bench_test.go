@@ -96,12 +96,19 @@ func startLoopServer(tb testing.TB, external string, calls int) *loopServer {
 			call(1)
 		},
 	}
+	// Labelled like the worker's routes, for the blocked-loop detector.
+	labels := map[string]*string{}
+	for path := range routes {
+		label := "GET " + path
+		labels[path] = &label
+	}
 	srv, err := eventloop.NewServer(l, lfd, eventloop.ServerConfig{ServerName: "demo"}, func(w *eventloop.ResponseWriter, r *eventloop.Request) {
 		h, ok := routes[r.URL.Path]
-		if !ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		if !ok || r.Method != http.MethodGet {
 			w.Respond(http.StatusNotFound, "application/json", baselineNotFound)
 			return
 		}
+		l.AnnotateWith(labels[r.URL.Path])
 		h(w, r)
 	})
 	if err != nil {

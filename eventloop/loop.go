@@ -202,6 +202,10 @@ func (l *Loop) call(fn func()) {
 // The label lasts until the callback returns.
 func (l *Loop) Annotate(label string) { l.label.Store(&label) }
 
+// AnnotateWith is Annotate with a label kept by the caller (*label must not
+// change): no allocation, for what every request of a route says.
+func (l *Loop) AnnotateWith(label *string) { l.label.Store(label) }
+
 // Label returns the running callback's Annotate label, or "".
 func (l *Loop) Label() string {
 	if p := l.label.Load(); p != nil {

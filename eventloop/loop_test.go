@@ -265,3 +265,20 @@ func TestBatchWriterNeverMakesTheWriterWait(t *testing.T) {
 		t.Errorf("100 lines took %d writes, want them batched", g.writes)
 	}
 }
+
+// TestAnnotateWithKeepsTheCallersLabel: a route's label is made once, and
+// annotating a request with it allocates nothing.
+func TestAnnotateWithKeepsTheCallersLabel(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	label := "GET /healthcheck"
+	if allocs := testing.AllocsPerRun(100, func() { l.AnnotateWith(&label) }); allocs != 0 {
+		t.Errorf("AnnotateWith: %v allocations, want 0", allocs)
+	}
+	if got := l.Label(); got != label {
+		t.Errorf("Label %q, want %q", got, label)
+	}
+}

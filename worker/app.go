@@ -69,7 +69,7 @@ type app struct {
 	log      *zap.Logger
 	client   *client.Client
 	pool     *semaphore.Weighted
-	routes   map[string]handler
+	routes   map[string]route
 	draining bool
 
 	status   *statusPipe
@@ -102,12 +102,16 @@ func newApp(loop *eventloop.Loop, cfg Config, log *zap.Logger, status *statusPip
 	}
 	a.direct, _ = log.Core().(InfoLineWriter)
 	byMode := map[Mode]handler{Mixed: a.mixed, Async: a.async, Threadpool: a.threadpool}
-	a.routes = map[string]handler{
+	a.routes = map[string]route{}
+	for path, h := range map[string]handler{
 		"/healthcheck": a.healthcheck,
 		"/":            byMode[cfg.Mode],
 		"/mixed":       a.mixed,
 		"/all-async":   a.async,
 		"/threadpool":  a.threadpool,
+	} {
+		get, head := "GET "+path, "HEAD "+path
+		a.routes[path] = route{h: h, get: &get, head: &head}
 	}
 	return a
 }
@@ -179,11 +183,25 @@ func appendCallLine(b []byte, id string, n int, status string) []byte {
 	return append(b, "]>"...)
 }
 
+// route is a path's handler, with the labels its requests give the loop
+// (for the blocked-loop detector) made once, not per request.
+type route struct {
+	h         handler
+	get, head *string
+}
+
 // serve routes a request like FastAPI would: 404 and 405 carry its bodies.
 func (a *app) serve(w *eventloop.ResponseWriter, r *eventloop.Request) {
 	a.countRequest()
-	a.loop.Annotate(r.Method + " " + r.URL.Path)
-	h, ok := a.routes[r.URL.Path]
+	rt, ok := a.routes[r.URL.Path]
+	switch {
+	case ok && r.Method == http.MethodGet:
+		a.loop.AnnotateWith(rt.get)
+	case ok && r.Method == http.MethodHead:
+		a.loop.AnnotateWith(rt.head)
+	default:
+		a.loop.Annotate(r.Method + " " + r.URL.Path)
+	}
 	switch {
 	case !ok:
 		w.Respond(http.StatusNotFound, jsonType, bodyNotFound)
@@ -191,7 +209,7 @@ func (a *app) serve(w *eventloop.ResponseWriter, r *eventloop.Request) {
 		w.Header().Set("Allow", "GET")
 		w.Respond(http.StatusMethodNotAllowed, jsonType, bodyNotAllowed)
 	default:
-		h(w, r)
+		rt.h(w, r)
 	}
 }
 
