@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -717,21 +718,20 @@ func TestServerShutdown(t *testing.T) {
 	<-again
 }
 
-// TestServerAcceptBatch checks that one listener readiness event accepts every
-// pending connection before any of their handlers runs, as asyncio does.
-func TestServerAcceptBatch(t *testing.T) {
+// connsSeenByPending blocks a server's loop with one request, lets three
+// more clients connect and send theirs meanwhile, then unblocks it and
+// returns how many open connections each of the three's handlers saw.
+func connsSeenByPending(t *testing.T, cfg ServerConfig) []int {
+	t.Helper()
 	blocked := make(chan struct{})
 	release := make(chan struct{})
-	ts := startServerWith(t, ServerConfig{}, func(ts *testServer) Handler {
+	ts := startServerWith(t, cfg, func(ts *testServer) Handler {
 		return func(w *ResponseWriter, r *Request) {
-			switch r.URL.Path {
-			case "/block":
+			if r.URL.Path == "/block" {
 				close(blocked)
 				<-release // stall the whole loop, like a blocking call in async code
-				w.Respond(200, "text/plain", nil)
-			default:
-				w.Respond(200, "text/plain", []byte(strconv.Itoa(ts.srv.Stats().Conns)))
 			}
+			w.Respond(200, "text/plain", []byte(strconv.Itoa(ts.srv.Stats().Conns)))
 		}
 	})
 	first := ts.dial()
@@ -747,10 +747,24 @@ func TestServerAcceptBatch(t *testing.T) {
 	}
 	close(release)
 	readResp(t, bufio.NewReader(first), "GET")
-	for i, c := range waiting {
+	var seen []int
+	for _, c := range waiting {
 		got := readResp(t, bufio.NewReader(c), "GET")
-		if got.body != "4" {
-			t.Errorf("handler for pending connection %d saw %s connections, want 4: all were accepted before any handler ran", i, got.body)
+		n, err := strconv.Atoi(got.body)
+		if got.status != 200 || err != nil {
+			t.Fatalf("pending connection: %d %q", got.status, got.body)
+		}
+		seen = append(seen, n)
+	}
+	return seen
+}
+
+// TestServerAcceptBatch checks that one listener readiness event accepts every
+// pending connection before any of their handlers runs, as asyncio does.
+func TestServerAcceptBatch(t *testing.T) {
+	for i, n := range connsSeenByPending(t, ServerConfig{}) {
+		if n != 4 {
+			t.Errorf("handler for pending connection %d saw %d connections, want 4: all were accepted before any handler ran", i, n)
 		}
 	}
 }
@@ -761,38 +775,7 @@ func TestServerAcceptBatch(t *testing.T) {
 // connections that queued while the loop was stuck run before the last of
 // them is accepted.
 func TestServerEpollExclusiveAcceptsOneAtATime(t *testing.T) {
-	blocked := make(chan struct{})
-	release := make(chan struct{})
-	ts := startServerWith(t, ServerConfig{EpollExclusive: true}, func(ts *testServer) Handler {
-		return func(w *ResponseWriter, r *Request) {
-			if r.URL.Path == "/block" {
-				close(blocked)
-				<-release
-			}
-			w.Respond(200, "text/plain", []byte(strconv.Itoa(ts.srv.Stats().Conns)))
-		}
-	})
-	first := ts.dial()
-	send(t, first, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
-	<-blocked
-	var waiting []net.Conn
-	for range 3 {
-		c := ts.dial()
-		send(t, c, get)
-		waiting = append(waiting, c)
-	}
-	close(release)
-	readResp(t, bufio.NewReader(first), "GET")
-	fewest := 4
-	for _, c := range waiting {
-		got := readResp(t, bufio.NewReader(c), "GET")
-		n, err := strconv.Atoi(got.body)
-		if got.status != 200 || err != nil {
-			t.Fatalf("pending connection: %d %q", got.status, got.body)
-		}
-		fewest = min(fewest, n)
-	}
-	if fewest == 4 {
+	if slices.Min(connsSeenByPending(t, ServerConfig{EpollExclusive: true})) == 4 {
 		t.Errorf("every handler saw all 4 connections: the queue was drained in one batch, want one accept per wake-up")
 	}
 }
