@@ -38,7 +38,7 @@ type capacityResult struct {
 	workerCPU        time.Duration
 	externalCPU      time.Duration
 	benchCPU         time.Duration
-	overflows, drops uint64 // kernel listen-queue drops during the burst (whole host)
+	overflows, drops uint64 // kernel listen-queue drops while the connections open and during the burst (whole host)
 	somaxconn        int
 	noFile           uint64 // the worker's open-files limit
 	noFileNote       string

@@ -350,7 +350,7 @@ func renderCapacity(w io.Writer, c *capacityResult, check func(bool, string, str
 	over, extOver := c.wall-time.Duration(c.calls)*c.delay, time.Duration(c.calls)*max(0, c.extAlone-c.delay)
 	fmt.Fprintf(w, "  overshoot      %s beyond %d × delay, of which up to %s (%d × %s) is the external API's own\n",
 		fmtDur(over), c.calls, fmtDur(extOver), c.calls, fmtDur(max(0, c.extAlone-c.delay)))
-	fmt.Fprintf(w, "  kernel         listen-queue overflows %d, drops %d during the burst; somaxconn %d caps every backlog\n",
+	fmt.Fprintf(w, "  kernel         listen-queue overflows %d, drops %d while connecting and during the burst; somaxconn %d caps every backlog\n",
 		c.overflows, c.drops, c.somaxconn)
 	fmt.Fprintf(w, "  open files     worker limit %s for %s requests\n", fmtInt(int64(c.noFile)), fmtInt(int64(c.n)))
 	if c.noFileNote != "" {
