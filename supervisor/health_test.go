@@ -134,10 +134,7 @@ func TestHealthcheckKillsSilentWorker(t *testing.T) {
 	if sub[1] == strconv.Itoa(old) {
 		t.Fatalf("no new process")
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 	waitGone(t, old, time.Second)
 }
 
@@ -201,10 +198,7 @@ func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 			t.Errorf("unexpected %q in the log", re)
 		}
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 func TestTimeoutAbortsStalledWorker(t *testing.T) {
@@ -243,10 +237,7 @@ func TestTimeoutAbortsStalledWorker(t *testing.T) {
 			if body, err := get(m.url + "/"); err != nil || body != sub[1] {
 				t.Errorf("after the abort: %q, %v; want the replacement %s", body, err, sub[1])
 			}
-			m.signal(syscall.SIGTERM)
-			if code := m.waitExit(10 * time.Second); code != 0 {
-				t.Errorf("master exit code %d, want 0", code)
-			}
+			m.stopCleanly()
 		})
 	}
 }

@@ -714,6 +714,15 @@ func (m *master) waitExit(timeout time.Duration) int {
 	return m.cmd.ProcessState.ExitCode()
 }
 
+// stopCleanly sends SIGTERM and expects the master to drain and exit 0.
+func (m *master) stopCleanly() {
+	m.t.Helper()
+	m.signal(syscall.SIGTERM)
+	if code := m.waitExit(10 * time.Second); code != 0 {
+		m.t.Errorf("master exit code %d, want 0", code)
+	}
+}
+
 // workerStatus is one line of the test master's status dump.
 type workerStatus struct {
 	index, total, pid   int

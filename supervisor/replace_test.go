@@ -150,10 +150,7 @@ func TestSIGHUPUnderLoadDropsNothing(t *testing.T) {
 			t.Errorf("last replacement %s (worker %s) served nothing", s[1], s[2])
 		}
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 // writeBehaviour sets what workers spawned from now on do.
@@ -202,10 +199,7 @@ func TestSIGHUPAbortsWhenReplacementFailsToBoot(t *testing.T) {
 			for _, pid := range old {
 				waitGone(t, pid, 5*time.Second)
 			}
-			m.signal(syscall.SIGTERM)
-			if code := m.waitExit(10 * time.Second); code != 0 {
-				t.Errorf("master exit code %d, want 0", code)
-			}
+			m.stopCleanly()
 		})
 	}
 }
@@ -238,10 +232,7 @@ func TestSecondSIGHUPExtendsRestart(t *testing.T) {
 	if len(ready) != 2 || !ready[1] || !ready[2] {
 		t.Errorf("ready workers after: %v, want 1 and 2", ready)
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 func TestSIGTTINAndSIGTTOU(t *testing.T) {
@@ -288,10 +279,7 @@ func TestSIGTTINAndSIGTTOU(t *testing.T) {
 	if n := m.count(`died`); n != 0 {
 		t.Errorf("a retired worker was taken for dead")
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 // A worker that served its --limit-max-requests is replaced without any
@@ -318,10 +306,7 @@ func TestRetireRecyclesWithoutFailures(t *testing.T) {
 	if n := m.count(`died`); n != 0 {
 		t.Errorf("a recycled worker was taken for dead")
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 // The respawn policy covers processes that die in the middle of a
@@ -358,10 +343,7 @@ func TestServingWorkerDiesWhileSuccessorBoots(t *testing.T) {
 	if body, err := get(m.url + "/"); err != nil || body != sub[1] {
 		t.Errorf("after both died: %q, %v; want the respawned %s", body, err, sub[1])
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 // Outside shutdown, a retired worker that does not drain is bounded by
@@ -378,10 +360,7 @@ func TestRetiredWorkerKilledAtDrainDeadline(t *testing.T) {
 	if n := m.count(`Started server process`); n != 2 {
 		t.Errorf("%d processes started, want 2: a removed worker is not replaced", n)
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 // SIGTTIN with a version that cannot start: the new slot is dropped, the
@@ -404,8 +383,5 @@ func TestSIGTTINWithFailingWorker(t *testing.T) {
 	m.signal(syscall.SIGTTIN)
 	sub := m.waitFor(`Started server process \[(\d+)\] \(worker 2/2\)`, 5*time.Second)
 	m.await(fmt.Sprintf(`Child process \[%s\] ready`, sub[1]), 5*time.Second)
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }

@@ -124,10 +124,7 @@ func TestMasterOnUnixSocket(t *testing.T) {
 	if fi, err := os.Lstat(path); err != nil || fi.Mode().Perm() != 0o660 {
 		t.Errorf("socket file mode %v, %v; want 0660", fi.Mode(), err)
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 	for _, pid := range pids {
 		waitGone(t, pid, time.Second)
 	}
@@ -247,10 +244,7 @@ func TestMasterWithInheritedFD(t *testing.T) {
 			t.Errorf("worker inherited fds %q, want 0 1 2 3 4 5", l[1])
 		}
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 	if _, err := get(m.url + "/"); err == nil {
 		t.Errorf("the inherited socket still accepts after shutdown")
 	}
@@ -307,10 +301,7 @@ func TestSystemdActivation(t *testing.T) {
 			t.Errorf("worker inherited fds %q, want 0 1 2 3 4 5", l[1])
 		}
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 func TestSystemdActivationMeantForAnother(t *testing.T) {
@@ -491,10 +482,7 @@ func TestFrozenWorkerSharedVersusReusePort(t *testing.T) {
 			case mode == "reuseport" && stuck == 0:
 				t.Errorf("no connection was hashed to the frozen worker (chance 2^-%d)", conns)
 			}
-			m.signal(syscall.SIGTERM)
-			if code := m.waitExit(10 * time.Second); code != 0 {
-				t.Errorf("master exit code %d, want 0", code)
-			}
+			m.stopCleanly()
 		})
 	}
 }

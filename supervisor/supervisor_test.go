@@ -59,10 +59,7 @@ func TestWorkersStartAndServe(t *testing.T) {
 		}
 	}
 
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 	for _, pid := range pids {
 		waitGone(t, pid, time.Second)
 	}
@@ -194,10 +191,7 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	if body, err := get(m.url + "/"); err != nil || body != strconv.Itoa(replacement) {
 		t.Errorf("after: got %q, %v; want the replacement %d", body, err, replacement)
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 func TestCrashLoopBacksOff(t *testing.T) {
@@ -307,10 +301,7 @@ func TestWorkersSurviveThreadChurn(t *testing.T) {
 			t.Errorf("worker %d [%d] gone (%q, %v)", idx, pid, state, err)
 		}
 	}
-	m.signal(syscall.SIGTERM)
-	if code := m.waitExit(10 * time.Second); code != 0 {
-		t.Errorf("master exit code %d, want 0", code)
-	}
+	m.stopCleanly()
 }
 
 func TestRunConfigErrors(t *testing.T) {
