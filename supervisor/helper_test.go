@@ -430,6 +430,9 @@ func testWorker(args []string) int {
 	if is("crash-after-ready") {
 		return 1
 	}
+	// The first beat before anything can take the loop, as the real worker
+	// does: the master judges stalls only once it has heard one.
+	send(contract.Beat, time.Now().UnixNano())
 	stopBeats := make(chan struct{})
 	beatsDone := make(chan struct{})
 	go func() {
@@ -437,14 +440,14 @@ func testWorker(args []string) int {
 		t := time.NewTicker(contract.HeartbeatInterval)
 		defer t.Stop()
 		for {
-			loop.Lock()
-			send(contract.Beat, time.Now().UnixNano())
-			loop.Unlock()
 			select {
 			case <-stopBeats:
 				return
 			case <-t.C:
 			}
+			loop.Lock()
+			send(contract.Beat, time.Now().UnixNano())
+			loop.Unlock()
 		}
 	}()
 	defer func() { close(stopBeats); <-beatsDone }()

@@ -210,7 +210,10 @@ func Run(cfg Config) error {
 	log.Info(fmt.Sprintf("Worker %d/%d ready, mode %s (loop thread %s)", cfg.Index, cfg.Total, cfg.Mode, name))
 	_ = log.Sync() // say it now, not when the logger's timer next fires
 	loop.Post(func() { setThreadName(name) })
-	loop.Post(app.heartbeat)
+	// The first Beat goes out now, from the goroutine about to run the
+	// loop: posted, it could come after a request that blocks the loop at
+	// once, and the master times out only a loop it has heard beat.
+	app.heartbeat()
 	if err := loop.Run(); err != nil {
 		return fmt.Errorf("event loop: %w", err)
 	}
