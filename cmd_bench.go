@@ -166,11 +166,11 @@ func baselineCommand() *cli.Command {
 }
 
 func runBaseline(c *cli.Context) error {
-	logger, err := newLogger(c)
+	logger, err := newLogger(c, "", 0)
 	if err != nil {
 		return err
 	}
-	defer logger.Sync() //nolint:errcheck
+	defer logger.Close()
 	port := c.Int("port")
 	if port < 0 || port > 65535 {
 		return badFlag("--port must be 0-65535, got %d", port)

@@ -123,12 +123,12 @@ func describe(ln *os.File) *listening {
 }
 
 func serve(c *cli.Context) error {
-	logger, err := newLogger(c)
+	logger, err := newLogger(c, "", 0)
 	if err != nil {
 		return err
 	}
-	defer logger.Sync() //nolint:errcheck // stderr cannot be synced on some terminals
-	wcfg, err := workerConfig(c, logger)
+	defer logger.Close()
+	wcfg, err := workerConfig(c, logger.Logger)
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func serve(c *cli.Context) error {
 	case c.Duration("timeout") < 0:
 		return badFlag("--timeout must not be negative")
 	}
-	sock, err := listen(c, logger)
+	sock, err := listen(c, logger.Logger)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,11 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer ctlServer.Close()
-	ctlServer.Serve(func() control.Snapshot { return snapshot(ctl, sock.addr, string(wcfg.Mode)) })
+	ctlServer.Serve(func() control.Snapshot {
+		snap := snapshot(ctl, sock.addr, string(wcfg.Mode))
+		snap.LogLinesDropped = logger.Dropped()
+		return snap
+	})
 	logger.Info("Control socket at " + ctlPath + " (demo status reads it)")
 
 	cfg := supervisor.Config{
@@ -179,7 +183,7 @@ func serve(c *cli.Context) error {
 		Timeout:            c.Duration("timeout"),
 		UnixSocket:         sock.uds,
 		Control:            ctl,
-		Logger:             logger,
+		Logger:             logger.Logger,
 	}
 	if sock.reuseAddr != "" {
 		cfg.ReusePort = true
@@ -238,6 +242,7 @@ func snapshot(ctl *supervisor.Control, addr, mode string) control.Snapshot {
 			Index: w.Index, PID: w.PID, State: w.State.String(), Uptime: now.Sub(w.Started),
 			Requests: w.Loop.Requests, InFlight: w.Loop.InFlight, Conns: w.Loop.Conns,
 			LongestStall: w.Loop.LongestStall, Culprit: w.Loop.Culprit, RSS: rss(w.PID),
+			LogLinesDropped: w.Loop.LogLinesDropped,
 		}
 		if w.Stalled {
 			row.StalledFor = w.SinceBeat

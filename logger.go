@@ -1,193 +1,28 @@
 package main
 
-// The logs of every role: zap, in uvicorn's console format or JSON, with a
-// direct path for the lines a worker writes once or more per request.
-
 import (
-	"math"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
-	"go.uber.org/zap/buffer"
-	"go.uber.org/zap/zapcore"
 
-	"demo/eventloop"
-	"demo/worker"
+	"demo/logs"
 )
 
-// newLogger builds the zap logger every role uses: uvicorn-like console
-// lines on stderr (`2021-07-07 20:08:57,962 INFO  message`) or JSON.
-func newLogger(c *cli.Context) (*zap.Logger, error) {
-	levels := map[string]zapcore.Level{"debug": zap.DebugLevel, "info": zap.InfoLevel, "warning": zap.WarnLevel, "error": zap.ErrorLevel}
-	level, ok := levels[c.String("log-level")]
-	if !ok {
-		return nil, badFlag("--log-level %q: want debug, info, warning or error", c.String("log-level"))
-	}
-	var out zapcore.WriteSyncer = zapcore.Lock(os.Stderr)
-	if c.Command != nil && c.Command.Name == "worker" {
-		// A worker logs up to four lines per request on its event loop:
-		// they go out together, at most 20 ms later, written beside the
-		// loop so that a slow reader of stderr never stalls it. The worker
-		// syncs before it blocks on purpose and before it exits.
-		out = eventloop.NewBatchWriter(os.Stderr, 20*time.Millisecond)
-	}
-	core, err := newCore(c.String("log-format"), level, out)
+// workerLogBatch: a worker logs up to four lines per request on its event
+// loop; they go out together, at most this much later.
+const workerLogBatch = 20 * time.Millisecond
+
+// newLogger builds the logger of a role from --log-level and --log-format:
+// uvicorn-like lines on stderr that never make the caller wait (package
+// logs). name names it (worker-1[4711]); batch is logs.Config's.
+func newLogger(c *cli.Context, name string, batch time.Duration) (*logs.Logger, error) {
+	level, err := logs.ParseLevel(c.String("log-level"))
 	if err != nil {
-		return nil, err
+		return nil, badFlag("%v", err)
 	}
-	return zap.New(core), nil
-}
-
-// consoleTimeLayout is uvicorn's timestamp, milliseconds after a comma.
-const consoleTimeLayout = "2006-01-02 15:04:05,000"
-
-// newCore returns the core of newLogger's logger, writing to out in format
-// (console or json) what is at least level.
-func newCore(format string, level zapcore.Level, out zapcore.WriteSyncer) (zapcore.Core, error) {
-	enc := encoderConfig()
-	switch format {
-	case "console":
-		encoder := newConsoleEncoder(enc)
-		core := zapcore.NewCore(encoder, out, level)
-		if _, fast := encoder.(*consoleEncoder); fast {
-			// The fast encoder's format is zap's (newConsoleEncoder
-			// checked): plain INFO lines may skip zap altogether.
-			return &consoleCore{Core: core, out: out, prefixAt: math.MinInt64}, nil
-		}
-		return core, nil
-	case "json":
-		enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-		return zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, level), nil
+	format, err := logs.ParseFormat(c.String("log-format"))
+	if err != nil {
+		return nil, badFlag("%v", err)
 	}
-	return nil, badFlag("--log-format %q: want console or json", format)
-}
-
-// encoderConfig is the console format; json changes the time's.
-func encoderConfig() zapcore.EncoderConfig {
-	return zapcore.EncoderConfig{
-		TimeKey:          "time",
-		LevelKey:         "level",
-		NameKey:          "logger",
-		MessageKey:       "msg",
-		LineEnding:       "\n",
-		EncodeLevel:      zapcore.CapitalLevelEncoder,
-		EncodeTime:       zapcore.TimeEncoderOfLayout(consoleTimeLayout),
-		EncodeDuration:   zapcore.StringDurationEncoder,
-		ConsoleSeparator: " ",
-	}
-}
-
-// consoleCore is the console logger's core with a direct path for the plain
-// INFO lines a worker logs per request (worker.InfoLineWriter): through
-// zap, a line costs a string, a clock read, an entry from a pool, a level
-// check and the encoder's call, 0.45 µs that the event loop pays once or
-// more per request. WriteInfo appends the same bytes straight to out in
-// 0.15 µs, without allocating, the timestamp formatted once per
-// millisecond. Everything else goes through zap, to the same out, so lines
-// keep their order.
-type consoleCore struct {
-	zapcore.Core // zap's, with the fast consoleEncoder
-	out          zapcore.WriteSyncer
-
-	mu        sync.Mutex // WriteInfo may be called from any goroutine
-	prefixAt  int64      // the Unix millisecond line's prefix is for
-	prefixLen int        // line[:prefixLen] is `2021-07-07 20:08:57,962 INFO `
-	line      []byte
-}
-
-var _ worker.InfoLineWriter = (*consoleCore)(nil)
-
-// WriteInfo writes what logger.Named(name).Info(string(msg)) would, if
-// logger has this core and no options: msg is a plain message, no fields.
-func (c *consoleCore) WriteInfo(name string, msg []byte) {
-	// zap reads time.Now too: the loop's cached Loop.Now is as old as the
-	// loop's last wake-up, seconds old after a blocking call.
-	c.writeInfoAt(time.Now(), name, msg)
-}
-
-// writeInfoAt is WriteInfo at t. Every t must be in one location (time.Now
-// gives time.Local): the prefix is cached by t's millisecond alone.
-func (c *consoleCore) writeInfoAt(t time.Time, name string, msg []byte) {
-	if !c.Enabled(zapcore.InfoLevel) {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ms := t.UnixMilli(); ms != c.prefixAt {
-		c.line = append(t.AppendFormat(c.line[:0], consoleTimeLayout), " INFO "...)
-		c.prefixAt, c.prefixLen = ms, len(c.line)
-	}
-	b := c.line[:c.prefixLen]
-	if name != "" {
-		b = append(append(b, name...), ' ')
-	}
-	b = append(append(b, msg...), '\n')
-	c.line = b
-	_, _ = c.out.Write(b) // as zap does, minus reporting to its ErrorOutput
-}
-
-// consoleEncoder is zap's console encoder with a fast path for what a worker
-// logs once or more per request: a plain message, no fields, no context. zap
-// formats each element of a line through fmt and boxes it; appending the
-// same bytes directly costs 0.45 µs a line instead of 1.2 µs, a tenth of
-// what the whole request costs the loop. Anything else goes to zap's.
-type consoleEncoder struct {
-	zapcore.Encoder // zap's console encoder
-	buffers         buffer.Pool
-}
-
-// newConsoleEncoder returns the fast encoder if, for this configuration,
-// it writes exactly zap's bytes (checked here, on sample entries), and
-// zap's console encoder otherwise.
-func newConsoleEncoder(cfg zapcore.EncoderConfig) zapcore.Encoder {
-	zapEnc := zapcore.NewConsoleEncoder(cfg)
-	fast := &consoleEncoder{Encoder: zapEnc, buffers: buffer.NewPool()}
-	at := time.Date(2021, 7, 7, 20, 8, 57, 962_345_678, time.Local)
-	for _, level := range []zapcore.Level{zap.DebugLevel, zap.InfoLevel, zap.WarnLevel, zap.ErrorLevel} {
-		for _, name := range []string{"", "worker-1[123]"} {
-			ent := zapcore.Entry{Level: level, Time: at, LoggerName: name, Message: `1 - "GET / HTTP/1.1" 200`}
-			want, err1 := zapEnc.EncodeEntry(ent, nil)
-			got, err2 := fast.EncodeEntry(ent, nil)
-			if err1 != nil || err2 != nil || want.String() != got.String() {
-				return zapEnc
-			}
-		}
-	}
-	return fast
-}
-
-// Clone is what zap calls before adding context (Logger.With): the clone is
-// zap's encoder alone, since the fast path writes no context.
-func (e *consoleEncoder) Clone() zapcore.Encoder { return e.Encoder.Clone() }
-
-// EncodeEntry writes `2021-07-07 20:08:57,962 INFO worker-1[123] message`.
-func (e *consoleEncoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
-	if len(fields) > 0 || ent.Caller.Defined || ent.Stack != "" {
-		return e.Encoder.EncodeEntry(ent, fields)
-	}
-	b := e.buffers.Get()
-	y, mo, d := ent.Time.Date()
-	h, mi, sec := ent.Time.Clock()
-	ms := ent.Time.Nanosecond() / 1e6
-	for _, f := range [...]struct {
-		n, width int
-		sep      byte
-	}{{y, 4, '-'}, {int(mo), 2, '-'}, {d, 2, ' '}, {h, 2, ':'}, {mi, 2, ':'}, {sec, 2, ','}, {ms, 3, ' '}} {
-		for div := [...]int{1, 10, 100, 1000}[f.width-1]; div > 0; div /= 10 {
-			b.AppendByte(byte('0' + f.n/div%10))
-		}
-		b.AppendByte(f.sep)
-	}
-	b.AppendString(ent.Level.CapitalString())
-	if ent.LoggerName != "" {
-		b.AppendByte(' ')
-		b.AppendString(ent.LoggerName)
-	}
-	b.AppendByte(' ')
-	b.AppendString(ent.Message)
-	b.AppendByte('\n')
-	return b, nil
+	return logs.New(logs.Config{Format: format, Level: level, Name: name, Batch: batch})
 }

@@ -33,6 +33,11 @@ const (
 )
 
 func main() {
+	// A reader of stdout or stderr that goes away (`demo serve | head`)
+	// must not kill the process: writes fail with EPIPE instead, which the
+	// logs take as "logging is off" (the Go runtime raises SIGPIPE for
+	// writes to fds 1 and 2 unless it is ignored).
+	signal.Ignore(syscall.SIGPIPE)
 	app := newApp()
 	if err := app.Run(workerArgsFirst(os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
@@ -205,39 +210,46 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 }
 
 func runWorker(c *cli.Context) error {
-	logger, err := newLogger(c)
-	if err != nil {
-		return err
-	}
-	defer logger.Sync() //nolint:errcheck
-	cfg, err := workerConfig(c, logger)
-	if err != nil {
-		return err
-	}
+	// A worker lives in a process group of its own, in the background of
+	// the terminal: where `stty tostop` is set, its first log line would
+	// stop it with SIGTTOU. Ignored, the write goes through (POSIX).
+	signal.Ignore(syscall.SIGTTOU)
 	if c.NArg() != 1 {
 		return badFlag("demo worker takes one INDEX/TOTAL argument")
 	}
 	i, n, ok := strings.Cut(c.Args().First(), "/")
-	cfg.Index, err = strconv.Atoi(i)
+	index, err := strconv.Atoi(i)
+	total := 0
 	if err == nil {
-		cfg.Total, err = strconv.Atoi(n)
+		total, err = strconv.Atoi(n)
 	}
-	if !ok || err != nil || cfg.Index < 1 || cfg.Index > cfg.Total {
+	if !ok || err != nil || index < 1 || index > total {
 		return badFlag("bad worker INDEX/TOTAL %q", c.Args().First())
 	}
+	logger, err := newLogger(c, fmt.Sprintf("worker-%d[%d]", index, os.Getpid()), workerLogBatch)
+	if err != nil {
+		return err
+	}
+	defer logger.Close()
+	cfg, err := workerConfig(c, logger.Logger)
+	if err != nil {
+		return err
+	}
+	cfg.Index, cfg.Total = index, total
 	cfg.ReusePortAddr = c.String("reuse-port-bind")
 	cfg.Backlog = c.Int("backlog")
 	cfg.EpollExclusive = c.Bool("epoll-exclusive")
-	cfg.Logger = logger.Named(fmt.Sprintf("worker-%d[%d]", cfg.Index, os.Getpid()))
+	cfg.InfoLines = logger.InfoLines()
+	cfg.LogDrops = logger
 	return worker.Run(cfg)
 }
 
 func runExternal(c *cli.Context) error {
-	logger, err := newLogger(c)
+	logger, err := newLogger(c, "external", 0)
 	if err != nil {
 		return err
 	}
-	defer logger.Sync() //nolint:errcheck
+	defer logger.Close()
 	port, delay := c.Int("port"), c.Duration("delay")
 	if port < 0 || port > 65535 {
 		return badFlag("--port must be 0-65535, got %d", port)
@@ -254,5 +266,5 @@ func runExternal(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return external.Serve(ctx, lns, external.Config{Delay: delay, Logger: logger.Named("external")})
+	return external.Serve(ctx, lns, external.Config{Delay: delay, Logger: logger.Logger})
 }

@@ -81,6 +81,9 @@ type LoopStats struct {
 	Conns        int           `json:"conns"`
 	LongestStall time.Duration `json:"longest_stall_ns,omitempty"`
 	Culprit      string        `json:"culprit,omitempty"` // what the longest stall was doing, and where
+	// LogLinesDropped counts the worker's log lines dropped because its
+	// stderr was not being read (or no more at all): logging never waits.
+	LogLinesDropped uint64 `json:"log_lines_dropped,omitempty"`
 }
 
 // Msg is one line on the status pipe: "<kind> <value>[ <text>]\n". Text

@@ -26,6 +26,9 @@ type Snapshot struct {
 	Mode      string    `json:"mode,omitempty"`
 	Taken     time.Time `json:"taken"`
 	Workers   []Worker  `json:"workers"`
+	// LogLinesDropped counts the master's own log lines dropped because
+	// its stderr was not being read (logging never makes it wait).
+	LogLinesDropped uint64 `json:"log_lines_dropped"`
 }
 
 // Worker is one worker's row of `demo status`.
@@ -43,6 +46,8 @@ type Worker struct {
 	LongestStall time.Duration `json:"longest_stall_ns"`
 	Culprit      string        `json:"culprit,omitempty"`
 	RSS          int64         `json:"rss_bytes"`
+	// LogLinesDropped: the worker's log lines dropped, as the master's.
+	LogLinesDropped uint64 `json:"log_lines_dropped"`
 }
 
 // Path is where the master for a TCP port (or a unix socket path) listens

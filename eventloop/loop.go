@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -427,91 +426,4 @@ func (h *timerHeap) Pop() any {
 	t.index = -1
 	*h = old[:len(old)-1]
 	return t
-}
-
-// batchWriterLimit is how much a BatchWriter holds before the goroutine
-// writing to it waits for its reader to catch up.
-const batchWriterLimit = 1 << 20
-
-// BatchWriter holds what is written to it (log lines) and passes it on in
-// one write, delay after the first line it holds, from a timer goroutine —
-// never from the goroutine that wrote the lines. An event loop that logs
-// every request then pays an append per line instead of a write(2), and
-// never waits for the reader of its stderr: a pipe whose reader lags (a
-// terminal, a log collector, demo bench at the start of a burst) blocks
-// the writer, which would otherwise stall every connection of the loop.
-//
-// Sync writes out everything held before it returns: call it where a line
-// must be out now — before the loop blocks on purpose, before the process
-// exits. Lines keep their order. Only when more than batchWriterLimit is
-// held (the reader is stuck) does Write wait, rather than grow without
-// bound. BatchWriter is safe for concurrent use and satisfies
-// zapcore.WriteSyncer (its Sync writes out; it does not fsync).
-type BatchWriter struct {
-	delay time.Duration
-
-	mu    sync.Mutex // guards the fields below
-	buf   []byte     // lines not handed to w yet
-	spare []byte     // the other half of a double buffer
-	armed bool       // timer will fire
-	timer *time.Timer
-
-	wmu sync.Mutex // held while writing to w: one write at a time, in order
-	w   io.Writer
-}
-
-// NewBatchWriter returns a BatchWriter in front of w.
-func NewBatchWriter(w io.Writer, delay time.Duration) *BatchWriter {
-	return &BatchWriter{w: w, delay: delay}
-}
-
-// Write holds p until the delay runs out or Sync is called.
-func (b *BatchWriter) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	b.buf = append(b.buf, p...)
-	full := len(b.buf) >= batchWriterLimit
-	if !b.armed && !full {
-		// At most one timer per delay, however many lines arrive.
-		b.armed = true
-		if b.timer == nil {
-			b.timer = time.AfterFunc(b.delay, b.timed)
-		} else {
-			b.timer.Reset(b.delay)
-		}
-	}
-	b.mu.Unlock()
-	if full {
-		return len(p), b.Sync()
-	}
-	return len(p), nil
-}
-
-func (b *BatchWriter) timed() {
-	b.mu.Lock()
-	b.armed = false
-	b.mu.Unlock()
-	_ = b.Sync() // nobody to report to; the next write tries again
-}
-
-// Sync writes out everything held, and waits for the writes in progress.
-func (b *BatchWriter) Sync() error {
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
-	b.mu.Lock()
-	out := b.buf
-	b.buf = b.spare[:0]
-	b.mu.Unlock()
-	if len(out) == 0 {
-		return nil
-	}
-	_, err := b.w.Write(out)
-	if cap(out) <= 4*batchWriterLimit { // a burst must not pin a huge buffer
-		b.mu.Lock()
-		b.spare = out[:0]
-		b.mu.Unlock()
-	}
-	if err != nil {
-		return fmt.Errorf("write log lines: %w", err)
-	}
-	return nil
 }

@@ -1,10 +1,6 @@
 package eventloop
 
 import (
-	"bytes"
-	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -198,71 +194,6 @@ func TestUrgentSetIsServedWithinABatch(t *testing.T) {
 	wake()
 	if r := <-results; r.urgent < busyFDs/2 {
 		t.Errorf("after Demote the fd waited for %d callbacks only, want it behind the ready fds", r.urgent)
-	}
-}
-
-// gatedWriter is an io.Writer whose writes wait for the gate, like a pipe
-// whose reader lags.
-type gatedWriter struct {
-	gate    chan struct{}
-	entered chan struct{} // a write is waiting at the gate
-	mu      sync.Mutex
-	got     bytes.Buffer
-	writes  int
-}
-
-func (g *gatedWriter) Write(p []byte) (int, error) {
-	g.entered <- struct{}{}
-	<-g.gate
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.writes++
-	return g.got.Write(p)
-}
-
-// TestBatchWriterNeverMakesTheWriterWait checks what the worker's logger
-// relies on: lines are held and written together by the timer, in order;
-// Write returns at once even while a write is stuck on a slow reader; Sync
-// waits until everything is out.
-func TestBatchWriterNeverMakesTheWriterWait(t *testing.T) {
-	g := &gatedWriter{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
-	b := NewBatchWriter(g, 10*time.Millisecond)
-	for i := range 3 {
-		fmt.Fprintf(b, "line %d\n", i)
-	}
-	// The timer's write is now stuck at the gate; writing goes on.
-	select {
-	case <-g.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the timer did not write the held lines")
-	}
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		for i := 3; i < 100; i++ {
-			fmt.Fprintf(b, "line %d\n", i)
-		}
-	}()
-	select {
-	case <-wrote:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Write waited for a stuck write")
-	}
-	close(g.gate) // the reader catches up
-	if err := b.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	var want strings.Builder
-	for i := range 100 {
-		fmt.Fprintf(&want, "line %d\n", i)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.got.String() != want.String() {
-		t.Errorf("got %q,\nwant %q", g.got.String(), want.String())
-	}
-	if g.writes > 3 {
-		t.Errorf("100 lines took %d writes, want them batched", g.writes)
 	}
 }
 

@@ -80,7 +80,7 @@ type app struct {
 	srv           *eventloop.Server
 	line          []byte // the log line being built (loop goroutine only)
 	// direct writes the per-request INFO lines without zap, when the
-	// logger's core offers it (see info); nil otherwise.
+	// Config offers it (see info); nil otherwise.
 	direct InfoLineWriter
 
 	// The detector reports from its own goroutine while the loop is
@@ -100,7 +100,7 @@ func newApp(loop *eventloop.Loop, cfg Config, log *zap.Logger, status *statusPip
 		pool:   semaphore.NewWeighted(int64(cfg.ThreadpoolSize)),
 		status: status,
 	}
-	a.direct, _ = log.Core().(InfoLineWriter)
+	a.direct = cfg.InfoLines
 	byMode := map[Mode]handler{Mixed: a.mixed, Async: a.async, Threadpool: a.threadpool}
 	a.routes = map[string]route{}
 	for path, h := range map[string]handler{
@@ -148,11 +148,10 @@ func (a *app) accessLog(remote, method, target, proto string, status int) {
 	a.info(a.line)
 }
 
-// InfoLineWriter is what a logger's core offers when it can write a plain
-// INFO line itself, cheaper than zap: `demo worker`'s console logger does
-// (main.go). WriteInfo must write what logger.Named(name).Info(string(msg))
-// would, or nothing below INFO, must not keep msg, and must be safe for
-// concurrent use.
+// InfoLineWriter writes a plain INFO line itself, cheaper than zap:
+// `demo worker`'s console logger can (package logs). WriteInfo must write
+// what logger.Named(name).Info(string(msg)) would, or nothing below INFO,
+// must not keep msg, and must be safe for concurrent use.
 type InfoLineWriter interface {
 	WriteInfo(name string, msg []byte)
 }
@@ -453,6 +452,9 @@ func newRequestID() string {
 // loopStats is the JSON that rides on each Beat.
 func (a *app) loopStats() string {
 	st := contract.LoopStats{Requests: uint64(a.served)}
+	if a.cfg.LogDrops != nil {
+		st.LogLinesDropped = a.cfg.LogDrops.Dropped()
+	}
 	if a.srv != nil {
 		s := a.srv.Stats()
 		st.InFlight, st.Conns = s.InFlight, s.Conns

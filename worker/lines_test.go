@@ -34,7 +34,11 @@ func newTestApp(t *testing.T, log *zap.Logger) *app {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { loop.Close() })
-	return newApp(loop, baseConfig(), log, nil)
+	cfg := baseConfig()
+	if lines, ok := log.Core().(InfoLineWriter); ok {
+		cfg.InfoLines = lines // as main does with package logs' console logger
+	}
+	return newApp(loop, cfg, log, nil)
 }
 
 // TestPerRequestLinesSkipZapWhenTheCoreCan: with a core offering

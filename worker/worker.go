@@ -36,6 +36,14 @@ type Config struct {
 	ThreadpoolSize  int
 	AccessLog       bool
 	Logger          *zap.Logger
+	// InfoLines, when set, writes the plain INFO lines logged per request
+	// (article lines, access log) cheaper than Logger would, to the same
+	// place; main sets it from package logs. Nil means Logger.
+	InfoLines InfoLineWriter
+	// LogDrops, when set, counts the log lines the process dropped
+	// because stderr was not being read (package logs' Logger does); the
+	// count rides on every Beat.
+	LogDrops interface{ Dropped() uint64 }
 
 	// Server limits (eventloop.ServerConfig); zero takes its default.
 	LimitConcurrency     int           // > 0: 503 beyond this many connections or requests in flight

@@ -1,4 +1,4 @@
-package main
+package logs
 
 import (
 	"bytes"
@@ -9,8 +9,6 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-
-	"demo/eventloop"
 )
 
 // The console logger has two shortcuts past zap's own console encoder: the
@@ -55,7 +53,7 @@ func (c *fixedClock) NewTicker(d time.Duration) *time.Ticker { return time.NewTi
 
 func newTestCore(t testing.TB, level zapcore.Level, out zapcore.WriteSyncer) *consoleCore {
 	t.Helper()
-	core, err := newCore("console", level, out)
+	core, err := newCore(Console, level, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,21 +132,20 @@ func compareLines(t *testing.T, got, want string, n int) {
 }
 
 // TestConsoleCoreKeepsOrder: lines written directly and through zap go to
-// the same writer (the worker's BatchWriter), in the order they were logged.
+// the same Sink, in the order they were logged.
 func TestConsoleCoreKeepsOrder(t *testing.T) {
-	var out bytes.Buffer
-	batch := eventloop.NewBatchWriter(&out, time.Hour)
-	cc := newTestCore(t, zap.InfoLevel, batch)
+	sink, read := pipeSink(t, SinkConfig{Batch: time.Hour})
+	cc := newTestCore(t, zap.InfoLevel, sink)
 	logger := zap.New(cc).Named("worker-1[123]")
 	logger.Warn("one")
 	cc.WriteInfo(logger.Name(), []byte("two"))
 	logger.Info("three")
 	cc.WriteInfo(logger.Name(), []byte("four"))
-	if err := logger.Sync(); err != nil {
+	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimSuffix(read(), "\n"), "\n") {
 		_, rest, _ := strings.Cut(line, ",") // after the seconds
 		got = append(got, rest[4:])          // after the milliseconds
 	}
@@ -170,10 +167,9 @@ func TestConsoleCoreWriteInfoBelowLevel(t *testing.T) {
 	}
 }
 
-// TestJSONHasNoDirectPath: the worker looks for worker.InfoLineWriter on
-// its logger's core; only the console core offers it.
+// TestJSONHasNoDirectPath: only the console core offers InfoLineWriter.
 func TestJSONHasNoDirectPath(t *testing.T) {
-	core, err := newCore("json", zap.InfoLevel, zapcore.AddSync(io.Discard))
+	core, err := newCore(JSON, zap.InfoLevel, zapcore.AddSync(io.Discard))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,9 +182,10 @@ func TestJSONHasNoDirectPath(t *testing.T) {
 }
 
 func TestConsoleCoreWriteInfoDoesNotAllocate(t *testing.T) {
-	cc := newTestCore(t, zap.InfoLevel, eventloop.NewBatchWriter(io.Discard, time.Millisecond))
+	sink := devNullSink(t, SinkConfig{Batch: time.Millisecond})
+	cc := newTestCore(t, zap.InfoLevel, sink)
 	msg := []byte(`127.0.0.1:54321 - "GET /healthcheck HTTP/1.1" 200`)
-	// BatchWriter's buffer grows at first, and is reused once written out.
+	// The Sink's buffers grow at first, and are reused once written out.
 	for range 1000 {
 		cc.WriteInfo("worker-1[123]", msg)
 	}
@@ -198,20 +195,20 @@ func TestConsoleCoreWriteInfoDoesNotAllocate(t *testing.T) {
 }
 
 // BenchmarkInfoLine: what the worker's loop pays for an access line, into
-// the worker's BatchWriter.
+// the worker's Sink (on /dev/null).
 //
-//	go test -run XXX -bench InfoLine -benchmem .
+//	go test -run XXX -bench InfoLine -benchmem ./logs
 func BenchmarkInfoLine(b *testing.B) {
 	msg := []byte(`127.0.0.1:54321 - "GET /healthcheck HTTP/1.1" 200`)
 	b.Run("zap", func(b *testing.B) {
-		logger := zap.New(newTestCore(b, zap.InfoLevel, eventloop.NewBatchWriter(io.Discard, 20*time.Millisecond))).Named("worker-1[123]")
+		logger := zap.New(newTestCore(b, zap.InfoLevel, devNullSink(b, SinkConfig{Batch: 20 * time.Millisecond}))).Named("worker-1[123]")
 		b.ReportAllocs()
 		for b.Loop() {
 			logger.Info(string(msg))
 		}
 	})
 	b.Run("direct", func(b *testing.B) {
-		cc := newTestCore(b, zap.InfoLevel, eventloop.NewBatchWriter(io.Discard, 20*time.Millisecond))
+		cc := newTestCore(b, zap.InfoLevel, devNullSink(b, SinkConfig{Batch: 20 * time.Millisecond}))
 		b.ReportAllocs()
 		for b.Loop() {
 			cc.WriteInfo("worker-1[123]", msg)

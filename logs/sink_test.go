@@ -1,0 +1,521 @@
+package logs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The Sink's tests use real pipes, terminals, sockets and files: what the
+// kernel does when a reader stops or leaves is the point.
+
+// pipeSink returns a Sink on a new pipe's write end and a function that,
+// once the Sink is closed, reads everything that went through.
+func pipeSink(t testing.TB, cfg SinkConfig) (*Sink, func() string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSink(w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); r.Close(); w.Close() })
+	return s, func() string {
+		w.Close() // the Sink holds its own descriptor, closed by Close
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+}
+
+// stalledPipe returns a pipe nobody reads yet, made small (one page), and
+// a Sink on it.
+func stalledPipe(t testing.TB, cfg SinkConfig) (*Sink, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSink(w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() { s.Close(); r.Close() })
+	return s, r
+}
+
+func devNullSink(t testing.TB, cfg SinkConfig) *Sink {
+	t.Helper()
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSink(f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func line(i int) []byte { return fmt.Appendf(nil, "line %06d %s\n", i, strings.Repeat("x", 50)) }
+
+// writeLines writes n lines from another goroutine and fails if that takes
+// longer than within: Write must never wait for the reader.
+func writeLines(t *testing.T, s *Sink, from, n int, within time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := from; i < from+n; i++ {
+			s.Write(line(i))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(within):
+		t.Fatalf("writing %d lines took over %v: Write waited for the reader", n, within)
+	}
+}
+
+// TestSinkDropsAndCountsWhileTheReaderStalls is `demo serve 2>&1 | less`
+// with less paused: Write never waits, lines beyond the limit are dropped
+// and counted, and once the reader reads again everything held comes out
+// in order, followed by the report of how many were dropped.
+func TestSinkDropsAndCountsWhileTheReaderStalls(t *testing.T) {
+	reported := make(chan uint64, 1)
+	var s *Sink
+	s, r := stalledPipe(t, SinkConfig{Limit: 64 << 10, Report: func(n uint64) {
+		fmt.Fprintf(s, "dropped %d\n", n)
+		reported <- n
+	}})
+	const n = 20000 // 1.3 MB of lines: 20 times the limit
+	writeLines(t, s, 0, n, 5*time.Second)
+	dropped := s.Dropped()
+	if dropped == 0 || dropped >= n {
+		t.Fatalf("%d of %d lines dropped, want some but not all", dropped, n)
+	}
+	// Sync gives up on the stalled reader, and at once the second time.
+	start := time.Now()
+	s.Sync()
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("Sync waited %v for a stalled reader", el)
+	}
+	start = time.Now()
+	s.Sync()
+	if el := time.Since(start); el > syncPatience {
+		t.Errorf("second Sync on a stuck writer waited %v, want no wait", el)
+	}
+
+	// The reader comes back.
+	got := make(chan []string, 1)
+	go func() {
+		var lines []string
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.HasPrefix(sc.Text(), "dropped") {
+				break
+			}
+		}
+		got <- lines
+	}()
+	var lines []string
+	select {
+	case lines = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report after the reader came back")
+	}
+	if n := <-reported; n != dropped {
+		t.Errorf("reported %d dropped lines, counted %d", n, dropped)
+	}
+	kept := lines[:len(lines)-1]
+	if uint64(len(kept))+dropped != n {
+		t.Errorf("%d lines came out and %d were dropped, of %d", len(kept), dropped, n)
+	}
+	// What came out is whole lines, in order, with gaps where lines were
+	// dropped: the Sink drops whole lines when full, never cuts one.
+	prev := -1
+	for _, l := range kept {
+		var i int
+		if _, err := fmt.Sscanf(l, "line %d", &i); err != nil || l != strings.TrimSuffix(string(line(i)), "\n") || i <= prev {
+			t.Fatalf("line %q after line %d", l, prev)
+		}
+		prev = i
+	}
+	if !strings.HasPrefix(kept[0], "line 000000 ") || len(kept) < 2 {
+		t.Errorf("first line out %q, %d lines", kept[0], len(kept))
+	}
+	if last := lines[len(lines)-1]; last != fmt.Sprintf("dropped %d", dropped) {
+		t.Errorf("last line %q", last)
+	}
+}
+
+// TestSinkReportsOnlyOnceCaughtUp: the report comes after the lines held
+// when the last one was dropped, not while the reader is still behind.
+func TestSinkReportsOnlyOnceCaughtUp(t *testing.T) {
+	var reports sync.WaitGroup
+	reports.Add(1)
+	s, r := stalledPipe(t, SinkConfig{Limit: 16 << 10, Report: func(uint64) { reports.Done() }})
+	writeLines(t, s, 0, 2000, 5*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	s.mu.Lock()
+	unreported := s.unreported
+	s.mu.Unlock()
+	if unreported == 0 {
+		t.Fatal("nothing dropped")
+	}
+	go io.Copy(io.Discard, r)
+	reports.Wait() // a second report would panic: negative WaitGroup counter
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unreported != 0 || s.written < s.lastDrop {
+		t.Errorf("reported with %d lines unreported, %d of %d bytes written", s.unreported, s.written, s.lastDrop)
+	}
+}
+
+// TestSinkSyncWritesEverythingForALiveReader: Sync is what makes a line
+// appear before a worker blocks on purpose.
+func TestSinkSyncWritesEverythingForALiveReader(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s, err := NewSink(w, SinkConfig{Batch: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	defer s.Close()
+	s.Write([]byte("before the blocking call\n"))
+	s.Sync()
+	r.SetReadDeadline(time.Now().Add(time.Second)) // it is in the pipe already, or Sync failed
+	buf := make([]byte, 100)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != "before the blocking call\n" {
+		t.Fatalf("after Sync the pipe held %q (%v)", buf[:n], err)
+	}
+}
+
+// TestSinkCloseFlushesASlowReader: a clean exit loses nothing while the
+// reader reads, even slowly.
+func TestSinkCloseFlushesASlowReader(t *testing.T) {
+	s, r := stalledPipe(t, SinkConfig{Batch: 20 * time.Millisecond})
+	const n = 5000 // 320 KiB, 80 times the pipe
+	writeLines(t, s, 0, n, 5*time.Second)
+	got := make(chan string, 1)
+	go func() {
+		var b bytes.Buffer
+		buf := make([]byte, 16<<10)
+		for {
+			time.Sleep(time.Millisecond) // a slow reader: ≈ 16 MB/s at most
+			k, err := r.Read(buf)
+			b.Write(buf[:k])
+			if err != nil {
+				got <- b.String()
+				return
+			}
+		}
+	}()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := <-got // EOF: Close closed the Sink's descriptor, the last writer
+	if c := strings.Count(out, "\n"); c != n || s.Dropped() != 0 {
+		t.Errorf("%d of %d lines out, %d dropped", c, n, s.Dropped())
+	}
+}
+
+// TestSinkCloseGivesUpOnAStalledReader: exit is not held by a reader that
+// stopped, and the writer goroutine ends.
+func TestSinkCloseGivesUpOnAStalledReader(t *testing.T) {
+	s, _ := stalledPipe(t, SinkConfig{})
+	writeLines(t, s, 0, 1000, 5*time.Second)
+	start := time.Now()
+	s.Close()
+	if el := time.Since(start); el > closePatience+time.Second {
+		t.Errorf("Close took %v with a stalled reader, want about %v", el, closePatience)
+	}
+	select {
+	case <-s.done:
+	default:
+		t.Error("the writer goroutine is still running after Close")
+	}
+	writeLines(t, s, 0, 10, time.Second) // dropped, not written, not waited for
+}
+
+// TestSinkReaderGone is `demo serve 2>&1 | head`: once the reader is gone,
+// writes are dropped; nothing waits, nothing dies (the Sink's descriptor
+// is not 1 or 2, so Go reports EPIPE instead of raising SIGPIPE; see
+// TestSIGPIPEOnStderr for stderr itself).
+func TestSinkReaderGone(t *testing.T) {
+	s, r := stalledPipe(t, SinkConfig{})
+	s.Write([]byte("read\n"))
+	s.Sync()
+	r.Close()
+	writeLines(t, s, 0, 100, 5*time.Second)
+	s.Sync()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		gone := s.gone
+		s.mu.Unlock()
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Sink did not notice its reader is gone")
+		}
+		s.Write([]byte("more\n"))
+		s.Sync()
+	}
+	before := s.Dropped()
+	writeLines(t, s, 0, 10, time.Second)
+	if s.Dropped() != before+10 {
+		t.Errorf("after the reader left, 10 more lines made the count %d → %d", before, s.Dropped())
+	}
+}
+
+// TestSinkOnAPipeWithoutReader: the reader left before the process
+// started its logger.
+func TestSinkOnAPipeWithoutReader(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	s, err := NewSink(w, SinkConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeLines(t, s, 0, 10, time.Second)
+	s.Sync() // the first write finds the reader gone
+	if s.Dropped() != 10 {
+		t.Errorf("%d dropped, want 10", s.Dropped())
+	}
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSinkOnATerminalThatIsNotRead: a terminal whose output nobody reads
+// (a paused terminal, Ctrl+S) fills up like a pipe.
+func TestSinkOnATerminalThatIsNotRead(t *testing.T) {
+	ptm, pts := openPTY(t)
+	defer ptm.Close()
+	s, err := NewSink(pts, SinkConfig{Limit: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts.Close()
+	defer s.Close()
+	writeLines(t, s, 0, 5000, 5*time.Second)
+	if s.Dropped() == 0 {
+		t.Error("nothing dropped: the terminal took 320 KiB unread?")
+	}
+	// Reading the terminal again lets the held lines out.
+	go io.Copy(io.Discard, ptm)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		caughtUp := s.written == s.accepted
+		s.mu.Unlock()
+		if caughtUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the held lines did not go out once the terminal was read")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSinkOnAStreamSocket is systemd's journal: stderr is a unix stream
+// socket, written with MSG_DONTWAIT so that its shared file description
+// stays blocking for everyone else.
+func TestSinkOnAStreamSocket(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, writer := os.NewFile(uintptr(fds[0]), "journal"), os.NewFile(uintptr(fds[1]), "stderr")
+	defer reader.Close()
+	s, err := NewSink(writer, SinkConfig{Limit: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.out.socket {
+		t.Fatal("a stream socket is not written as one")
+	}
+	writeLines(t, s, 0, 20000, 5*time.Second)
+	if s.Dropped() == 0 {
+		t.Error("nothing dropped: the socket took 1.3 MB unread?")
+	}
+	if fl, err := unix.FcntlInt(writer.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("the inherited socket's flags changed: %#x (%v)", fl, err)
+	}
+	writer.Close()
+}
+
+// TestSinkOnAFile: a regular file takes everything, and Close flushes it.
+func TestSinkOnAFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSink(f, SinkConfig{Batch: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	writeLines(t, s, 0, 1000, 5*time.Second)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := bytes.Count(b, []byte("\n")); c != 1000 || s.Dropped() != 0 {
+		t.Errorf("%d lines in the file, %d dropped", c, s.Dropped())
+	}
+}
+
+// TestSinkLeavesTheSharedDescriptionAlone: the pipe's file description is
+// shared with the shell and the other processes; O_NONBLOCK on it would be
+// theirs too.
+func TestSinkLeavesTheSharedDescriptionAlone(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	s, err := NewSink(w, SinkConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if fl, err := unix.FcntlInt(w.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("inherited pipe flags %#x (%v), want blocking as it was", fl, err)
+	}
+	if s.out.blocking {
+		t.Error("a pipe is written through a blocking descriptor")
+	}
+}
+
+// openPTY opens a pseudo-terminal pair with posix_openpt's ioctls.
+func openPTY(t *testing.T) (ptm, pts *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Skipf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Skipf("open pts: %v", err)
+	}
+	return m, s
+}
+
+// TestSIGPIPEOnStderr checks, with real processes, what the Go runtime does
+// on a write to a pipe whose reader is gone: on fd 2 it kills the process
+// with SIGPIPE unless SIGPIPE is ignored (signal.Ignore, as main does); on
+// the Sink's own descriptor, the write fails with EPIPE either way.
+func TestSIGPIPEOnStderr(t *testing.T) {
+	if os.Getenv("LOGS_SIGPIPE_HELPER") != "" {
+		return
+	}
+	for _, tc := range []struct {
+		how        string
+		wantSignal bool
+	}{
+		{"stderr", true},
+		{"stderr-ignoring-sigpipe", false},
+		{"sink", false},
+	} {
+		t.Run(tc.how, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Close() // the reader is gone
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSIGPIPEHelper$")
+			cmd.Env = append(os.Environ(), "LOGS_SIGPIPE_HELPER="+tc.how)
+			cmd.Stderr = w
+			var out bytes.Buffer
+			cmd.Stdout = &out
+			err = cmd.Run()
+			w.Close()
+			ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if got := ws.Signaled() && ws.Signal() == syscall.SIGPIPE; got != tc.wantSignal {
+				t.Errorf("killed by SIGPIPE: %v, want %v (%v, output %q)", got, tc.wantSignal, err, out.String())
+			}
+			if !tc.wantSignal && !strings.Contains(out.String(), "survived") {
+				t.Errorf("helper did not finish: %v, output %q", err, out.String())
+			}
+		})
+	}
+}
+
+// TestSIGPIPEHelper is the process TestSIGPIPEOnStderr starts.
+func TestSIGPIPEHelper(t *testing.T) {
+	how := os.Getenv("LOGS_SIGPIPE_HELPER")
+	switch how {
+	case "":
+		t.Skip("helper process for TestSIGPIPEOnStderr")
+	case "stderr", "stderr-ignoring-sigpipe":
+		if how == "stderr-ignoring-sigpipe" {
+			signal.Ignore(syscall.SIGPIPE)
+		}
+		_, err := os.Stderr.Write([]byte("to nobody\n"))
+		fmt.Printf("survived: %v\n", err)
+	case "sink":
+		l, err := New(Config{Format: Console, Level: 0})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		for range 100 {
+			l.Info("to nobody")
+		}
+		l.Close()
+		fmt.Printf("survived: %d dropped\n", l.Dropped())
+	}
+	os.Exit(0)
+}
