@@ -3,6 +3,12 @@
 // workers, and the client side that `demo status` uses to read and print it.
 // It sees further than ps: requests, connections, and how long each event
 // loop has been stalled and by what.
+//
+// By default the socket lives in a directory of the user's own (UserDir),
+// which both sides refuse to use unless it is safe: another local user who
+// could create or replace the socket could feed `demo status` forged rows.
+// What the socket says is printed with control characters stripped, so a
+// forged row cannot drive the terminal either.
 package control
 
 import (
@@ -11,11 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -56,8 +64,58 @@ func Path(port int, uds string) string {
 	if uds != "" {
 		return uds + ".control"
 	}
-	dir := filepath.Join(os.TempDir(), "demo-"+strconv.Itoa(os.Getuid()))
-	return filepath.Join(dir, "control-"+strconv.Itoa(port)+".sock")
+	return filepath.Join(UserDir(), "control-"+strconv.Itoa(port)+".sock")
+}
+
+// UserDir is the directory of the user's control sockets:
+// $XDG_RUNTIME_DIR/demo when that is set (the login's private runtime
+// directory), else demo-<uid> in the temporary directory, which any user
+// could have created first: see checkUserDir.
+func UserDir() string {
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(rt) {
+		return filepath.Join(rt, "demo")
+	}
+	return filepath.Join(os.TempDir(), "demo-"+strconv.Itoa(os.Getuid()))
+}
+
+// makeUserDir creates dir (mode 0700) if it does not exist, and checks it.
+func makeUserDir(dir string) error {
+	switch err := os.Mkdir(dir, 0o700); {
+	case err == nil:
+		if err := os.Chmod(dir, 0o700); err != nil { // whatever the umask
+			return fmt.Errorf("control socket directory: %w", err)
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	return checkUserDir(dir)
+}
+
+// checkUserDir refuses dir unless it is a directory, not a symbolic link,
+// owned by us, that nobody else may enter (mode 0700): otherwise someone
+// else could put their own socket where ours is expected.
+func checkUserDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	var problem string
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		problem = "is a symbolic link"
+	case !fi.IsDir():
+		problem = "is not a directory"
+	case st == nil:
+		problem = "has no owner this system reports"
+	case int(st.Uid) != os.Geteuid():
+		problem = fmt.Sprintf("belongs to uid %d, not to you (uid %d)", st.Uid, os.Geteuid())
+	case fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0o700:
+		problem = fmt.Sprintf("has mode %04o, not 0700", fi.Mode().Perm())
+	default:
+		return nil
+	}
+	return fmt.Errorf("control socket directory %s %s, so another user could replace the socket: remove it (or chmod 700 it if it is yours), or set XDG_RUNTIME_DIR, or pass --control PATH", dir, problem)
 }
 
 // Server answers control connections until Close.
@@ -70,8 +128,13 @@ type Server struct {
 // Listen creates the control socket at path (its directory 0700, the socket
 // 0600: only the user who started the master may inspect it). A stale file
 // left by a dead master is replaced; one a live master answers on is not.
+// In UserDir, the directory must pass checkUserDir.
 func Listen(path string) (*Server, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if dir := filepath.Dir(path); dir == UserDir() {
+		if err := makeUserDir(dir); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("control socket dir: %w", err)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -118,8 +181,14 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Fetch reads one snapshot from the master listening at path.
+// Fetch reads one snapshot from the master listening at path. In UserDir,
+// the directory must pass checkUserDir.
 func Fetch(ctx context.Context, path string) (Snapshot, error) {
+	if dir := filepath.Dir(path); dir == UserDir() {
+		if err := checkUserDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return Snapshot{}, err
+		}
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
