@@ -115,7 +115,11 @@ func checkUserDir(dir string) error {
 	default:
 		return nil
 	}
-	return fmt.Errorf("control socket directory %s %s, so another user could replace the socket: remove it (or chmod 700 it if it is yours), or set XDG_RUNTIME_DIR, or pass --control PATH", dir, problem)
+	fix := "remove it (or chmod 700 it if it is yours)"
+	if !filepath.IsAbs(os.Getenv("XDG_RUNTIME_DIR")) {
+		fix += ", set XDG_RUNTIME_DIR"
+	}
+	return fmt.Errorf("control socket directory %s %s, so another user could replace the socket: %s, or pass --control PATH", dir, problem, fix)
 }
 
 // Server answers control connections until Close.
