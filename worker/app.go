@@ -140,7 +140,7 @@ func (a *app) accessLog(remote, method, target, proto string, status int) {
 	b = append(b, ` - "`...)
 	b = append(b, method...)
 	b = append(b, ' ')
-	b = append(b, target...)
+	b = appendTarget(b, target)
 	b = append(b, ' ')
 	b = append(b, proto...)
 	b = append(b, `" `...)
@@ -303,7 +303,9 @@ func (a *app) blockingCalls(ctx context.Context, id string) error {
 // blockingGet is one `requests.Session().request("GET", ...)`: a fresh
 // client and connection per call, read to the end, then dropped.
 func (a *app) blockingGet(ctx context.Context) (int, error) {
-	transport := &http.Transport{DisableKeepAlives: true, Proxy: nil}
+	// Headers are bounded like the async client's whole response (net/http
+	// would read 10 MB of them).
+	transport := &http.Transport{DisableKeepAlives: true, Proxy: nil, MaxResponseHeaderBytes: maxExternalBody}
 	defer transport.CloseIdleConnections()
 	c := &http.Client{Transport: transport, Timeout: a.cfg.ExternalTimeout}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.cfg.External, nil)
@@ -315,8 +317,10 @@ func (a *app) blockingGet(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxExternalBody)); err != nil {
+	if n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxExternalBody+1)); err != nil {
 		return 0, fmt.Errorf("read response: %w", err)
+	} else if n > maxExternalBody { // an endless body too: a bad answer, as in async mode
+		return 0, fmt.Errorf("response body exceeds the limit of %d bytes", maxExternalBody)
 	}
 	return resp.StatusCode, nil
 }
