@@ -132,6 +132,8 @@ func newApp() *cli.App {
 					&cli.DurationFlag{Name: "delay", Value: 20 * time.Second, Usage: "how long each request waits before its answer"},
 					&cli.IntFlag{Name: "listeners", Value: external.DefaultListeners, Usage: "SO_REUSEPORT sockets sharing the port, each with its own accept queue, so a burst of thousands of connections is not dropped"},
 					&cli.IntFlag{Name: "backlog", Value: external.DefaultBacklog, Usage: "listen backlog of each socket (the kernel caps it at net.core.somaxconn)"},
+					&cli.StringFlag{Name: "fault", Usage: "misbehave on purpose: refuse (reset each connection at once), hang (read the request, never answer), garbage (answer bytes that are not HTTP), reset (headers, part of the body, then a reset), endless-body (200 with a body that never ends), drip (a 200 answer, one byte per second) or status-500; all but refuse and hang after --delay"},
+					&cli.Float64Flag{Name: "fault-rate", Value: 1, Usage: "share of connections (0-1) that get --fault, spread evenly: 0.5 fails every second one"},
 				}, logFlags()...),
 				Action: runExternal,
 			},
@@ -260,11 +262,18 @@ func runExternal(c *cli.Context) error {
 	if c.Int("listeners") < 1 || c.Int("backlog") < 1 {
 		return badFlag("--listeners and --backlog must be at least 1")
 	}
+	cfg := external.Config{Delay: delay, Logger: logger.Logger, Fault: external.Fault(c.String("fault")), FaultRate: c.Float64("fault-rate")}
+	if c.IsSet("fault-rate") && cfg.Fault == "" {
+		return badFlag("--fault-rate needs --fault")
+	}
+	if err := cfg.Validate(); err != nil {
+		return badFlag("%v", err)
+	}
 	lns, err := external.Listen(c.String("host"), port, c.Int("listeners"), c.Int("backlog"))
 	if err != nil {
 		return fmt.Errorf("external api: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return external.Serve(ctx, lns, external.Config{Delay: delay, Logger: logger.Logger})
+	return external.Serve(ctx, lns, cfg)
 }

@@ -65,6 +65,23 @@ type Config struct {
 	// OS thread; 0 means one per CPU the Go runtime uses (GOMAXPROCS).
 	// There are never more loops than listeners.
 	Loops int
+	// Fault, when set, is how a share of connections fail: FaultRate of
+	// them, spread evenly and deterministically (see spread).
+	Fault     Fault
+	FaultRate float64
+}
+
+// Validate checks the fault settings.
+func (c *Config) Validate() error {
+	if c.Fault != "" {
+		if _, err := ParseFault(string(c.Fault)); err != nil {
+			return err
+		}
+	}
+	if !(c.FaultRate >= 0 && c.FaultRate <= 1) { // NaN too
+		return fmt.Errorf("--fault-rate must be between 0 and 1, got %v", c.FaultRate)
+	}
+	return nil
 }
 
 var (
@@ -153,9 +170,18 @@ func Listen(host string, port, n, backlog int) (lns []*Listener, err error) {
 // Serve answers on every listener in lns until ctx is done, then drops the
 // requests still waiting (their clients see the connection close), closes
 // the listeners and returns nil. It takes lns over: it closes them itself.
-func Serve(ctx context.Context, lns []*Listener, cfg Config) (err error) {
+func Serve(ctx context.Context, lns []*Listener, cfg Config) error {
+	return serveWith(ctx, lns, cfg, nil)
+}
+
+// serveWith is Serve; started, when set, sees the loops' apis before they
+// run (a test's window on them: only through Post).
+func serveWith(ctx context.Context, lns []*Listener, cfg Config, started func([]*api)) (err error) {
 	if len(lns) == 0 {
 		return errors.New("external api: no listener")
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("external api: %w", err)
 	}
 	var fds []int
 	defer func() {
@@ -176,6 +202,7 @@ func Serve(ctx context.Context, lns []*Listener, cfg Config) (err error) {
 		fds = append(fds, fd)
 	}
 
+	faults := &spread{rate: cfg.FaultRate} // one count over every loop
 	n := cfg.Loops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -195,7 +222,11 @@ func Serve(ctx context.Context, lns []*Listener, cfg Config) (err error) {
 		if err != nil {
 			return fmt.Errorf("external api: %w", err)
 		}
-		apis[i] = &api{loop: loop, delay: cfg.Delay}
+		apis[i] = &api{loop: loop, delay: cfg.Delay, log: cfg.Logger}
+		if cfg.Fault != "" {
+			apis[i].fault, apis[i].spread = cfg.Fault, faults
+			apis[i].faultConns = map[*faultConn]struct{}{}
+		}
 	}
 	srvCfg := eventloop.ServerConfig{
 		// One request per connection (see serve), so this only bounds how
@@ -209,6 +240,12 @@ func Serve(ctx context.Context, lns []*Listener, cfg Config) (err error) {
 	// the sockets out evenly spreads the work over the loops.
 	for i, fd := range fds {
 		a := apis[i%len(apis)]
+		if cfg.Fault != "" {
+			if err := a.listenFaulty(fd); err != nil {
+				return fmt.Errorf("external api: %w", err)
+			}
+			continue
+		}
 		srv, err := eventloop.NewServer(a.loop, fd, srvCfg, a.serve)
 		if err != nil {
 			return fmt.Errorf("external api: %w", err)
@@ -216,7 +253,14 @@ func Serve(ctx context.Context, lns []*Listener, cfg Config) (err error) {
 		a.servers = append(a.servers, srv)
 	}
 
-	cfg.Logger.Info(fmt.Sprintf("demo external running on http://%s (delay %s, Press CTRL+C to quit)", lns[0].Addr(), cfg.Delay))
+	faulty := ""
+	if cfg.Fault != "" {
+		faulty = fmt.Sprintf(", fault %s on %g%% of connections", cfg.Fault, 100*cfg.FaultRate)
+	}
+	cfg.Logger.Info(fmt.Sprintf("demo external running on http://%s (delay %s%s, Press CTRL+C to quit)", lns[0].Addr(), cfg.Delay, faulty))
+	if started != nil {
+		started(apis)
+	}
 	// Run locks each loop to its own OS thread.
 	errc := make(chan error, len(apis))
 	var wg sync.WaitGroup
@@ -258,6 +302,14 @@ type api struct {
 
 	waiting   []*waiter        // in no order; each knows its index
 	goneCheck *eventloop.Timer // runs while requests wait
+
+	log *zap.Logger
+	// In fault mode (fault.go) the listeners and connections are served
+	// raw instead of by servers.
+	fault          Fault
+	spread         *spread
+	faultListeners []*faultListener
+	faultConns     map[*faultConn]struct{}
 }
 
 // waiter is a GET / waiting out the delay: asyncio.sleep's timer handle.
@@ -336,6 +388,15 @@ func (a *api) dropGone() {
 func (a *api) stop() {
 	for _, srv := range a.servers {
 		srv.Close()
+	}
+	for _, fl := range a.faultListeners {
+		a.loop.Remove(fl.fd) // Serve closes it
+		if fl.retry != nil {
+			a.loop.StopTimer(fl.retry)
+		}
+	}
+	for c := range a.faultConns {
+		c.close()
 	}
 	for _, wt := range a.waiting {
 		a.loop.StopTimer(wt.timer)
