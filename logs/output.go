@@ -28,6 +28,7 @@ import (
 //     never the goroutines that log.
 type output struct {
 	fd       int
+	pipe     bool // a pipe or FIFO: writes of up to PIPE_BUF are atomic
 	socket   bool // write with send(MSG_DONTWAIT) instead of write(2)
 	blocking bool // writes may block: no way around it for this file
 	stopFD   int  // eventfd: interrupt wakes a writer waiting in wait
@@ -55,6 +56,7 @@ func openOutput(fd int) (*output, error) {
 		o.socket = err == nil && typ == unix.SOCK_STREAM
 		o.blocking = !o.socket
 	default: // FIFO, terminal, /dev/null
+		o.pipe = st.Mode&unix.S_IFMT == unix.S_IFIFO
 		nfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		switch {
 		case err == nil:

@@ -70,6 +70,10 @@ type Sink struct {
 
 	dropped atomic.Uint64
 
+	// reporting is held while report runs, so that Close, which may
+	// report too, never closes the Sink under a report's line.
+	reporting sync.Mutex
+
 	wake chan struct{} // something to write after nothing was pending
 	kick chan struct{} // Sync: do not wait out the batch delay
 	stop chan struct{}
@@ -182,9 +186,17 @@ func (s *Sink) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.waitWritten(closePatience, closeMax)
+		// Drops the writer has not reported yet (the reader caught up
+		// just now) are reported before the Sink closes.
+		s.reporting.Lock()
+		if n := s.takeReport(); n > 0 {
+			s.report(n)
+			s.waitWritten(closePatience, closeMax)
+		}
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
+		s.reporting.Unlock()
 		if s.out == nil {
 			return // the reader was gone from the start
 		}
@@ -289,13 +301,11 @@ func (s *Sink) flush() (more, ok bool) {
 
 	err := s.writeAll(out)
 
-	var report uint64
 	s.mu.Lock()
 	if cap(out) <= maxKeep {
 		s.spare = out[:0]
 	}
-	switch {
-	case errors.Is(err, errReaderGone):
+	if errors.Is(err, errReaderGone) {
 		// Logging is off from now on; what is held is lost.
 		s.gone = true
 		s.dropped.Add(lines(s.buf))
@@ -303,27 +313,58 @@ func (s *Sink) flush() (more, ok bool) {
 		s.written = s.accepted
 		s.unreported = 0 // counted already, and nobody to report to
 		s.notifyLocked()
-	case s.unreported > 0 && s.written >= s.lastDrop:
-		// Everything held when the last line was dropped has gone out:
-		// the reader caught up.
-		report, s.unreported = s.unreported, 0
 	}
+	s.mu.Unlock()
+	s.reporting.Lock()
+	if n := s.takeReport(); n > 0 {
+		s.report(n)
+	}
+	s.reporting.Unlock()
+	s.mu.Lock()
 	more = len(s.buf) > 0
 	s.mu.Unlock()
-	if report > 0 && s.report != nil {
-		s.report(report)
-	}
 	return more, !errors.Is(err, errStopped) && !errors.Is(err, errReaderGone)
 }
+
+// takeReport returns how many dropped lines are due for a report, once the
+// reader caught up — everything held when the last line was dropped has
+// gone out — and 0 otherwise (or without Report, or once closed).
+func (s *Sink) takeReport() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.report == nil || s.closed || s.unreported == 0 || s.written < s.lastDrop {
+		return 0
+	}
+	n := s.unreported
+	s.unreported = 0
+	return n
+}
+
+// pipeBuf is PIPE_BUF on Linux: a pipe write of at most this many bytes is
+// atomic.
+const pipeBuf = 4096
 
 // errStopped: Close interrupted a write that was waiting for the reader.
 var errStopped = errors.New("sink closed")
 
 // writeAll writes p out, waiting for the reader as long as it takes (or
 // until Close). Lines it cannot write are counted as dropped.
+//
+// To a pipe, it writes whole lines, at most PIPE_BUF bytes at a time: such
+// a write is atomic, all or nothing, so the lines of the processes sharing
+// the pipe (master and workers) never cut into each other, even when the
+// pipe is nearly full. (Only a line longer than PIPE_BUF can be cut.)
 func (s *Sink) writeAll(p []byte) error {
 	for off := 0; off < len(p); {
-		n, err := s.out.write(p[off:])
+		end := len(p)
+		if s.out.pipe && end-off > pipeBuf {
+			if i := bytes.LastIndexByte(p[off:off+pipeBuf], '\n'); i >= 0 {
+				end = off + i + 1
+			} else if i := bytes.IndexByte(p[off+pipeBuf:], '\n'); i >= 0 {
+				end = off + pipeBuf + i + 1
+			}
+		}
+		n, err := s.out.write(p[off:end])
 		if n > 0 {
 			off += n
 			s.mu.Lock()

@@ -519,3 +519,91 @@ func TestSIGPIPEHelper(t *testing.T) {
 	}
 	os.Exit(0)
 }
+
+// TestSinksSharingAPipeNeverCutLines: the master and every worker write to
+// one pipe, each through a Sink of its own; a slow reader leaves room for a
+// few lines at a time, and still every line comes out whole.
+func TestSinksSharingAPipeNeverCutLines(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096); err != nil {
+		t.Fatal(err)
+	}
+	var sinks []*Sink
+	for range 3 {
+		s, err := NewSink(w, SinkConfig{Batch: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinks = append(sinks, s)
+	}
+	w.Close()
+	got := make(chan []string, 1)
+	go func() {
+		var lines []string
+		var rest []byte
+		buf := make([]byte, 1000) // less than a batch: the writers race for room
+		for {
+			n, err := r.Read(buf)
+			rest = append(rest, buf[:n]...)
+			for {
+				i := bytes.IndexByte(rest, '\n')
+				if i < 0 {
+					break
+				}
+				lines = append(lines, string(rest[:i]))
+				rest = rest[i+1:]
+			}
+			if err != nil {
+				got <- lines
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	const n = 2000
+	var wg sync.WaitGroup
+	for k, s := range sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				fmt.Fprintf(s, "%c %06d %s\n", 'A'+k, i, strings.Repeat("x", 50+i%37))
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range sinks {
+		s.Close()
+	}
+	lines := <-got
+	next := map[byte]int{}
+	for _, l := range lines {
+		var who byte
+		var i int
+		if _, err := fmt.Sscanf(l, "%c %d", &who, &i); err != nil || l != fmt.Sprintf("%c %06d %s", who, i, strings.Repeat("x", 50+i%37)) || i != next[who] {
+			t.Fatalf("line %q cut or out of order (want %c %06d next)", l, who, next[who])
+		}
+		next[who]++
+	}
+	if len(lines) != 3*n {
+		t.Errorf("%d lines, want %d", len(lines), 3*n)
+	}
+}
+
+// TestCloseReportsDropsOnceCaughtUp: a reader that catches up only as the
+// process exits still hears how many lines were dropped, once.
+func TestCloseReportsDropsOnceCaughtUp(t *testing.T) {
+	var s *Sink
+	s, r := stalledPipe(t, SinkConfig{Limit: 16 << 10, Report: func(n uint64) { fmt.Fprintf(s, "dropped %d\n", n) }})
+	writeLines(t, s, 0, 1000, 5*time.Second)
+	out := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(r); out <- string(b) }()
+	s.Close()
+	text := <-out
+	if c := strings.Count(text, "dropped "); c != 1 || !strings.HasSuffix(text, fmt.Sprintf("dropped %d\n", s.Dropped())) {
+		t.Errorf("%d reports; output ends %q, %d dropped", c, text[max(0, len(text)-60):], s.Dropped())
+	}
+}
