@@ -71,7 +71,7 @@ type Sink struct {
 	dropped atomic.Uint64
 
 	// reporting is held while report runs, so that Close, which may
-	// report too, never closes the Sink under a report's line.
+	// report too, knows when a report's line is written to the Sink.
 	reporting sync.Mutex
 
 	wake chan struct{} // something to write after nothing was pending
@@ -186,17 +186,18 @@ func (s *Sink) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.waitWritten(closePatience, closeMax)
-		// Drops the writer has not reported yet (the reader caught up
-		// just now) are reported before the Sink closes.
+		// Drops not reported yet (the reader caught up just now) are
+		// reported before the Sink closes; taking reporting also waits
+		// for a report the writer is making, whose line must go out too.
 		s.reporting.Lock()
 		if n := s.takeReport(); n > 0 {
 			s.report(n)
-			s.waitWritten(closePatience, closeMax)
 		}
+		s.reporting.Unlock()
+		s.waitWritten(closePatience, closeMax)
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
-		s.reporting.Unlock()
 		if s.out == nil {
 			return // the reader was gone from the start
 		}
