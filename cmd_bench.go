@@ -166,6 +166,7 @@ func baselineCommand() *cli.Command {
 }
 
 func runBaseline(c *cli.Context) error {
+	serving()
 	logger, err := newLogger(c, "", 0)
 	if err != nil {
 		return err

@@ -123,6 +123,7 @@ func describe(ln *os.File) *listening {
 }
 
 func serve(c *cli.Context) error {
+	serving()
 	logger, err := newLogger(c, "", 0)
 	if err != nil {
 		return err

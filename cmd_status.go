@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -58,9 +57,6 @@ func runStatus(c *cli.Context) error {
 			err = enc.Encode(snap)
 		} else {
 			err = control.Render(os.Stdout, snap)
-		}
-		if errors.Is(err, syscall.EPIPE) {
-			return nil // `demo status | head`: the reader has what it wanted
 		}
 		if err != nil || !c.Bool("watch") {
 			return err

@@ -33,11 +33,6 @@ const (
 )
 
 func main() {
-	// A reader of stdout or stderr that goes away (`demo serve | head`)
-	// must not kill the process: writes fail with EPIPE instead, which the
-	// logs take as "logging is off" (the Go runtime raises SIGPIPE for
-	// writes to fds 1 and 2 unless it is ignored).
-	signal.Ignore(syscall.SIGPIPE)
 	app := newApp()
 	if err := app.Run(workerArgsFirst(os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
@@ -64,6 +59,14 @@ func exitCode(err error) int {
 func usageError(c *cli.Context, err error, _ bool) error {
 	return cli.Exit(fmt.Sprintf("%v (see '%s --help')", err, c.Command.HelpName), exitUsage)
 }
+
+// serving is the first thing a serving role does (master, worker,
+// external API, baseline): a reader of its stdout or stderr that goes away
+// (`demo serve 2>&1 | head`) must not kill it, so writes fail with EPIPE
+// instead, which the logs take as "logging is off". The Go runtime raises
+// SIGPIPE for writes to fds 1 and 2 unless it is ignored. The reporting
+// commands (status, experiment, bench) keep the default: `| head` ends them.
+func serving() { signal.Ignore(syscall.SIGPIPE) }
 
 func badFlag(format string, args ...any) error {
 	return cli.Exit(fmt.Sprintf(format, args...), exitUsage)
@@ -212,6 +215,7 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 }
 
 func runWorker(c *cli.Context) error {
+	serving()
 	// A worker lives in a process group of its own, in the background of
 	// the terminal: where `stty tostop` is set, its first log line would
 	// stop it with SIGTTOU. Ignored, the write goes through (POSIX).
@@ -247,6 +251,7 @@ func runWorker(c *cli.Context) error {
 }
 
 func runExternal(c *cli.Context) error {
+	serving()
 	logger, err := newLogger(c, "external", 0)
 	if err != nil {
 		return err
