@@ -28,10 +28,9 @@ import (
 //     never the goroutines that log.
 type output struct {
 	fd       int
-	pipe     bool // a pipe or FIFO: writes of up to PIPE_BUF are atomic
-	socket   bool // write with send(MSG_DONTWAIT) instead of write(2)
-	blocking bool // writes may block: no way around it for this file
-	stopFD   int  // eventfd: interrupt wakes a writer waiting in wait
+	pipe   bool // a pipe or FIFO: writes of up to PIPE_BUF are atomic
+	socket bool // write with send(MSG_DONTWAIT) instead of write(2)
+	stopFD int  // eventfd: interrupt wakes a writer waiting in wait
 }
 
 // errReaderGone is what a write reports once nobody can read the lines:
@@ -48,24 +47,22 @@ func openOutput(fd int) (*output, error) {
 	o := &output{fd: -1, stopFD: -1}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG, unix.S_IFBLK:
-		o.blocking = true
+		// A dup, written as is.
 	case unix.S_IFSOCK:
 		typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 		// A datagram socket would need one send per line; rare enough
 		// for stderr to be written plainly.
 		o.socket = err == nil && typ == unix.SOCK_STREAM
-		o.blocking = !o.socket
 	default: // FIFO, terminal, /dev/null
 		o.pipe = st.Mode&unix.S_IFMT == unix.S_IFIFO
 		nfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		switch {
 		case err == nil:
 			o.fd = nfd
-		case errors.Is(err, unix.ENXIO) && st.Mode&unix.S_IFMT == unix.S_IFIFO:
+		case errors.Is(err, unix.ENXIO) && o.pipe:
 			return nil, errReaderGone // a FIFO without a reader cannot be opened non-blocking
-		default:
-			o.blocking = true
 		}
+		// Otherwise (no /proc, no permission): a dup, written as is.
 	}
 	if o.fd < 0 {
 		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
@@ -83,7 +80,8 @@ func openOutput(fd int) (*output, error) {
 	return o, nil
 }
 
-// write writes what it can of p without waiting (unless o.blocking).
+// write writes what it can of p, without waiting unless o.fd is one of the
+// files written as is.
 // Errors that mean nobody will ever read p become errReaderGone.
 func (o *output) write(p []byte) (int, error) {
 	var n int
