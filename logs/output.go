@@ -27,7 +27,7 @@ import (
 //     (no /proc): then a stuck write can hold the writer goroutine, though
 //     never the goroutines that log.
 type output struct {
-	fd       int
+	fd     int
 	pipe   bool // a pipe or FIFO: writes of up to PIPE_BUF are atomic
 	socket bool // write with send(MSG_DONTWAIT) instead of write(2)
 	stopFD int  // eventfd: interrupt wakes a writer waiting in wait
