@@ -13,6 +13,11 @@
 // the kernel caps one socket's accept queue at net.core.somaxconn, and a
 // burst of connections beyond it is dropped and retried by TCP a second
 // later.
+//
+// With a Fault configured (fault.go), a share of the connections misbehave
+// on purpose — refuse, hang, answer garbage, reset, never end, drip — so
+// that what each of demo's modes makes of a bad upstream can be seen and
+// tested; still on the loops, without a goroutine per connection.
 package external
 
 import (
