@@ -18,6 +18,13 @@
 // on purpose — refuse, hang, answer garbage, reset, never end, drip — so
 // that what each of demo's modes makes of a bad upstream can be seen and
 // tested; still on the loops, without a goroutine per connection.
+//
+// Using eventloop and sockets is a choice, and they are all it uses of the
+// server: as libraries, never worker or supervisor (deps_test.go holds it
+// to that). The catch is that one loop is then on both sides of every
+// measurement, so a bug in it could hide as a slow API. The end-to-end
+// tests therefore also run the article's stories against an external API
+// written with net/http alone.
 package external
 
 import (
