@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +46,13 @@ func fireTwo(t *testing.T, p *proc, url, path string) (a, b, health result) {
 func TestMixedOneWorkerSerialisesEverything(t *testing.T) {
 	ext := startExternal(t, delay)
 	p, url := startServe(t, "--mode", "mixed", "--external", ext)
+	checkSerialised(t, p, url)
+}
+
+// checkSerialised runs the mixed story on a one-worker server: two requests
+// sent together finish one after the other, and a healthcheck waits.
+func checkSerialised(t *testing.T, p *proc, url string) {
+	t.Helper()
 	first, second, health := fireTwo(t, p, url, "/")
 
 	if first.elapsed > oneRequest*3/2 {
@@ -65,6 +74,13 @@ func TestMixedOneWorkerSerialisesEverything(t *testing.T) {
 func TestAsyncOneWorkerOverlaps(t *testing.T) {
 	ext := startExternal(t, delay)
 	p, url := startServe(t, "--mode", "async", "--external", ext)
+	checkOverlapped(t, p, url)
+}
+
+// checkOverlapped runs the async story on a one-worker server: two requests
+// sent together finish together, and a healthcheck answers at once.
+func checkOverlapped(t *testing.T, p *proc, url string) {
+	t.Helper()
 	first, second, health := fireTwo(t, p, url, "/")
 
 	if second.elapsed > oneRequest*3/2 {
@@ -78,6 +94,80 @@ func TestAsyncOneWorkerOverlaps(t *testing.T) {
 	}
 	// httpx-style response lines.
 	p.waitLine(regexp.MustCompile(`[0-9a-f-]{36} 2: <Response \[200 OK\]>`), 0, time.Second)
+}
+
+// plainExternal is the slow external API written with net/http alone, so
+// that the stories do not rest on our event loop at both ends. It counts
+// how many calls it held at once.
+type plainExternal struct {
+	url string
+
+	mu            sync.Mutex
+	calls, inside int
+	mostInside    int
+}
+
+func startPlainExternal(t *testing.T, delay time.Duration) *plainExternal {
+	t.Helper()
+	e := &plainExternal{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.calls++
+		e.inside++
+		e.mostInside = max(e.mostInside, e.inside)
+		e.mu.Unlock()
+		defer func() {
+			e.mu.Lock()
+			e.inside--
+			e.mu.Unlock()
+		}()
+		wait := time.NewTimer(delay)
+		defer wait.Stop()
+		select {
+		case <-wait.C:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"message":"Hello World"}`)
+	}))
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	return e
+}
+
+// counts returns how many calls arrived and the most it held at once, and
+// starts counting anew.
+func (e *plainExternal) counts() (calls, mostInside int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	calls, mostInside = e.calls, e.mostInside
+	e.calls, e.mostInside = 0, e.inside
+	return calls, mostInside
+}
+
+// TestStoriesAgainstANetHTTPExternal runs the mixed and async stories
+// against an external API that does not use our event loop: what they show
+// is the worker's doing, and the API's own count of overlapping calls
+// agrees.
+func TestStoriesAgainstANetHTTPExternal(t *testing.T) {
+	ext := startPlainExternal(t, delay)
+	t.Run("mixed", func(t *testing.T) {
+		p, url := startServe(t, "--mode", "mixed", "--external", ext.url)
+		ext.counts()
+		checkSerialised(t, p, url)
+		if calls, most := ext.counts(); calls != 4 || most != 1 {
+			t.Errorf("the external API saw %d calls, at most %d at once; want 4, one at a time", calls, most)
+		}
+	})
+	t.Run("async", func(t *testing.T) {
+		p, url := startServe(t, "--mode", "async", "--external", ext.url)
+		ext.counts()
+		checkOverlapped(t, p, url)
+		if calls, most := ext.counts(); calls != 4 || most != 2 {
+			t.Errorf("the external API saw %d calls, at most %d at once; want 4, two at a time", calls, most)
+		}
+	})
 }
 
 func TestMixedTwoWorkersRunInParallel(t *testing.T) {
