@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"demo/control"
-	"demo/experiment"
 )
 
 func statusCommand() *cli.Command {
@@ -40,7 +40,7 @@ func runStatus(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	tty := experiment.IsTerminal(os.Stdout)
+	tty := isTerminal(os.Stdout)
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		snap, err := control.Fetch(fctx, path)
@@ -67,4 +67,11 @@ func runStatus(c *cli.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// isTerminal reports whether f is a terminal, where --watch may redraw in
+// place.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
