@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 
+	"demo/contract"
 	"demo/control"
 	"demo/supervisor"
 )
@@ -233,7 +234,7 @@ func snapshot(ctl *supervisor.Control, addr, mode string) control.Snapshot {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	now := time.Now()
-	snap := control.Snapshot{MasterPID: os.Getpid(), Addr: addr, Mode: mode, Taken: now}
+	snap := control.Snapshot{MasterPID: os.Getpid(), Addr: addr, Mode: mode, Taken: now, Refresh: contract.HeartbeatInterval}
 	ws, err := ctl.Workers(ctx)
 	if err != nil {
 		return snap

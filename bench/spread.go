@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"demo/contract"
 	"demo/control"
 )
 
@@ -45,10 +44,10 @@ type arrivalResult struct {
 	lat  histogram     // connect + request + answer
 }
 
-// countSettle is how long after the last request a master's per-worker
-// counts are up to date: each worker reports its count with every
-// heartbeat.
-const countSettle = contract.HeartbeatInterval + 250*time.Millisecond
+// settleSlack is how much later than the master's refresh interval its
+// per-worker counts are trusted to include the last request: a report may
+// be on its way meanwhile.
+const settleSlack = 250 * time.Millisecond
 
 // measureSpread sends cfg.NewConns requests, each on a connection of its
 // own, arriving steadily over cfg.NewConnsOver, and attributes each to the
@@ -58,10 +57,15 @@ const countSettle = contract.HeartbeatInterval + 250*time.Millisecond
 // start, which favours whichever worker wakes first.
 func (r *runner) measureSpread(ctx context.Context, s *server) (spreadRun, error) {
 	// The counts must include every request of the load before.
+	_, refresh, err := workerCounts(ctx, s.control)
+	if err != nil {
+		return spreadRun{}, err
+	}
+	countSettle := refresh + settleSlack
 	if !sleepCtx(ctx, countSettle) {
 		return spreadRun{}, ctx.Err()
 	}
-	before, err := workerCounts(ctx, s.control)
+	before, _, err := workerCounts(ctx, s.control)
 	if err != nil {
 		return spreadRun{}, err
 	}
@@ -82,7 +86,7 @@ func (r *runner) measureSpread(ctx context.Context, s *server) (spreadRun, error
 		if !sleepCtx(ctx, wait) {
 			return spreadRun{}, ctx.Err()
 		}
-		after, err := workerCounts(ctx, s.control)
+		after, _, err := workerCounts(ctx, s.control)
 		if err != nil {
 			return spreadRun{}, err
 		}
@@ -118,22 +122,25 @@ func (s *spreadRun) split() string {
 }
 
 // workerCounts reads each worker's requests-served counter (by pid) from
-// the master's control socket.
-func workerCounts(ctx context.Context, path string) (map[int]uint64, error) {
+// the master's control socket, and how often the workers refresh them.
+func workerCounts(ctx context.Context, path string) (map[int]uint64, time.Duration, error) {
 	if path == "" {
-		return nil, errors.New("no control socket")
+		return nil, 0, errors.New("no control socket")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	snap, err := control.Fetch(ctx, path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	if snap.Refresh <= 0 {
+		return nil, 0, errors.New("the master's status does not say how often its counts refresh")
 	}
 	counts := map[int]uint64{}
 	for _, w := range snap.Workers {
 		counts[w.PID] = w.Requests
 	}
-	return counts, nil
+	return counts, snap.Refresh, nil
 }
 
 // arrivalsInFlight bounds the connections open at once: a server that

@@ -33,7 +33,10 @@ type Snapshot struct {
 	Addr      string    `json:"addr"`
 	Mode      string    `json:"mode,omitempty"`
 	Taken     time.Time `json:"taken"`
-	Workers   []Worker  `json:"workers"`
+	// Refresh is how often each worker reports its counters (Requests,
+	// InFlight, Conns) to the master: a count is at most this old.
+	Refresh time.Duration `json:"refresh_ns"`
+	Workers []Worker      `json:"workers"`
 	// LogLinesDropped counts the master's own log lines dropped because
 	// its stderr was not being read (logging never makes it wait).
 	LogLinesDropped uint64 `json:"log_lines_dropped"`

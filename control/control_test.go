@@ -13,6 +13,7 @@ import (
 func testSnapshot() Snapshot {
 	return Snapshot{
 		MasterPID: 100, Addr: "http://127.0.0.1:8000", Taken: time.Unix(1764236400, 0).UTC(),
+		Refresh: 500 * time.Millisecond,
 		Workers: []Worker{
 			{Index: 1, PID: 101, State: "ready", Uptime: 62 * time.Second, Requests: 7, InFlight: 1, Conns: 2,
 				StalledFor: 3200 * time.Millisecond, LongestStall: 20 * time.Second,
