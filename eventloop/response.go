@@ -1,0 +1,167 @@
+package eventloop
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ResponseWriter answers exactly one request.
+type ResponseWriter struct {
+	c      *conn
+	req    *http.Request
+	header http.Header
+	done   bool
+}
+
+// Header returns the extra headers Respond sends. Framing headers
+// (Content-Length, Transfer-Encoding, Connection) and Date, Server and
+// Content-Type belong to Respond and are ignored here.
+func (w *ResponseWriter) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+// ClientGone reports whether the client hung up (or half-closed) the
+// connection: a response may no longer reach it.
+func (w *ResponseWriter) ClientGone() bool { return w.c.fd < 0 || w.c.rdClosed || w.c.hup }
+
+// Respond sends the response. Call it once, on the loop goroutine, during the
+// handler or later. It adds Content-Length, Content-Type (if non-empty), Date,
+// Server and, when the connection will close after it, Connection: close.
+// For HEAD only the headers are sent. Later calls, and a call after the
+// client went away, do nothing.
+func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
+	if w.done {
+		return
+	}
+	w.done = true
+	c := w.c
+	s := c.s
+	s.inFlight--
+	c.w = nil
+	if c.fd < 0 { // the client is gone: nothing to send, only to forget
+		s.forget(c)
+		return
+	}
+	if status < 200 || status > 999 {
+		s.logError("handler responded with an invalid status", fmt.Errorf("status %d", status))
+		status = http.StatusInternalServerError
+	}
+	// With the read side hung up nothing more can arrive: close once the
+	// requests already buffered are answered.
+	closing := w.req.Close || s.shutting || (c.rdClosed && c.off == len(c.in))
+	if closing {
+		c.closeAfter = true
+	}
+	keepAlive10 := !closing && !w.req.ProtoAtLeast(1, 1)
+	if !c.dispatching {
+		// An async answer: advance below answers what was pipelined behind
+		// it and writes everything at once.
+		c.batching = true
+	}
+	c.out = s.appendResponse(c.out, status, contentType, w.header, body,
+		w.req.Method == http.MethodHead, closing, keepAlive10)
+	c.queued()
+	s.accessLog(c, w.req, status)
+	if !c.dispatching && c.fd >= 0 {
+		c.advance()
+	}
+}
+
+// httpDate is the Date header value, formatted at most once per second.
+func (s *Server) httpDate() []byte {
+	now := s.loop.Now()
+	if sec := now.Unix(); sec != s.dateSec || s.date == nil {
+		s.date = now.UTC().AppendFormat(s.date[:0], http.TimeFormat)
+		s.dateSec = sec
+	}
+	return s.date
+}
+
+// appendResponse renders a whole response into b.
+func (s *Server) appendResponse(b []byte, status int, contentType string, extra http.Header, body []byte, head, closing, keepAlive10 bool) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(status); text != "" {
+		b = append(b, text...)
+	} else {
+		b = append(b, "Unknown"...)
+	}
+	b = append(b, "\r\nDate: "...)
+	b = append(b, s.httpDate()...)
+	b = append(b, "\r\nServer: "...)
+	b = append(b, s.cfg.ServerName...)
+	if contentType != "" {
+		b = append(b, "\r\nContent-Type: "...)
+		b = appendHeaderValue(b, contentType)
+	}
+	bodyAllowed := status != http.StatusNoContent && status != http.StatusNotModified
+	if bodyAllowed {
+		b = append(b, "\r\nContent-Length: "...)
+		b = strconv.AppendInt(b, int64(len(body)), 10)
+	}
+	for k, vs := range extra {
+		if reservedHeader(k) || !validHeaderKey(k) {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, "\r\n"...)
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = appendHeaderValue(b, v)
+		}
+	}
+	if closing {
+		b = append(b, "\r\nConnection: close"...)
+	} else if keepAlive10 {
+		b = append(b, "\r\nConnection: keep-alive"...) // HTTP/1.0 needs to be told
+	}
+	b = append(b, "\r\n\r\n"...)
+	if bodyAllowed && !head {
+		b = append(b, body...)
+	}
+	return b
+}
+
+func reservedHeader(k string) bool {
+	for _, r := range [...]string{"Content-Length", "Transfer-Encoding", "Connection", "Date", "Server", "Content-Type"} {
+		if strings.EqualFold(k, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func validHeaderKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c >= 0x7f || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendHeaderValue appends v with CR, LF and NUL replaced by spaces, so a
+// value cannot split the response.
+func appendHeaderValue(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' || c == 0 {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+var continueResponse = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+var bodyServiceUnavailable = []byte(`{"detail":"Service Unavailable"}`)
