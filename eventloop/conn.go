@@ -28,19 +28,158 @@ const (
 	maxRetainedOut = 16 << 10
 )
 
-// conn is one accepted connection. Its life, all on the loop:
+// connState is where a connection is in its life, the way net/http's
+// ConnState tells it. Every change goes through setState, which is also
+// the one place that counts requests in flight and starts and stops the
+// connection's clocks (deadlines.go). Allowed transitions:
 //
-//	reading  → (request complete) in flight → (Respond) writing → reading …
+//	(accepted)                  → New
+//	New, Idle                   → Header, Body  bytes of a request arrived, not all of it
+//	Header                      → Body          the header block is complete, the body is not
+//	New, Idle, Header, Body     → Active        the request is complete: the handler has it
+//	Writing                     → Active        a pipelined request, earlier answers still queued
+//	Active                      → Writing       Respond, keeping the connection
+//	Active                      → Closing       Respond, closing after it
+//	Active                      → Abandoned     the client went away while the handler runs
+//	Writing                     → Idle, Header, Body  every answer is written: wait for the client
+//	New, Idle, Header, Body     → Writing       a 100 Continue waits for the socket
+//	New, Idle, Header, Body, Writing → Closing  an error answer, a 503 shed, or Shutdown
+//	Closing                     → Lingering     the last answer is out, input is left unread
+//	Abandoned                   → Closed        the handler responded: there is no one to tell
+//	any but Active, Abandoned   → Closed        a hang-up, an I/O error, a timeout, or Close
 //
-// and from any state to closed. A connection answered with an error, or
-// closed with unread input, lingers (write side shut, input drained) before
-// it closes. A connection that dies while its handler runs stays in the
-// server's table until the handler responds.
+// The waiting states (New, Idle, Header, Body) are decided when advance
+// has answered what it could; in between, within one loop callback, the
+// state may lag what the input buffer already holds.
+type connState uint8
+
+const (
+	// stateClosed is the zero value: the socket is not in the loop (yet,
+	// or any more) and the connection is not in the server's table.
+	stateClosed connState = iota
+	// stateNew: accepted, no request yet. The keep-alive clock runs; a
+	// shutdown leaves it that time to send its first request, since its
+	// client has nothing to retry.
+	stateNew
+	// stateIdle: kept alive between requests, nothing of the next one
+	// here. The keep-alive clock runs; a shutdown closes it.
+	stateIdle
+	// stateHeader: part of a request's header block is here. Each byte
+	// restarts the keep-alive clock; the header clock runs from the first
+	// wait and is not restarted, so a slow drip cannot hold it.
+	stateHeader
+	// stateBody: the header block is parsed and checked, the body is
+	// arriving. The keep-alive clock runs.
+	stateBody
+	// stateActive: the handler has the request and the server counts it
+	// in flight. No clock: a handler takes as long as it takes.
+	stateActive
+	// stateWriting: answered and kept alive, and the answers queued are
+	// being written: held back while a batch of pipelined requests is
+	// answered, or waiting for the socket to take more (EPOLLOUT).
+	stateWriting
+	// stateClosing: the last answer is queued; once it is written the
+	// connection lingers or closes.
+	stateClosing
+	// stateLingering: the write side is shut and input is read and
+	// dropped until EOF or lingerTimeout. Closing with unread input would
+	// send RST, which can destroy the answer before the client reads it.
+	stateLingering
+	// stateAbandoned: the socket is closed but the handler still has the
+	// request: the connection stays in the server's table, counted in
+	// flight, until the handler responds.
+	stateAbandoned
+)
+
+var connStateNames = [...]string{"closed", "new", "idle", "header", "body", "active", "writing", "closing", "lingering", "abandoned"}
+
+func (st connState) String() string { return connStateNames[st] }
+
+// waiting reports whether the connection waits for the client's next
+// request, with the keep-alive clock running.
+func (st connState) waiting() bool { return st >= stateNew && st <= stateBody }
+
+// inFlight reports whether a handler has the connection's request.
+func (st connState) inFlight() bool { return st == stateActive || st == stateAbandoned }
+
+// takesRequests reports whether the connection may parse and dispatch its
+// next request: it is open, not closing, and no request is in flight.
+func (st connState) takesRequests() bool { return st.waiting() || st == stateWriting }
+
+// connTransitions lists, per state, the states it may move to: the table
+// above, checked by setState.
+var connTransitions = [...]uint16{
+	stateClosed:    bit(stateNew),
+	stateNew:       bit(stateHeader, stateBody, stateActive, stateWriting, stateClosing, stateClosed),
+	stateIdle:      bit(stateHeader, stateBody, stateActive, stateWriting, stateClosing, stateClosed),
+	stateHeader:    bit(stateBody, stateActive, stateWriting, stateClosing, stateClosed),
+	stateBody:      bit(stateActive, stateWriting, stateClosing, stateClosed),
+	stateActive:    bit(stateWriting, stateClosing, stateAbandoned),
+	stateWriting:   bit(stateActive, stateIdle, stateHeader, stateBody, stateClosing, stateClosed),
+	stateClosing:   bit(stateLingering, stateClosed),
+	stateLingering: bit(stateClosed),
+	stateAbandoned: bit(stateClosed),
+}
+
+func bit(states ...connState) uint16 {
+	var b uint16
+	for _, st := range states {
+		b |= 1 << st
+	}
+	return b
+}
+
+// setState moves c to next. Entering and leaving the states is what keeps
+// the server's in-flight count and the connection's clocks right, so
+// nothing else touches them.
+func (c *conn) setState(next connState) {
+	prev := c.state
+	if next == prev {
+		return
+	}
+	s := c.s
+	if connTransitions[prev]&(1<<next) == 0 {
+		s.logError("connection state", fmt.Errorf("%s → %s is not a transition (bug)", prev, next))
+	}
+	c.state = next
+	switch {
+	case next.inFlight() && !prev.inFlight():
+		s.inFlight++
+		s.requests++
+	case prev.inFlight() && !next.inFlight():
+		s.inFlight--
+	}
+	switch {
+	case next.waiting() && !prev.waiting():
+		c.startIdleClock()
+	case prev.waiting() && !next.waiting():
+		c.stopIdleClock()
+	}
+	switch {
+	case next == stateHeader:
+		c.startHeaderClock()
+	case prev == stateHeader:
+		c.stopHeaderClock()
+	}
+	switch next {
+	case stateLingering:
+		c.startLingerClock()
+	case stateClosed, stateAbandoned:
+		c.stopClocks()
+	}
+	if next == stateClosed {
+		s.forget(c)
+	}
+}
+
+// conn is one accepted connection, driven on the loop through the states
+// of connState.
 type conn struct {
 	s      *Server
 	fd     int // -1 once closed
 	remote string
 	events uint32 // the epoll interest currently registered
+	state  connState
 
 	in  []byte // bytes read; the unconsumed ones start at off
 	off int
@@ -51,49 +190,55 @@ type conn struct {
 	hdrLen    int
 	chunks    chunkScanner
 	continued bool // 100 Continue was sent for req
+	// begun: bytes of the next request arrived (blank lines before it
+	// included) and it is not dispatched yet. It is what the buffer holds,
+	// not where the connection is: the state becomes stateHeader once the
+	// connection waits on them.
+	begun    bool
+	requests int // requests dispatched (or shed) on this connection
 
-	// Response bytes not written yet, from outOff: held back while a batch
-	// of pipelined requests is answered (batching), or refused by the
-	// socket (wait: EPOLLOUT will tell when it takes more).
-	out      []byte
-	outOff   int
+	out    []byte // response bytes not written yet, from outOff
+	outOff int
+
+	// These flags are not states: each says something that holds across
+	// several of them (flow control of one direction of the socket, what
+	// the peer did, where the code is), so folding them into connState
+	// would multiply its states, not explain them.
+	// batching: answers are held back while advance answers a batch of
+	// pipelined requests, to be written with one write(2).
 	batching bool
-	wait     bool
-	urgent   bool // registered in the loop's urgent set until its first request
+	// wait: the socket refused bytes; EPOLLOUT will tell when it takes more.
+	wait bool
+	// rdClosed: read returned EOF, the peer hung up its sending side.
+	rdClosed bool
+	// hup: EPOLLRDHUP seen while reading was paused at pipelineLimit.
+	hup bool
+	// urgent: registered in the loop's urgent set until its first request.
+	urgent bool
+	// dispatching: the handler is on the stack, so Respond leaves writing
+	// to advance, which called it.
+	dispatching bool
 
-	w           *ResponseWriter // the request in flight, or nil
-	dispatching bool            // the handler is on the stack
-	rdClosed    bool            // read returned EOF: the peer hung up its sending side
-	hup         bool            // EPOLLRDHUP seen while reading was paused
-	closeAfter  bool            // close once out is flushed
-	failed      bool            // answered with an error: linger before closing
-	lingering   bool
-	requests    int  // requests dispatched (or shed) on this connection
-	hdrStarted  bool // bytes of the next request's header have arrived
-
-	idleDeadline time.Time // zero unless waiting for the client
-	idleTimer    *Timer
-	onIdle       func()
-	lingerTimer  *Timer
-
-	// The RequestHeaderTimeout clock: unlike the idle one, arriving bytes
-	// do not restart it. It runs from when the connection starts waiting
-	// on a begun header until the header block is complete.
-	hdrDeadline     time.Time
+	// The clocks (deadlines.go); setState starts and stops them.
+	idleDeadline    time.Time // zero unless waiting for the client
+	idleTimer       *Timer
+	onIdle          func()
+	hdrDeadline     time.Time // zero unless in stateHeader
 	hdrTimer        *Timer
 	onHeaderTimeout func()
+	lingerTimer     *Timer
 }
 
 func (c *conn) outPending() bool { return c.outOff < len(c.out) }
 
 func (c *conn) handle(ev uint32) {
-	if c.lingering {
+	if c.state == stateLingering {
 		c.drainLinger()
 		return
 	}
 	if ev&unix.EPOLLOUT != 0 && c.outPending() {
 		c.flush()
-		if c.fd < 0 || c.lingering {
+		if c.fd < 0 || c.state == stateLingering {
 			return
 		}
 	}
@@ -138,9 +283,9 @@ func (c *conn) read() {
 		c.off = 0
 	}
 	c.in = append(c.in, c.s.rbuf[:n]...)
-	c.idleDeadline = time.Time{} // bytes arrived: the idle clock restarts when we wait again
+	c.bytesArrived()
 	if c.req == nil {
-		c.hdrStarted = true // the next request has begun (consume corrects it for a body's bytes)
+		c.begun = true // consume corrects it when these are a body's bytes
 	}
 }
 
@@ -152,7 +297,7 @@ func (c *conn) advance() {
 	s := c.s
 	c.batching = true
 	s.batch = append(s.batch, c)
-	for c.fd >= 0 && c.w == nil && !c.closeAfter && !c.wait {
+	for c.state.takesRequests() && !c.wait {
 		if !c.step() {
 			break
 		}
@@ -163,23 +308,40 @@ func (c *conn) advance() {
 	if c.fd >= 0 && !c.wait && c.outPending() {
 		c.flush()
 	}
-	if c.fd < 0 || c.lingering {
-		return
-	}
-	if c.w == nil && !c.outPending() && !c.closeAfter {
-		// Waiting for the client.
-		if c.rdClosed || (c.s.shutting && c.requests > 0 && !c.hdrStarted && c.req == nil) {
+	switch {
+	case !c.state.takesRequests():
+		// In flight, closing, lingering or closed: not waiting for the
+		// client.
+		if c.fd < 0 || c.state == stateLingering {
+			return
+		}
+	case c.outPending():
+		c.setState(stateWriting)
+	default:
+		next := c.waitingState()
+		if c.rdClosed || (s.shutting && next == stateIdle) {
 			// Nothing more will come, or nothing more is wanted: shutting
 			// down, an idle keep-alive connection goes (see Shutdown).
 			c.close()
 			return
 		}
-		c.armIdle()
-		if c.req == nil && c.hdrStarted {
-			c.armHeaderTimeout()
-		}
+		c.setState(next)
 	}
 	c.updateInterest()
+}
+
+// waitingState is what the connection waits for when it waits for the
+// client, from what its buffer holds.
+func (c *conn) waitingState() connState {
+	switch {
+	case c.req != nil:
+		return stateBody
+	case c.begun:
+		return stateHeader
+	case c.requests == 0:
+		return stateNew
+	}
+	return stateIdle
 }
 
 // step makes progress on the message at in[off:]. It reports true when it
@@ -213,7 +375,6 @@ func (c *conn) step() bool {
 		}
 		c.req = req
 		c.hdrLen = end
-		c.hdrDeadline = time.Time{} // the header is complete: its clock stops
 		if status, msg := c.checkHeader(req); status != 0 {
 			c.fail(status, msg)
 			return true
@@ -262,7 +423,7 @@ func (c *conn) step() bool {
 // consume drops one parsed message from the buffer and resets parse state.
 func (c *conn) consume(n int) {
 	c.off += n
-	c.hdrStarted = c.off < len(c.in) // a pipelined request has begun
+	c.begun = c.off < len(c.in) // a pipelined request
 	c.scan, c.req, c.hdrLen, c.chunks, c.continued = 0, nil, 0, chunkScanner{}, false
 	if c.off == len(c.in) {
 		c.off = 0
@@ -275,7 +436,6 @@ func (c *conn) consume(n int) {
 
 func (c *conn) dispatch(req *http.Request, body []byte) {
 	s := c.s
-	c.idleDeadline = time.Time{}
 	c.requests++
 	if c.urgent {
 		// Its first request is here: from now on it waits its turn.
@@ -298,9 +458,7 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 		r Request
 	}{ResponseWriter{c: c, req: req}, Request{Request: req, Body: body, RemoteAddr: c.remote}}
 	w := &x.w
-	c.w = w
-	s.inFlight++
-	s.requests++
+	c.setState(stateActive)
 	c.dispatching = true
 	defer func() {
 		if p := recover(); p != nil {
@@ -322,19 +480,19 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 func (c *conn) shed(req *http.Request) {
 	s := c.s
 	s.shed++
-	c.closeAfter = true
+	c.setState(stateClosing)
 	c.out = s.appendResponse(c.out, http.StatusServiceUnavailable, "application/json", nil,
 		bodyServiceUnavailable, req.Method == http.MethodHead, true, false)
 	c.queued()
 	s.accessLog(c, req, http.StatusServiceUnavailable)
 }
 
-// fail answers with a JSON error and closes the connection afterwards.
+// fail answers with a JSON error and closes the connection afterwards,
+// lingering first: the client may still be sending the rejected request.
 func (c *conn) fail(status int, msg string) {
 	s := c.s
 	req := c.req
-	c.closeAfter = true
-	c.failed = true
+	c.setState(stateClosing)
 	quoted, _ := json.Marshal(msg) // a string always marshals
 	body := make([]byte, 0, len(quoted)+10)
 	body = append(append(append(body, `{"error":`...), quoted...), '}')
@@ -377,7 +535,7 @@ func (c *conn) flush() {
 	if cap(c.out) > maxRetainedOut {
 		c.out = nil // one big response must not pin its buffer forever
 	}
-	if c.closeAfter {
+	if c.state == stateClosing {
 		c.finish()
 	}
 }
@@ -407,9 +565,11 @@ func writeSome(fd int, b []byte) (int, error) {
 	return done, nil
 }
 
-// finish closes a connection whose last response is written.
+// finish closes a connection whose last response is written, lingering
+// first while the client may still be sending: a request was begun that
+// will not be read (rejected, or pipelined behind the last answer).
 func (c *conn) finish() {
-	if !c.rdClosed && (c.failed || c.off < len(c.in)) {
+	if !c.rdClosed && (c.begun || c.req != nil) {
 		c.startLinger()
 		return
 	}
@@ -421,11 +581,9 @@ func (c *conn) startLinger() {
 		c.close()
 		return
 	}
-	c.lingering = true
+	c.setState(stateLingering)
 	c.in, c.off = nil, 0
-	c.idleDeadline, c.hdrDeadline = time.Time{}, time.Time{}
 	c.setEvents(unix.EPOLLIN | unix.EPOLLRDHUP)
-	c.lingerTimer = c.s.loop.AfterFunc(lingerTimeout, c.close)
 }
 
 // drainLinger reads and drops what is available; EOF or an error ends the
@@ -447,8 +605,8 @@ func (c *conn) drainLinger() {
 
 func (c *conn) updateInterest() {
 	var ev uint32
-	if !c.rdClosed && !c.closeAfter {
-		busy := c.w != nil || c.outPending()
+	if !c.rdClosed && c.state != stateClosing {
+		busy := c.state == stateActive || c.outPending()
 		if !busy || len(c.in)-c.off < pipelineLimit {
 			ev |= unix.EPOLLIN | unix.EPOLLRDHUP
 		} else if !c.hup {
@@ -484,22 +642,12 @@ func (c *conn) close() {
 		unix.Close(c.fd)
 		c.fd = -1
 	}
-	if c.idleTimer != nil {
-		s.loop.StopTimer(c.idleTimer)
-		c.idleTimer = nil
-	}
-	if c.lingerTimer != nil {
-		s.loop.StopTimer(c.lingerTimer)
-		c.lingerTimer = nil
-	}
-	if c.hdrTimer != nil {
-		s.loop.StopTimer(c.hdrTimer)
-		c.hdrTimer = nil
-	}
-	c.idleDeadline, c.hdrDeadline = time.Time{}, time.Time{}
 	c.in, c.out, c.off, c.outOff, c.wait = nil, nil, 0, 0, false
-	c.lingering = false
-	if c.w == nil {
-		s.forget(c)
+	switch c.state {
+	case stateActive:
+		c.setState(stateAbandoned)
+	case stateAbandoned, stateClosed:
+	default:
+		c.setState(stateClosed)
 	}
 }

@@ -11,23 +11,39 @@ import (
 // the client reads it; net/http and nginx linger for the same reason.
 const lingerTimeout = 500 * time.Millisecond
 
-// armIdle starts the keep-alive clock unless it already runs. One lazy timer
-// per connection serves every idle period: it re-arms itself when the
-// deadline moved, so the common request/response cycle touches no timer.
-func (c *conn) armIdle() {
-	if !c.idleDeadline.IsZero() {
-		return
-	}
+// The connection's clocks. setState starts and stops them as the state
+// changes; only bytesArrived moves a deadline besides, since every byte
+// restarts the keep-alive clock.
+//
+// The keep-alive and header clocks are lazy: one timer per connection
+// serves every period, re-arming itself when it fires early because the
+// deadline moved, and dropping itself when it fires with no deadline set.
+// So the common request/response cycle sets a deadline and touches no
+// timer.
+
+// startIdleClock starts the keep-alive clock: KeepAliveTimeout from now.
+func (c *conn) startIdleClock() {
 	c.idleDeadline = c.s.loop.Now().Add(c.s.cfg.KeepAliveTimeout)
 	if c.idleTimer == nil {
 		c.idleTimer = c.s.loop.AfterFunc(c.s.cfg.KeepAliveTimeout, c.onIdle)
 	}
 }
 
+// stopIdleClock stops the keep-alive clock; its timer drops itself when it
+// fires.
+func (c *conn) stopIdleClock() { c.idleDeadline = time.Time{} }
+
+// bytesArrived restarts the keep-alive clock if it runs.
+func (c *conn) bytesArrived() {
+	if !c.idleDeadline.IsZero() {
+		c.idleDeadline = c.s.loop.Now().Add(c.s.cfg.KeepAliveTimeout)
+	}
+}
+
 func (c *conn) idleFired() {
 	c.idleTimer = nil
-	if c.fd < 0 || c.idleDeadline.IsZero() {
-		return // busy now; the next idle period arms a new timer
+	if c.idleDeadline.IsZero() {
+		return // not waiting now; the next wait starts a new timer
 	}
 	if d := c.idleDeadline.Sub(c.s.loop.Now()); d > 0 {
 		c.idleTimer = c.s.loop.AfterFunc(d, c.onIdle)
@@ -36,12 +52,9 @@ func (c *conn) idleFired() {
 	c.close()
 }
 
-// armHeaderTimeout starts the header clock unless it already runs; lazy
-// like armIdle.
-func (c *conn) armHeaderTimeout() {
-	if !c.hdrDeadline.IsZero() {
-		return
-	}
+// startHeaderClock starts the RequestHeaderTimeout clock. Unlike the
+// keep-alive clock, arriving bytes do not restart it.
+func (c *conn) startHeaderClock() {
 	d := c.s.cfg.RequestHeaderTimeout
 	c.hdrDeadline = c.s.loop.Now().Add(d)
 	if c.hdrTimer == nil {
@@ -49,21 +62,34 @@ func (c *conn) armHeaderTimeout() {
 	}
 }
 
+func (c *conn) stopHeaderClock() { c.hdrDeadline = time.Time{} }
+
 func (c *conn) headerFired() {
 	c.hdrTimer = nil
-	if c.fd < 0 || c.hdrDeadline.IsZero() {
-		return // the header completed; a later one arms a new timer
+	if c.hdrDeadline.IsZero() {
+		return // the header completed; a later one starts a new timer
 	}
 	if d := c.hdrDeadline.Sub(c.s.loop.Now()); d > 0 {
 		c.hdrTimer = c.s.loop.AfterFunc(d, c.onHeaderTimeout)
 		return
 	}
-	c.hdrDeadline = time.Time{}
-	if c.w != nil || c.req != nil || c.closeAfter || c.lingering || c.outPending() {
-		return // not waiting on a header any more
-	}
 	c.fail(http.StatusRequestTimeout, "request header not received in time")
 	if c.fd >= 0 {
 		c.advance()
 	}
+}
+
+func (c *conn) startLingerClock() {
+	c.lingerTimer = c.s.loop.AfterFunc(lingerTimeout, c.close)
+}
+
+// stopClocks stops every clock and its timer: the socket is closed.
+func (c *conn) stopClocks() {
+	for _, t := range []**Timer{&c.idleTimer, &c.hdrTimer, &c.lingerTimer} {
+		if *t != nil {
+			c.s.loop.StopTimer(*t)
+			*t = nil
+		}
+	}
+	c.idleDeadline, c.hdrDeadline = time.Time{}, time.Time{}
 }

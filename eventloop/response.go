@@ -41,10 +41,8 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 	w.done = true
 	c := w.c
 	s := c.s
-	s.inFlight--
-	c.w = nil
-	if c.fd < 0 { // the client is gone: nothing to send, only to forget
-		s.forget(c)
+	if c.state == stateAbandoned { // the client is gone: nothing to send, only to forget
+		c.setState(stateClosed)
 		return
 	}
 	if status < 200 || status > 999 {
@@ -55,7 +53,9 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 	// requests already buffered are answered.
 	closing := w.req.Close || s.shutting || (c.rdClosed && c.off == len(c.in))
 	if closing {
-		c.closeAfter = true
+		c.setState(stateClosing)
+	} else {
+		c.setState(stateWriting)
 	}
 	keepAlive10 := !closing && !w.req.ProtoAtLeast(1, 1)
 	if !c.dispatching {

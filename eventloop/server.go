@@ -204,18 +204,19 @@ func (s *Server) Shutdown(done func()) {
 		s.shutting = true
 		for c := range s.conns {
 			switch {
-			case c.w != nil || c.lingering:
-				// Finishes on its own, then closes.
-			case c.outPending():
-				c.closeAfter = true
-			default:
-				// Waiting for the client. A request may already sit in
-				// the socket, its readiness event not handled yet: read
-				// it rather than close under it.
+			case c.state == stateWriting:
+				c.setState(stateClosing)
+			case c.state.waiting():
+				// A request may already sit in the socket, its readiness
+				// event not handled yet: read it rather than close under
+				// it.
 				c.read()
 				if c.fd >= 0 {
 					c.advance()
 				}
+			default:
+				// In flight, closing or lingering: finishes on its own,
+				// then closes.
 			}
 		}
 		// Last, right before the owner closes it: everything queued on our
@@ -332,7 +333,7 @@ func (s *Server) newConn(fd int, sa unix.Sockaddr) {
 		return
 	}
 	s.conns[c] = struct{}{}
-	c.armIdle()
+	c.setState(stateNew)
 }
 
 // forget drops a connection that is closed and has no handler pending.
