@@ -450,20 +450,19 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 		c.shed(req)
 		return
 	}
-	req.RemoteAddr = c.remote
-	req.Body = http.NoBody
 	// One allocation for both halves of the exchange.
 	x := &struct {
 		w ResponseWriter
 		r Request
-	}{ResponseWriter{c: c, req: req}, Request{Request: req, Body: body, RemoteAddr: c.remote}}
+	}{r: newRequest(req, body, c.remote)}
+	x.w = ResponseWriter{c: c, req: &x.r}
 	w := &x.w
 	c.setState(stateActive)
 	c.dispatching = true
 	defer func() {
 		if p := recover(); p != nil {
 			// Like Uvicorn with an app exception: 500, keep serving.
-			s.logError("handler panic serving "+req.RequestURI, fmt.Errorf("%v\n%s", p, debug.Stack()))
+			s.logError("handler panic serving "+x.r.Target, fmt.Errorf("%v\n%s", p, debug.Stack()))
 			if !w.done {
 				w.req.Close = true
 				w.Respond(http.StatusInternalServerError, "application/json", []byte(`{"error":"internal server error"}`))
@@ -484,7 +483,7 @@ func (c *conn) shed(req *http.Request) {
 	c.out = s.appendResponse(c.out, http.StatusServiceUnavailable, "application/json", nil,
 		bodyServiceUnavailable, req.Method == http.MethodHead, true, false)
 	c.queued()
-	s.accessLog(c, req, http.StatusServiceUnavailable)
+	s.accessLog(c, req.Method, req.RequestURI, req.Proto, http.StatusServiceUnavailable)
 }
 
 // fail answers with a JSON error and closes the connection afterwards,
@@ -496,10 +495,13 @@ func (c *conn) fail(status int, msg string) {
 	quoted, _ := json.Marshal(msg) // a string always marshals
 	body := make([]byte, 0, len(quoted)+10)
 	body = append(append(append(body, `{"error":`...), quoted...), '}')
-	head := req != nil && req.Method == http.MethodHead
-	c.out = s.appendResponse(c.out, status, "application/json", nil, body, head, true, false)
+	c.out = s.appendResponse(c.out, status, "application/json", nil, body, req != nil && req.Method == http.MethodHead, true, false)
 	c.queued()
-	s.accessLog(c, req, status)
+	if req == nil { // rejected before its header parsed
+		s.accessLog(c, "", "", "", status)
+	} else {
+		s.accessLog(c, req.Method, req.RequestURI, req.Proto, status)
+	}
 }
 
 // output queues b for the client.

@@ -35,7 +35,7 @@ func FuzzServerFraming(f *testing.F) {
 	ts := startServerWith(f, ServerConfig{MaxHeaderBytes: 512, MaxBodyBytes: 256}, func(ts *testServer) Handler {
 		return func(w *ResponseWriter, r *Request) {
 			w.Header().Set("X-Method", r.Method)
-			w.Header().Set("X-Target", r.RequestURI)
+			w.Header().Set("X-Target", r.Target)
 			if strings.HasPrefix(r.URL.Path, "/a") { // answer later, from a timer
 				ts.loop.AfterFunc(0, func() { w.Respond(200, "application/octet-stream", r.Body) })
 				return

@@ -10,7 +10,7 @@ import (
 // ResponseWriter answers exactly one request.
 type ResponseWriter struct {
 	c      *conn
-	req    *http.Request
+	req    *Request
 	header http.Header
 	done   bool
 }
@@ -57,7 +57,7 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 	} else {
 		c.setState(stateWriting)
 	}
-	keepAlive10 := !closing && !w.req.ProtoAtLeast(1, 1)
+	keepAlive10 := !closing && !w.req.http11
 	if !c.dispatching {
 		// An async answer: advance below answers what was pipelined behind
 		// it and writes everything at once.
@@ -66,7 +66,7 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 	c.out = s.appendResponse(c.out, status, contentType, w.header, body,
 		w.req.Method == http.MethodHead, closing, keepAlive10)
 	c.queued()
-	s.accessLog(c, w.req, status)
+	s.accessLog(c, w.req.Method, w.req.Target, w.req.Proto, status)
 	if !c.dispatching && c.fd >= 0 {
 		c.advance()
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"time"
 
@@ -362,15 +361,10 @@ func (s *Server) logError(msg string, err error) {
 	}
 }
 
-func (s *Server) accessLog(c *conn, req *http.Request, status int) {
-	if s.cfg.AccessLog == nil {
-		return
+func (s *Server) accessLog(c *conn, method, target, proto string, status int) {
+	if s.cfg.AccessLog != nil {
+		s.cfg.AccessLog(c.remote, method, target, proto, status)
 	}
-	if req == nil {
-		s.cfg.AccessLog(c.remote, "", "", "", status)
-		return
-	}
-	s.cfg.AccessLog(c.remote, req.Method, req.RequestURI, req.Proto, status)
 }
 
 func sockaddrString(sa unix.Sockaddr) string {

@@ -104,7 +104,7 @@ func testHandler(ts *testServer) Handler {
 			w.Respond(200, "text/plain", []byte("hello"))
 		case "/echo":
 			w.Header().Set("X-Method", r.Method)
-			w.Header().Set("X-Target", r.RequestURI)
+			w.Header().Set("X-Target", r.Target)
 			if v := r.Trailer.Get("X-Sum"); v != "" {
 				w.Header().Set("X-Trailer-Sum", v)
 			}
