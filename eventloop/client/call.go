@@ -133,7 +133,7 @@ func (k *call) connect() error {
 		return fmt.Errorf("socket: %w", err)
 	}
 	k.fd, k.nodelay = fd, false
-	k.c.open++
+	testHookSocket(+1)
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
 		k.closeFD()
 		return fmt.Errorf("connect %s: %w", k.peer, err)
@@ -146,7 +146,7 @@ func (k *call) connect() error {
 	}
 	switch done, err := k.write(k.c.buildRequest(k), true); {
 	case done:
-		k.c.earlyWrites++
+		testHookEarlyWrite()
 		k.state = stateReading
 		return nil
 	case err == unix.EAGAIN:
@@ -232,7 +232,7 @@ func (k *call) write(req []byte, shared bool) (done bool, err error) {
 	if n == 0 {
 		return false, err
 	}
-	k.c.shortWrites++
+	testHookShortWrite()
 	if !k.nodelay {
 		// Nagle never holds back the first write of a connection (nothing
 		// is in flight yet), so TCP_NODELAY is set only when the rest of
@@ -285,7 +285,7 @@ func (k *call) consume(data []byte, eof bool) {
 		buf = k.in
 	}
 	if eof || k.mayBeComplete(buf) {
-		k.c.parses++
+		testHookParse()
 		resp, f, err := k.c.parser.parse(buf, eof)
 		switch {
 		case err == nil:
@@ -380,5 +380,5 @@ func (k *call) closeFD() {
 	_ = k.c.l.Remove(k.fd)
 	_ = unix.Close(k.fd) // nothing to flush: a failed close still frees the fd
 	k.fd = -1
-	k.c.open--
+	testHookSocket(-1)
 }

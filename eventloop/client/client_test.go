@@ -34,6 +34,39 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// counts is what the test hooks saw.
+type counts struct{ open, lookups, parses, earlyWrites, shortWrites int }
+
+// countHooks points the package's test hooks at a fresh counts until the
+// test ends. The hooks run on the loop goroutine (or the test's, with no
+// loop), so read the counts there.
+func countHooks(tb testing.TB) *counts {
+	n := &counts{}
+	var restore []func()
+	for _, h := range []struct {
+		hook *func()
+		inc  *int
+	}{
+		{&testHookLookup, &n.lookups},
+		{&testHookParse, &n.parses},
+		{&testHookEarlyWrite, &n.earlyWrites},
+		{&testHookShortWrite, &n.shortWrites},
+	} {
+		old, inc := *h.hook, h.inc
+		*h.hook = func() { *inc++ }
+		restore = append(restore, func() { *h.hook = old })
+	}
+	oldSocket := testHookSocket
+	testHookSocket = func(delta int) { n.open += delta }
+	tb.Cleanup(func() {
+		testHookSocket = oldSocket
+		for _, r := range restore {
+			r()
+		}
+	})
+	return n
+}
+
 func countFDs(tb testing.TB) int {
 	tb.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -49,6 +82,7 @@ type env struct {
 	tb testing.TB
 	l  *eventloop.Loop
 	c  *Client
+	n  *counts // read on the loop goroutine
 
 	mu    sync.Mutex
 	calls []*int // callback count per call made through get/start
@@ -62,6 +96,7 @@ type result struct {
 
 func newEnv(tb testing.TB, cfg Config) *env {
 	tb.Helper()
+	n := countHooks(tb)
 	fdsBefore := countFDs(tb)
 	// Registered first, so it runs last: after every server and the loop
 	// registered below are closed.
@@ -74,13 +109,13 @@ func newEnv(tb testing.TB, cfg Config) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e := &env{tb: tb, l: l, c: New(l, cfg)}
+	e := &env{tb: tb, l: l, c: New(l, cfg), n: n}
 	done := make(chan error, 1)
 	go func() { done <- l.Run() }()
 	tb.Cleanup(func() {
 		// Let already posted callbacks run, then check what the calls left.
 		var open int
-		e.onLoop(func() { open = e.c.open })
+		e.onLoop(func() { open = e.n.open })
 		e.onLoop(func() {})
 		if open != 0 {
 			tb.Errorf("%d client sockets still open", open)
@@ -368,6 +403,7 @@ func TestCompleteWithoutWaitingForEOF(t *testing.T) {
 // the parses that took.
 func feed(t *testing.T, pieces []string, eof bool) (r result, doneAt, parses int) {
 	t.Helper()
+	hooks := countHooks(t)
 	c := New(nil, Config{}) // no loop needed: no timer, no socket
 	doneAt = -1
 	calls, n := 0, 0
@@ -391,7 +427,7 @@ func feed(t *testing.T, pieces []string, eof bool) (r result, doneAt, parses int
 	if calls > 1 {
 		t.Errorf("callback ran %d times", calls)
 	}
-	return r, doneAt, c.parses
+	return r, doneAt, hooks.parses
 }
 
 func bytewise(s string) []string {
@@ -764,7 +800,7 @@ func TestConcurrentCalls(t *testing.T) {
 			e.c.Get(srv.URL+path, 10*time.Second, func(resp *Response, err error) {
 				results <- result{resp: resp, err: err}
 			})
-			peakOpen = max(peakOpen, e.c.open)
+			peakOpen = max(peakOpen, e.n.open)
 		}
 	})
 	begin := time.Now()
@@ -813,7 +849,7 @@ func TestLocalhost(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	var lookups int
-	e.onLoop(func() { lookups = e.c.lookups })
+	e.onLoop(func() { lookups = e.n.lookups })
 	if lookups != 1 {
 		t.Errorf("%d lookups for %d calls to one host, want 1", lookups, n+1)
 	}
@@ -855,7 +891,7 @@ func TestAddressOrderAndFallback(t *testing.T) {
 		t.Errorf("got %v, want ...%s", r.err, want)
 	}
 	var lookups int
-	e.onLoop(func() { lookups = e.c.lookups })
+	e.onLoop(func() { lookups = e.n.lookups })
 	if lookups != 0 {
 		t.Errorf("%d lookups: the cached result was not used", lookups)
 	}
@@ -904,7 +940,7 @@ func TestManyPendingCallsAreCheap(t *testing.T) {
 		t.Errorf("each pending call holds %d bytes of heap, want a few hundred", perCall)
 	}
 	var open int
-	e.onLoop(func() { open = e.c.open })
+	e.onLoop(func() { open = e.n.open })
 	if open != n || len(results) != 0 {
 		t.Fatalf("%d sockets open and %d calls done, want %d open and none done", open, len(results), n)
 	}
@@ -946,7 +982,7 @@ func TestRequestGoesOutWithConnect(t *testing.T) {
 		}
 	}
 	var early, short int
-	e.onLoop(func() { early, short = e.c.earlyWrites, e.c.shortWrites })
+	e.onLoop(func() { early, short = e.n.earlyWrites, e.n.shortWrites })
 	t.Logf("%d of %d requests written right after connect", early, n)
 	if early == 0 {
 		t.Errorf("no request of %d went out with its connect", n)
@@ -988,7 +1024,7 @@ func TestRequestAfterSlowConnect(t *testing.T) {
 	defer filler.Close()
 	res, _ := e.start("http://"+ln.Addr().String()+"/slow", 10*time.Second)
 	var early int
-	e.onLoop(func() { early = e.c.earlyWrites })
+	e.onLoop(func() { early = e.n.earlyWrites })
 	if early != 0 {
 		t.Fatal("the request went out although the accept queue was full")
 	}
@@ -1045,7 +1081,7 @@ func TestShortWrite(t *testing.T) {
 	}
 	var short int
 	var reqBuf int
-	e.onLoop(func() { short, reqBuf = e.c.shortWrites, cap(e.c.reqBuf) })
+	e.onLoop(func() { short, reqBuf = e.n.shortWrites, cap(e.c.reqBuf) })
 	if short == 0 {
 		t.Error("an 8 MiB request went out in one write")
 	}

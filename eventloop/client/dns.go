@@ -51,7 +51,7 @@ func (c *Client) resolve(k *call) {
 	}
 	e.pending = true
 	e.waiters = append(e.waiters, k)
-	c.lookups++
+	testHookLookup()
 	name, l := k.t.name, c.l
 	l.Go(func() {
 		ctx, cancel := context.WithTimeout(l.Context(), lookupTimeout)

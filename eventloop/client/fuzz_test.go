@@ -113,7 +113,7 @@ func FuzzResponseReader(f *testing.F) {
 		// Anything a buggy call would still do is queued behind this.
 		var n, open int
 		synced := make(chan struct{})
-		e.l.Post(func() { n, open = calls, e.c.open; close(synced) })
+		e.l.Post(func() { n, open = calls, e.n.open; close(synced) })
 		<-synced
 		if n != 1 || open != 0 {
 			t.Fatalf("callback ran %d times, %d sockets open", n, open)
