@@ -3,15 +3,11 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
-
-	"go.uber.org/zap"
 
 	"demo/contract"
 )
@@ -116,146 +112,4 @@ func (w *worker) signal(sig syscall.Signal) error {
 		return nil
 	}
 	return err
-}
-
-// spawn starts a worker for sl per contract.go and the two goroutines that
-// turn its exit and its status lines into events. It neither records the
-// worker in sl nor logs: the caller decides what the new process is for.
-func (s *supervisor) spawn(sl *slot) (*worker, error) {
-	index, total := sl.index, len(s.slots)
-	argv := s.cfg.WorkerArgs(index, total)
-	if len(argv) == 0 {
-		return nil, fmt.Errorf("start worker %d/%d: WorkerArgs returned no argv", index, total)
-	}
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start worker %d/%d: status pipe: %w", index, total, err)
-	}
-	lifelineR, lifelineW, err := os.Pipe()
-	if err != nil {
-		statusR.Close()
-		statusW.Close()
-		return nil, fmt.Errorf("start worker %d/%d: lifeline pipe: %w", index, total, err)
-	}
-	cmd := &exec.Cmd{
-		Path:   s.cfg.Executable,
-		Args:   argv,
-		Env:    s.env,
-		Stdout: s.cfg.Stdout, // *os.File: inherited directly, no copying goroutine
-		Stderr: s.cfg.Stderr,
-		// Order is the contract: fd 3, 4, 5. With ReusePort the listener
-		// is nil and fd 3 stays closed in the child: it binds its own.
-		// Every other fd of ours is O_CLOEXEC, so no worker sees another
-		// worker's pipe ends.
-		ExtraFiles: []*os.File{s.cfg.Listener, statusW, lifelineR},
-		SysProcAttr: &syscall.SysProcAttr{
-			// Own process group: a terminal's Ctrl+C reaches only the
-			// master, which then drains the workers in order.
-			Setpgid:   true,
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-	err = s.spawner.start(cmd)
-	// The child has its own copies now. Keeping statusW would hide the
-	// worker's EOF from us; lifelineR is no use to the master.
-	statusW.Close()
-	lifelineR.Close()
-	if err != nil {
-		statusR.Close()
-		lifelineW.Close()
-		return nil, fmt.Errorf("start worker %d/%d: %w", index, total, err)
-	}
-
-	w := &worker{
-		slot:      sl,
-		index:     index,
-		total:     total,
-		gen:       s.gen,
-		pid:       cmd.Process.Pid,
-		cmd:       cmd,
-		state:     Starting,
-		started:   time.Now(),
-		statusR:   statusR,
-		lifelineW: lifelineW,
-	}
-	s.procs = append(s.procs, w)
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		err := cmd.Wait()
-		s.events <- event{kind: evExited, w: w, err: err}
-	}()
-	go func() {
-		defer s.wg.Done()
-		err := s.readStatus(w)
-		s.events <- event{kind: evStatusClosed, w: w, err: err}
-	}()
-	return w, nil
-}
-
-// readStatus forwards each status line as an event until EOF, which comes
-// when the worker exits (the master closed its copy of the write end).
-func (s *supervisor) readStatus(w *worker) error {
-	defer w.statusR.Close()
-	r := contract.NewReader(w.statusR)
-	for {
-		msg, err := r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		var numErr *strconv.NumError
-		if errors.As(err, &numErr) {
-			s.log.Warn("bad status line from worker", zap.String("worker", w.name()), zap.Int("pid", w.pid), zap.Error(err))
-			continue
-		}
-		if err != nil {
-			// Keep reading to EOF anyway: a worker writing into a pipe
-			// nobody drains would block once the pipe buffer is full.
-			_, _ = io.Copy(io.Discard, w.statusR)
-			return err
-		}
-		s.events <- event{kind: evMsg, w: w, msg: msg}
-	}
-}
-
-// spawner starts every child from one goroutine locked to its OS thread for
-// the whole of Run. Pdeathsig fires when the *thread* that forked the child
-// exits, not the process (golang/go#27505); a random goroutine's thread may be
-// torn down by the runtime at any time, killing healthy workers with it.
-type spawner struct {
-	reqs chan spawnReq
-	done chan struct{}
-}
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	errc chan error
-}
-
-func startSpawner() *spawner {
-	sp := &spawner{reqs: make(chan spawnReq), done: make(chan struct{})}
-	go sp.loop()
-	return sp
-}
-
-func (sp *spawner) loop() {
-	defer close(sp.done)
-	// Never unlocked: the thread exits with this goroutine, once Run has
-	// reaped every child, so no Pdeathsig can fire early.
-	runtime.LockOSThread()
-	for req := range sp.reqs {
-		req.errc <- req.cmd.Start()
-	}
-}
-
-func (sp *spawner) start(cmd *exec.Cmd) error {
-	errc := make(chan error, 1)
-	sp.reqs <- spawnReq{cmd: cmd, errc: errc}
-	return <-errc
-}
-
-// stop ends the spawner goroutine and waits for it.
-func (sp *spawner) stop() {
-	close(sp.reqs)
-	<-sp.done
 }
