@@ -2,7 +2,6 @@ package eventloop
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,15 +16,8 @@ const (
 	// a request: past it the loop stops reading until the response is out,
 	// so a client that pipelines without reading cannot grow memory.
 	pipelineLimit = 64 << 10
-	// flushThreshold is how many response bytes a batch of pipelined
-	// requests may hold back before they are written anyway.
-	flushThreshold = 64 << 10
 	// maxRetained is the largest per-connection input buffer kept for reuse.
 	maxRetained = 64 << 10
-	// maxRetainedOut is the largest output buffer a connection keeps between
-	// responses: every connection has one now (responses are built in it),
-	// so it stays small — room for a batch of pipelined answers.
-	maxRetainedOut = 16 << 10
 )
 
 // connState is where a connection is in its life, the way net/http's
@@ -471,100 +463,6 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 		c.dispatching = false
 	}()
 	s.handler(w, &x.r)
-}
-
-// shed answers 503 instead of running the handler (LimitConcurrency) and
-// closes the connection afterwards, as uvicorn does. The request was read
-// whole, so there is nothing to linger for unless more is pipelined.
-func (c *conn) shed(req *http.Request) {
-	s := c.s
-	s.shed++
-	c.setState(stateClosing)
-	c.out = s.appendResponse(c.out, http.StatusServiceUnavailable, "application/json", nil,
-		bodyServiceUnavailable, req.Method == http.MethodHead, true, false)
-	c.queued()
-	s.accessLog(c, req.Method, req.RequestURI, req.Proto, http.StatusServiceUnavailable)
-}
-
-// fail answers with a JSON error and closes the connection afterwards,
-// lingering first: the client may still be sending the rejected request.
-func (c *conn) fail(status int, msg string) {
-	s := c.s
-	req := c.req
-	c.setState(stateClosing)
-	quoted, _ := json.Marshal(msg) // a string always marshals
-	body := make([]byte, 0, len(quoted)+10)
-	body = append(append(append(body, `{"error":`...), quoted...), '}')
-	c.out = s.appendResponse(c.out, status, "application/json", nil, body, req != nil && req.Method == http.MethodHead, true, false)
-	c.queued()
-	if req == nil { // rejected before its header parsed
-		s.accessLog(c, "", "", "", status)
-	} else {
-		s.accessLog(c, req.Method, req.RequestURI, req.Proto, status)
-	}
-}
-
-// output queues b for the client.
-func (c *conn) output(b []byte) {
-	c.out = append(c.out, b...)
-	c.queued()
-}
-
-// queued sends what was just appended to out: at once, unless a batch holds
-// it back (advance writes it when done, or earlier once it grows past
-// flushThreshold) or the socket is full (EPOLLOUT resumes it).
-func (c *conn) queued() {
-	switch {
-	case c.wait:
-	case !c.batching || len(c.out)-c.outOff >= flushThreshold:
-		c.flush()
-	}
-}
-
-// flush writes out what the socket takes, and closes the connection when
-// it was its last response.
-func (c *conn) flush() {
-	n, err := writeSome(c.fd, c.out[c.outOff:])
-	if err != nil {
-		c.writeFailed(err)
-		return
-	}
-	c.outOff += n
-	if c.wait = c.outPending(); c.wait {
-		return
-	}
-	c.out, c.outOff = c.out[:0], 0
-	if cap(c.out) > maxRetainedOut {
-		c.out = nil // one big response must not pin its buffer forever
-	}
-	if c.state == stateClosing {
-		c.finish()
-	}
-}
-
-func (c *conn) writeFailed(err error) {
-	if !isPeerError(err) {
-		c.s.logError("write to "+c.remote, err)
-	}
-	c.close()
-}
-
-// writeSome writes until done or EAGAIN.
-func writeSome(fd int, b []byte) (int, error) {
-	done := 0
-	for done < len(b) {
-		n, err := unix.Write(fd, b[done:])
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EAGAIN):
-			return done, nil
-		case err != nil:
-			return done, err
-		}
-		done += n
-	}
-	return done, nil
 }
 
 // finish closes a connection whose last response is written, lingering

@@ -5,9 +5,12 @@
 // callback at a time, so a callback that blocks stalls the whole loop — on
 // purpose, since that is what the project demonstrates.
 //
-// On top of the loop sit an HTTP/1.1 server (server.go) and, in package
+// On top of the loop sit an HTTP/1.1 server and, in package
 // eventloop/client, a non-blocking HTTP client; neither starts a goroutine
-// per connection.
+// per connection. The server is server.go (configuration, accepting,
+// shutdown), conn.go (each connection's state machine), framing.go
+// (finding and checking requests in the bytes read), response.go (writing
+// answers) and deadlines.go (the keep-alive, header and linger clocks).
 package eventloop
 
 import (
