@@ -14,6 +14,7 @@ import (
 
 	"demo/contract"
 	"demo/control"
+	"demo/sockets"
 	"demo/supervisor"
 )
 
@@ -71,19 +72,19 @@ func listen(c *cli.Context, logger *zap.Logger) (*listening, error) {
 	switch {
 	case c.IsSet("uds"):
 		path := c.String("uds")
-		ln, err := supervisor.ListenUnix(path, backlog)
+		ln, err := sockets.ListenUnix(path, backlog)
 		if err != nil {
 			return nil, err
 		}
 		return &listening{ln: ln, addr: "unix:" + path, uds: path}, nil
 	case c.IsSet("fd"):
-		ln, err := supervisor.ListenFD(c.Int("fd"))
+		ln, err := sockets.ListenFD(c.Int("fd"))
 		if err != nil {
 			return nil, err
 		}
 		return describe(ln), nil
 	case os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()):
-		ln, name, err := supervisor.ListenSystemd()
+		ln, name, err := sockets.ListenSystemd()
 		if err != nil {
 			return nil, err
 		}
@@ -92,14 +93,14 @@ func listen(c *cli.Context, logger *zap.Logger) (*listening, error) {
 	case c.Bool("reuse-port"):
 		// The master binds without listening: a busy port fails here, and
 		// port 0 becomes the concrete port every worker must share.
-		reserved, addr, err := supervisor.ReservePort(c.String("host"), port)
+		reserved, addr, err := sockets.ReservePort(c.String("host"), port)
 		if err != nil {
 			return nil, err
 		}
 		// Held, not listened on, until serve returns: see ReservePort.
 		return &listening{ln: reserved, addr: "http://" + addr.String(), port: addr.Port, reuseAddr: addr.String()}, nil
 	}
-	ln, addr, err := supervisor.Listen(c.String("host"), port, backlog)
+	ln, addr, err := sockets.ListenTCP(c.String("host"), port, backlog)
 	if err != nil {
 		return nil, err
 	}

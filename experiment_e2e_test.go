@@ -223,7 +223,7 @@ func TestExperimentInterruptedStopsEverything(t *testing.T) {
 	// Interrupt with requests in flight: the experiment holds sockets only
 	// while its burst runs, and the mixed worker is then blocked.
 	deadline := time.Now().Add(15 * time.Second)
-	for sockets(r.cmd.Process.Pid) < 2 {
+	for socketCount(r.cmd.Process.Pid) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the experiment never fired its requests")
 		}
@@ -250,8 +250,8 @@ func TestExperimentInterruptedStopsEverything(t *testing.T) {
 	}
 }
 
-// sockets counts the open sockets of pid.
-func sockets(pid int) int {
+// socketCount counts the open sockets of pid.
+func socketCount(pid int) int {
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	n := 0
 	for _, fd := range fds {

@@ -34,7 +34,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -166,13 +165,9 @@ func Listen(host string, port, n, backlog int) (lns []*Listener, err error) {
 		}
 	}()
 	for range n {
-		fd, bound, err := sockets.BindTCP(addr.IP.String(), addr.Port, true)
+		fd, bound, err := sockets.ListenReusePort(addr.IP.String(), addr.Port, backlog)
 		if err != nil {
 			return lns, err
-		}
-		if err := unix.Listen(fd, backlog); err != nil {
-			unix.Close(fd)
-			return lns, fmt.Errorf("listen %s: %w", net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port)), err)
 		}
 		lns = append(lns, &Listener{addr: bound, fd: fd})
 	}

@@ -1,8 +1,10 @@
-// Package sockets creates and checks the listening sockets demo accepts
-// on, with raw syscalls where net would choose for us: the master's shared
-// socket (its backlog, blocking mode left alone), --reuse-port sockets, and
-// the check that an inherited descriptor really is a listening socket. Both
-// the master and its workers use it; neither imports the other.
+// Package sockets opens and checks every listening socket demo accepts on,
+// with raw syscalls where net would choose for us: a TCP socket (its
+// backlog, blocking mode left alone) and a --reuse-port one (tcp.go), a
+// unix socket (unix.go), and a socket a parent passed, by number or by
+// systemd's socket activation (activation.go), each checked to really be a
+// listening socket. The master, its workers and the external API use it;
+// none of them imports another.
 package sockets
 
 import (

@@ -48,9 +48,10 @@ const (
 	envTestHealth        = "DEMO_TEST_HEALTHCHECK" // Config.HealthcheckTimeout
 	envTestTimeout       = "DEMO_TEST_TIMEOUT"     // Config.Timeout
 	envTestStallEvery    = "DEMO_TEST_STALL_EVERY" // stallProgressEvery
-	// DEMO_TEST_LISTEN: where the master's socket comes from: "" (Listen
-	// on 127.0.0.1:0), "fd:N" (ListenFD), "systemd" (ListenSystemd),
-	// "unix:PATH" (ListenUnix) or "reuseport" (ReservePort, no Listener).
+	// DEMO_TEST_LISTEN: where the master's socket comes from, by package
+	// sockets: "" (ListenTCP on 127.0.0.1:0), "fd:N" (ListenFD), "systemd"
+	// (ListenSystemd), "unix:PATH" (ListenUnix) or "reuseport"
+	// (ReservePort, no Listener).
 	envTestListen = "DEMO_TEST_LISTEN"
 	// DEMO_TEST_ACTIVATE=1: this process plays systemd's last step before
 	// exec — it sets LISTEN_PID to its own pid and re-executes itself, so
@@ -127,7 +128,7 @@ func testMaster() int {
 	var bindArg string // reuseport: where each worker binds
 	switch src := os.Getenv(envTestListen); {
 	case src == "":
-		ln, addr, err := Listen("127.0.0.1", 0, 64)
+		ln, addr, err := sockets.ListenTCP("127.0.0.1", 0, 64)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "test master:", err)
 			return 1
@@ -135,14 +136,14 @@ func testMaster() int {
 		cfg.Listener, cfg.Addr = ln, "http://"+addr.String()
 	case strings.HasPrefix(src, "fd:"):
 		fd, _ := strconv.Atoi(strings.TrimPrefix(src, "fd:"))
-		ln, err := ListenFD(fd)
+		ln, err := sockets.ListenFD(fd)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "test master:", err)
 			return 1
 		}
 		cfg.Listener, cfg.Addr = ln, "http://"+boundAddr(ln)
 	case src == "systemd":
-		ln, name, err := ListenSystemd()
+		ln, name, err := sockets.ListenSystemd()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "test master:", err)
 			return 1
@@ -151,14 +152,14 @@ func testMaster() int {
 		cfg.Listener, cfg.Addr = ln, "http://"+boundAddr(ln)
 	case strings.HasPrefix(src, "unix:"):
 		path := strings.TrimPrefix(src, "unix:")
-		ln, err := ListenUnix(path, 64)
+		ln, err := sockets.ListenUnix(path, 64)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "test master:", err)
 			return 1
 		}
 		cfg.Listener, cfg.UnixSocket, cfg.Addr = ln, path, "unix:"+path
 	case src == "reuseport":
-		res, addr, err := ReservePort("127.0.0.1", 0)
+		res, addr, err := sockets.ReservePort("127.0.0.1", 0)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "test master:", err)
 			return 1

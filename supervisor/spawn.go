@@ -16,43 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/contract"
-	"demo/sockets"
 )
-
-// adoptListener returns a private, close-on-exec duplicate of f that
-// exec.Cmd can pass at every spawn without side effects. An *os.File from
-// net.Listener.File() switches its socket to blocking mode each time Fd() is
-// called (exec calls it at every spawn), and O_NONBLOCK belongs to the file
-// description every worker shares: a respawn would turn the other workers'
-// accept into a blocking call. The duplicate is made blocking once, before
-// any worker exists, which also keeps it out of the master's netpoller (the
-// master never accepts); each worker sets the mode it needs.
-func adoptListener(f *os.File) (*os.File, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("supervisor: listener: %w", err)
-	}
-	dup := -1
-	var opErr error
-	err = rc.Control(func(fd uintptr) {
-		if opErr = sockets.CheckListening(int(fd)); opErr != nil {
-			opErr = fmt.Errorf("%s: %w", f.Name(), opErr)
-			return
-		}
-		dup, opErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if err == nil {
-		err = opErr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("supervisor: listener: %w", err)
-	}
-	if err := unix.SetNonblock(dup, false); err != nil {
-		unix.Close(dup)
-		return nil, fmt.Errorf("supervisor: listener: %w", err)
-	}
-	return os.NewFile(uintptr(dup), f.Name()), nil
-}
 
 // workerEnv is the master's environment plus contract.EnvMasterPID, which a
 // worker checks against its parent pid.

@@ -1,5 +1,6 @@
-// Package supervisor is the master process: it binds the listening socket
-// once (or, with SO_REUSEPORT, lets each worker bind its own), starts N
+// Package supervisor is the master process: it adopts the listening socket
+// package sockets opened (or, with SO_REUSEPORT, lets each worker bind its
+// own), starts N
 // worker processes by re-executing a given executable (it never imports the
 // worker package; contract.go is the whole agreement), watches their health,
 // restarts, scales and recycles them without dropping requests, and stops
@@ -31,7 +32,8 @@ import (
 // Config describes what to supervise.
 type Config struct {
 	// Listener is the listening socket every worker accepts on (fd 3),
-	// from Listen, ListenUnix, ListenFD or ListenSystemd. Run takes
+	// from package sockets (ListenTCP, ListenUnix, ListenFD or
+	// ListenSystemd). Run takes
 	// ownership and closes it; its own copy is closed when shutdown begins
 	// (as gunicorn does), so once the workers are gone new connections are
 	// refused instead of queueing for nobody. Nil if and only if ReusePort.
@@ -39,9 +41,9 @@ type Config struct {
 	// ReusePort: there is no shared socket; each worker binds its own
 	// SO_REUSEPORT socket (its argv, from WorkerArgs, says where) and fd 3
 	// stays closed in it. The caller probes the address first with
-	// ReservePort.
+	// sockets.ReservePort.
 	ReusePort bool
-	// UnixSocket is the path ListenUnix bound, if any: Run removes it when
+	// UnixSocket is the path sockets.ListenUnix bound, if any: Run removes it when
 	// shutdown begins (and on any return), unless the file there is no
 	// longer the socket it found at start.
 	UnixSocket string

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/sockets"
 )
 
 func TestWorkersStartAndServe(t *testing.T) {
@@ -321,7 +323,7 @@ func TestRunConfigErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name != "no listener" {
-				ln, _, err := Listen("127.0.0.1", 0, 8)
+				ln, _, err := sockets.ListenTCP("127.0.0.1", 0, 8)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -5,8 +5,6 @@ import (
 	"net"
 	"strconv"
 
-	"golang.org/x/sys/unix"
-
 	"demo/sockets"
 )
 
@@ -28,13 +26,6 @@ func listenReusePort(addr string, backlog int) (int, error) {
 	if err != nil || port == 0 {
 		return -1, fmt.Errorf("--reuse-port-bind %s: needs a concrete port, every worker must bind the same one", addr)
 	}
-	fd, _, err := sockets.BindTCP(host, port, true)
-	if err != nil {
-		return -1, err
-	}
-	if err := unix.Listen(fd, backlog); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	return fd, nil
+	fd, _, err := sockets.ListenReusePort(host, port, backlog)
+	return fd, err
 }

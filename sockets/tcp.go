@@ -1,4 +1,4 @@
-package supervisor
+package sockets
 
 import (
 	"fmt"
@@ -8,20 +8,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"demo/sockets"
 )
 
-// Listen binds and listens once, the way uvicorn's master does before it
+// ListenTCP binds and listens once, the way uvicorn's master does before it
 // starts any worker, and returns the socket as an *os.File (ready to pass as
 // exec.Cmd.ExtraFiles[0]) plus the address actually bound, so port 0 yields
 // the ephemeral port. backlog is the one asked for, not net's somaxconn.
-func Listen(host string, port, backlog int) (*os.File, *net.TCPAddr, error) {
+func ListenTCP(host string, port, backlog int) (*os.File, *net.TCPAddr, error) {
 	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
 	if backlog < 1 {
 		return nil, nil, fmt.Errorf("listen %s: backlog must be at least 1, got %d", hostPort, backlog)
 	}
-	fd, addr, err := sockets.BindTCP(host, port, false)
+	fd, addr, err := BindTCP(host, port, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -39,14 +37,14 @@ func Listen(host string, port, backlog int) (*os.File, *net.TCPAddr, error) {
 // into a concrete port for the workers' argv, and keeps the port ours
 // across worker restarts. A socket that is bound but not listening is not
 // in the kernel's listening group, so it never receives a connection. Keep
-// the file open while Run runs and close it afterwards; workers do not
-// inherit it (it is close-on-exec and not in ExtraFiles).
+// the file open while the workers run and close it afterwards; they do not
+// inherit it (it is close-on-exec).
 //
 // Because SO_REUSEPORT lets any process of the same user share the port, a
 // bind alone cannot see another --reuse-port server already there; a
 // connect can, so an explicit port that accepts a connection is refused too.
 func ReservePort(host string, port int) (*os.File, *net.TCPAddr, error) {
-	fd, addr, err := sockets.BindTCP(host, port, true)
+	fd, addr, err := BindTCP(host, port, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,4 +65,25 @@ func ReservePort(host string, port int) (*os.File, *net.TCPAddr, error) {
 		}
 	}
 	return f, addr, nil
+}
+
+// ListenReusePort binds and listens on a socket of its own with
+// SO_REUSEPORT on host:port: each of the sockets bound to one address this
+// way has its own accept queue, and the kernel spreads new connections
+// across them by a hash of the client's address. It returns a raw fd
+// (close-on-exec) that the caller owns and the address bound.
+func ListenReusePort(host string, port, backlog int) (int, *net.TCPAddr, error) {
+	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
+	if backlog < 1 {
+		return -1, nil, fmt.Errorf("listen %s: backlog must be at least 1, got %d", hostPort, backlog)
+	}
+	fd, addr, err := BindTCP(host, port, true)
+	if err != nil {
+		return -1, nil, err
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("listen %s: %w", hostPort, err)
+	}
+	return fd, addr, nil
 }
