@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"io"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -233,5 +238,59 @@ func TestImportRulesNameTheForbiddenArrow(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("checkImports:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestImportGroups holds every file to the import groups of STANDARDS:
+// standard library, then third-party, then ours, each group one block.
+func TestImportGroups(t *testing.T) {
+	module := "demo"
+	if out, err := exec.Command("go", "list", "-m").Output(); err == nil {
+		module = strings.TrimSpace(string(out))
+	}
+	group := func(path string) int {
+		switch first, _, _ := strings.Cut(path, "/"); {
+		case path == module || strings.HasPrefix(path, module+"/"):
+			return 2
+		case strings.Contains(first, "."):
+			return 1
+		}
+		return 0
+	}
+	names := [...]string{"standard library", "third-party", "ours"}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != "." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		prevGroup, prevLine := -1, 0
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			g, line := group(p), fset.Position(imp.Pos()).Line
+			switch blank := line > prevLine+1; {
+			case prevGroup < 0:
+			case g < prevGroup:
+				t.Errorf("%s:%d: import %s (%s) comes after %s imports", path, line, p, names[g], names[prevGroup])
+			case g == prevGroup && blank:
+				t.Errorf("%s:%d: %s imports split by a blank line", path, line, names[g])
+			case g != prevGroup && !blank:
+				t.Errorf("%s:%d: no blank line between %s and %s imports", path, line, names[prevGroup], names[g])
+			}
+			prevGroup, prevLine = g, fset.Position(imp.End()).Line
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,9 +2,10 @@ package supervisor
 
 import (
 	"context"
-	"demo/contract"
 	"errors"
 	"time"
+
+	"demo/contract"
 )
 
 // WorkerStatus is one worker process as the master sees it at one moment.

@@ -9,9 +9,9 @@ import (
 	"net/netip"
 	"time"
 
-	"demo/eventloop"
-
 	"golang.org/x/sys/unix"
+
+	"demo/eventloop"
 )
 
 // state is where a call is. Transitions only move forward:

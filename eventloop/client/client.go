@@ -19,9 +19,9 @@ import (
 	"strings"
 	"time"
 
-	"demo/eventloop"
-
 	"golang.org/x/sys/unix"
+
+	"demo/eventloop"
 )
 
 const (

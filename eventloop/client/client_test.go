@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"demo/eventloop"
-
 	"golang.org/x/sys/unix"
+
+	"demo/eventloop"
 )
 
 // TestMain warms up what the Go runtime opens once and keeps (the netpoller's
