@@ -104,9 +104,9 @@ func Probe(ctx context.Context, url string, interval, timeout time.Duration, sta
 
 // probeProcess is `demo bench probe` running as a child: its goroutines
 // are scheduled apart from the bench's, which during the capacity burst
-// has thousands of its own. Probes from inside the bench saw up to
-// 120–200 ms where a probe process of its own saw at most ≈ 20 ms: the
-// bench's scheduler, not the worker, was slow.
+// has thousands of its own. Probes from inside the bench queued behind
+// those and measured the bench's scheduler, not the worker
+// (docs/performance.md, optimisation 9).
 type probeProcess struct {
 	c *childproc.Child
 }

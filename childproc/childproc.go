@@ -41,8 +41,9 @@ type Spec struct {
 	// matches (that line is kept): from then on the output is read in large
 	// chunks and dropped, all but its last tailBytes, which Tail and error
 	// messages quote. A server under load may log 100,000 lines a second,
-	// and keeping each with its time cost the reader ≈ 6 % of a core — on
-	// the cores the server is being measured on.
+	// and keeping each with its time costs the reader a share of a core —
+	// on the cores the server is being measured on (docs/performance.md,
+	// optimisation 9).
 	DrainAfter *regexp.Regexp
 }
 

@@ -55,8 +55,9 @@ type watchdog struct {
 // step brackets every callback (the Loop's Step hook, loop goroutine). It
 // reads the clock once per callback, at its end: a callback begins when
 // the one before it ended or, first after epoll_wait, when that returned
-// (the loop's Now) — the loop does next to nothing in between. At 0.03 µs
-// a read, on a 10 µs request, the second read was 0.3 %.
+// (the loop's Now) — the loop does next to nothing in between, and a
+// second clock read per callback was a measurable share of a short
+// request (docs/performance.md, optimisation 8).
 func (w *watchdog) step(begin bool) {
 	if begin {
 		w.seq.Add(1)
