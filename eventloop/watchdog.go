@@ -2,7 +2,9 @@ package eventloop
 
 import (
 	"bytes"
+	"path"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,7 +25,6 @@ type Stall struct {
 type WatchConfig struct {
 	Threshold time.Duration // a callback running longer is a stall; asyncio's slow_callback_duration is 100ms
 	Repeat    time.Duration // while a stall lasts, report again at most this often (default 5s)
-	Prefix    string        // frames whose function starts with Prefix are the project's, e.g. "demo/"
 	// Report receives each stall: once at Threshold and every Repeat after
 	// (from the watchdog goroutine, while the loop is still blocked), and
 	// once when it ends (from the loop goroutine, with Done set).
@@ -94,7 +95,7 @@ func (w *watchdog) run() {
 			}
 			culprit := ""
 			if seq != warned {
-				culprit = culpritOf(goroutineStack(w.loop.gid.Load()), w.cfg.Prefix)
+				culprit = culpritOf(goroutineStack(w.loop.gid.Load()), projectPrefix, loopPrefix)
 			}
 			warned, lastReport = seq, now
 			w.cfg.Report(Stall{Label: w.loop.Label(), Duration: d, Culprit: culprit})
@@ -137,10 +138,47 @@ func goroutineStack(gid int64) string {
 	return ""
 }
 
-// culpritOf reduces a goroutine's stack to the project's own frames (not the
-// loop's machinery) and the call the innermost of them is blocked in:
+// The watchdog tells the project's frames from others, and the loop's own
+// machinery from both, by the names the runtime prints, found at run time
+// so that packages can move: loopPrefix is this package's import path
+// ("demo/eventloop."), projectPrefix the path of the module it belongs to
+// ("demo/").
+var (
+	loopPrefix    = thisPackage() + "."
+	projectPrefix = moduleOf(thisPackage()) + "/"
+)
+
+// thisPackage returns this package's import path, from the name of one of
+// its functions ("demo/eventloop.thisPackage").
+func thisPackage() string {
+	pc, _, _, _ := runtime.Caller(0)
+	fn := runtime.FuncForPC(pc).Name()
+	slash := strings.LastIndexByte(fn, '/')
+	return fn[:slash+1+strings.IndexByte(fn[slash+1:], '.')]
+}
+
+// moduleOf returns the path of the module that holds package pkg, by the
+// binary's build information; without it, pkg's parent directory.
+func moduleOf(pkg string) string {
+	mod := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
+			if m.Path != "" && len(m.Path) > len(mod) && (pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) {
+				mod = m.Path
+			}
+		}
+	}
+	if mod == "" {
+		mod = path.Dir(pkg)
+	}
+	return mod
+}
+
+// culpritOf reduces a goroutine's stack to the project's own frames, those
+// whose function starts with project, but not the loop's machinery (loop),
+// and the call the innermost of them is blocked in:
 // "worker.(*app).mixed → worker.(*app).blockingGet → net/http.(*Client).Do".
-func culpritOf(stack, prefix string) string {
+func culpritOf(stack, project, loop string) string {
 	var funcs []string // innermost first, as the runtime prints them
 	lines := strings.Split(stack, "\n")
 	for i := 1; i < len(lines); i++ {
@@ -155,20 +193,19 @@ func culpritOf(stack, prefix string) string {
 	}
 	// The chain starts below the innermost loop machinery frame: what ran
 	// the loop (worker.Run) is not what blocks it.
-	machinery := prefix + "eventloop."
 	var chain []string // outermost first
 	innermost := -1
 	for i := len(funcs) - 1; i >= 0; i-- {
 		switch {
-		case strings.HasPrefix(funcs[i], machinery):
+		case strings.HasPrefix(funcs[i], loop):
 			chain, innermost = chain[:0], -1
-		case strings.HasPrefix(funcs[i], prefix):
-			chain = append(chain, strings.TrimPrefix(funcs[i], prefix))
+		case strings.HasPrefix(funcs[i], project):
+			chain = append(chain, strings.TrimPrefix(funcs[i], project))
 			innermost = i
 		}
 	}
 	if innermost > 0 {
-		chain = append(chain, strings.TrimPrefix(funcs[innermost-1], prefix))
+		chain = append(chain, strings.TrimPrefix(funcs[innermost-1], project))
 	}
 	return strings.Join(chain, " → ")
 }

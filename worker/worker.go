@@ -181,7 +181,7 @@ func Run(cfg Config) error {
 	app := newApp(loop, cfg, log, status)
 	app.listener = ln
 	if cfg.SlowCallback > 0 {
-		loop.Watch(eventloop.WatchConfig{Threshold: cfg.SlowCallback, Prefix: "demo/", Report: app.reportStall})
+		loop.Watch(eventloop.WatchConfig{Threshold: cfg.SlowCallback, Report: app.reportStall})
 	}
 	srvCfg := app.serverConfig()
 	srvCfg.ExclusiveListener = ln.owned
