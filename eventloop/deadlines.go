@@ -5,10 +5,11 @@ import (
 	"time"
 )
 
-// lingerTimeout bounds how long a connection that was answered with an
-// error drains input after shutdown(SHUT_WR). Closing a socket with
-// unread input sends RST, which can destroy the error response before
-// the client reads it; net/http and nginx linger for the same reason.
+// lingerTimeout bounds how long a connection whose client may still be
+// sending (a rejected request, or requests pipelined behind the last
+// answer) drains input after shutdown(SHUT_WR). Closing a socket with
+// unread input sends RST, which can destroy the last response before the
+// client reads it; net/http and nginx linger for the same reason.
 const lingerTimeout = 500 * time.Millisecond
 
 // The connection's clocks. setState starts and stops them as the state
