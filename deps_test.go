@@ -37,6 +37,8 @@ var importRules = []importRule{
 	only("control"), // `demo status` renders the master's JSON alone
 	only("contract"),
 	only("sockets"),
+	// Logging is a library every role's main sets up; it knows no role.
+	only("logs"),
 	// Tools run the binary and read what it prints; no server internals.
 	only("experiment", "childproc", "contract"),
 	never("bench", serverInternals...),
