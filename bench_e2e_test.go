@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -44,6 +45,7 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 	out, stderr, code := runDemo(t, 90*time.Second, "bench",
 		"--scenarios", "throughput,pipelined,capacity,scaling,startup,costs",
 		"--duration", "300ms", "--warmup", "0s", "--connections", "4", "--load", "go", "--uvicorn=false",
+		"--nginx-bin", "/nonexistent/nginx", "--fasthttp=false", // TestBenchMeasuresPeers runs them
 		"--capacity", "50", "--delay", "100ms", "--probe-interval", "20ms", "--rounds", "1",
 		"--new-conns", "60", "--new-conns-over", "200ms")
 	if code != 0 {
@@ -113,11 +115,124 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 	// Start-up, costs and the target summary.
 	for _, s := range []string{"serve --workers 4: spawn → `running on`", "SIGKILLed worker → replacement answers",
 		"Costs: everything on (access log + blocked-loop detector", "request ids are made only by the app's / paths",
-		"scaling [shared]: connections spread evenly", "Targets (issue 5):"} {
+		"scaling [shared]: connections spread evenly", "Targets: "} {
 		if !strings.Contains(out, s) {
 			t.Errorf("report lacks %q", s)
 		}
 	}
+
+	// The peers it could not run, each with the reason; the targets against
+	// them are not measured rather than missed.
+	for _, re := range []string{
+		`(?m)^  nginx\s+could not run: not installed: no /nonexistent/nginx \(apt-get install nginx\)$`,
+		`(?m)^  fasthttp\s+could not run: not asked for \(--fasthttp=false\)$`,
+		`(?m)^  uvicorn\s+could not run: not asked for \(--uvicorn=false\)$`,
+		`(?m)^  –  keep-alive: demo ×1 ≥ 1\.0× nginx .*not measured: nginx .*did not run$`,
+		`(?m)^Targets: \d+ of \d+ met; 3 not measured \(a peer did not run\)$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("report lacks a line matching %s", re)
+		}
+	}
+	if strings.Contains(strings.ToLower(out), "issue") {
+		t.Errorf("the report names an issue")
+	}
+}
+
+// The peers, when this machine has them: nginx when installed, fasthttp
+// when its modules can be had within a minute. Each gets its rows, demo ÷
+// each is printed, and the targets against them are judged.
+func TestBenchMeasuresPeers(t *testing.T) {
+	var want []string
+	nginx := "nginx"
+	if _, err := exec.LookPath(nginx); err != nil {
+		nginx = "/usr/sbin/nginx" // Debian's, off a non-root user's PATH
+	}
+	_, err := exec.LookPath(nginx)
+	hasNginx := err == nil
+	if hasNginx {
+		want = append(want, "nginx ×1")
+	} else {
+		t.Log("nginx: not installed (apt-get install nginx): its part of the test is skipped")
+	}
+	hasFasthttp := fasthttpModules(t)
+	if hasFasthttp {
+		want = append(want, "fasthttp GOMAXPROCS=1")
+	}
+	if len(want) == 0 {
+		t.Skip("neither nginx nor the fasthttp peer can run here")
+	}
+	out, stderr, code := runDemo(t, 4*time.Minute, "bench", "--scenarios", "throughput,pipelined",
+		"--duration", "300ms", "--warmup", "0s", "--connections", "4", "--load", "go", "--uvicorn=false",
+		"--nginx="+strconv.FormatBool(hasNginx), "--nginx-bin", nginx, "--fasthttp="+strconv.FormatBool(hasFasthttp))
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	t.Logf("report:\n%s", out)
+	for _, peer := range want {
+		q := regexp.QuoteMeta(peer)
+		for _, re := range []string{
+			// A row per load, every request answered, none failed.
+			`(?m)^keep-alive\s+` + q + `\s+[1-9][\d,]*\s.*\s0\s+0$`,
+			`(?m)^pipelined ×16\s+` + q + `\s+[1-9][\d,]*\s.*\s0\s+0$`,
+			// Its version in the header.
+			`(?m)^  ` + q + `\s+(nginx \d+\.\d+\.\d+ |fasthttp v\d+\.\d+\.\d+ \(go)`,
+		} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("%s: report lacks a line matching %s", peer, re)
+			}
+		}
+		// demo ÷ the peer, in its column of the peers table.
+		if !strings.Contains(out, "demo async ×1 ÷ each peer") {
+			t.Errorf("no demo ÷ peer section")
+		}
+	}
+	head := regexp.MustCompile(`(?m)^  scenario\s+(.+)$`).FindStringSubmatch(out)
+	ratios := regexp.MustCompile(`(?m)^  (keep-alive|pipelined ×16)\s+((?:[\d.]+×|-)(?:\s+(?:[\d.]+×|-))*)$`).FindAllStringSubmatch(out, -1)
+	if head == nil || len(ratios) != 2 {
+		t.Fatalf("no demo ÷ peer table (head %q, rows %q)", head, ratios)
+	}
+	for _, r := range ratios {
+		if n := len(strings.Fields(r[2])); n != 1+len(want) || strings.Contains(r[2], "-") {
+			t.Errorf("%s: ratios %q; want one for net/http and each of %v", r[1], r[2], want)
+		}
+	}
+	targets := map[string]bool{
+		`keep-alive: demo ×1 ≥ 1\.0× nginx`: hasNginx, `keep-alive: demo ×1 ≥ 1\.2× fasthttp`: hasFasthttp,
+		`pipelined: demo ×1 ≥ 0\.8× fasthttp`: hasFasthttp,
+	}
+	for re, judged := range targets {
+		mark := "[✓✗]"
+		if !judged {
+			mark = "–"
+		}
+		if !regexp.MustCompile(`(?m)^  ` + mark + `  ` + re).MatchString(out) {
+			t.Errorf("target %s: want it marked %s", re, mark)
+		}
+	}
+	if !regexp.MustCompile(`bytes per /healthcheck response \(status line, headers, body\): demo async ×1 137, `).MatchString(out) {
+		t.Errorf("no bytes-per-response line")
+	}
+}
+
+// fasthttpModules reports whether the fasthttp peer can be built here: a go
+// command, and its modules from the module proxy (or the module cache)
+// within a minute.
+func fasthttpModules(t *testing.T) bool {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Log("fasthttp: no go command on PATH: its part of the test is skipped")
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "mod", "download")
+	cmd.Dir = "bench/peers/fasthttp"
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Logf("fasthttp: its modules cannot be had (%v: %s): its part of the test is skipped", err, strings.TrimSpace(string(out)))
+		return false
+	}
+	return true
 }
 
 // The probe process prints one JSON line of results when told to stop.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,11 +22,13 @@ import (
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
-		Usage: "measure demo against net/http (and Uvicorn when installed) and print ratios",
+		Usage: "measure demo against net/http (and nginx, fasthttp and Uvicorn when available) and print ratios",
 		Description: "Starts its own servers on free 127.0.0.1 ports — `demo serve --mode async`, a minimal\n" +
-			"net/http server with GOMAXPROCS=1 and, when python3 can import uvicorn and fastapi, Uvicorn —\n" +
-			"loads them with wrk (when on PATH) or a Go load generator, reads each server's CPU time\n" +
-			"from /proc and prints one table with ratios against net/http from the same run.\n\n" +
+			"net/http server with GOMAXPROCS=1 and the peers it can run: nginx with one worker process when\n" +
+			"installed, fasthttp with GOMAXPROCS=1 (built with the go command from " + bench.FasthttpDir + "),\n" +
+			"Uvicorn when python3 can import uvicorn and fastapi — loads them with wrk (when on PATH) or\n" +
+			"a Go load generator, reads each server's CPU time from /proc and prints one table with\n" +
+			"ratios against net/http and each peer from the same run, and which peers it could not run.\n\n" +
 			"Scenarios: throughput (keep-alive /healthcheck), pipelined, capacity (one async worker\n" +
 			"holding --capacity slow requests), scaling (--workers 2 against 1, for each way of sharing\n" +
 			"the port), startup (ready and worker replacement times), costs (access log and blocked-loop\n" +
@@ -45,6 +48,10 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "load-procs", Value: 1, Usage: "GOMAXPROCS of the bench while the Go generator runs (0: all CPUs)"},
 			&cli.BoolFlag{Name: "uvicorn", Value: true, Usage: "also measure Uvicorn + FastAPI when installed (--uvicorn=false skips it)"},
 			&cli.StringFlag{Name: "python", Value: "python3,/usr/bin/python3", Usage: "comma-separated interpreters to look for uvicorn in"},
+			&cli.BoolFlag{Name: "nginx", Value: true, Usage: "also measure nginx (one worker process) when installed (--nginx=false skips it)"},
+			&cli.StringFlag{Name: "nginx-bin", Value: "nginx,/usr/sbin/nginx", Usage: "comma-separated names or paths to look for nginx as"},
+			&cli.BoolFlag{Name: "fasthttp", Value: true, Usage: "also measure fasthttp (GOMAXPROCS=1), built with the go command from " + bench.FasthttpDir + " (--fasthttp=false skips it)"},
+			&cli.StringFlag{Name: "fasthttp-src", Usage: "the fasthttp peer's module directory (default: " + bench.FasthttpDir + " in the working directory or beside the demo binary)"},
 			&cli.IntFlag{Name: "capacity", Value: 10000, Usage: "capacity: concurrent GET /all-async requests, each on its own connection (0 skips)"},
 			&cli.DurationFlag{Name: "delay", Value: time.Second, Usage: "capacity: demo external's delay per call"},
 			&cli.IntFlag{Name: "calls", Value: 2, Usage: "capacity: sequential external calls per request"},
@@ -52,7 +59,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "new-conns", Value: 3000, Usage: "scaling: new connections, one request each, arriving steadily, to see how each setup spreads them (0 skips)"},
 			&cli.DurationFlag{Name: "new-conns-over", Value: 2 * time.Second, Usage: "scaling: how long the arrival of --new-conns takes"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "startup: measurements of start-up and worker replacement"},
-			&cli.BoolFlag{Name: "check", Usage: "exit 1 when a target of issue 5 is missed"},
+			&cli.BoolFlag{Name: "check", Usage: "exit 1 when a target is missed (one against a peer that could not run is not measured, and does not count)"},
 		},
 		Action: runBench,
 	}
@@ -79,6 +86,11 @@ func runBench(c *cli.Context) error {
 		Repeat:        c.Int("repeat"),
 		Uvicorn:       c.Bool("uvicorn"),
 		Pythons:       strings.Split(c.String("python"), ","),
+		Nginx:         c.Bool("nginx"),
+		NginxBins:     strings.Split(c.String("nginx-bin"), ","),
+		Fasthttp:      c.Bool("fasthttp"),
+		FasthttpSrc:   c.String("fasthttp-src"),
+		CacheDir:      benchCacheDir(),
 		Capacity:      c.Int("capacity"),
 		Delay:         c.Duration("delay"),
 		Calls:         c.Int("calls"),
@@ -104,6 +116,16 @@ func runBench(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("bench: %d target(s) missed", len(rep.Missed)), exitError)
 	}
 	return nil
+}
+
+// benchCacheDir is where the bench keeps the peers it builds (fasthttp)
+// between runs: the user's cache directory, or none (build every run).
+func benchCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "demo", "bench")
 }
 
 // benchProbeCommand is the probe process of the capacity scenario: the

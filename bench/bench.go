@@ -1,6 +1,7 @@
 // Package bench is `demo bench`: it starts the servers it compares — demo's
 // event-loop worker, a minimal net/http server with GOMAXPROCS=1 (the
-// baseline) and Uvicorn when installed — on free 127.0.0.1 ports, loads
+// baseline) and, when available, the peers nginx, fasthttp and Uvicorn — on
+// free 127.0.0.1 ports, loads
 // them with wrk or its own bounded Go load generator, reads each server's
 // CPU time and memory from /proc, and prints one table of absolute numbers
 // and ratios against the baseline measured in the same run. The machine is
@@ -66,6 +67,13 @@ type Config struct {
 
 	Uvicorn bool     // compare with Uvicorn when it is installed
 	Pythons []string // interpreters to look for uvicorn in, in order
+
+	Nginx     bool     // compare with nginx when it is installed
+	NginxBins []string // names or paths to look for nginx as, in order
+
+	Fasthttp    bool   // compare with fasthttp, built from its own module with the go command
+	FasthttpSrc string // that module's directory; "" looks for FasthttpDir in the working directory, then beside Bin
+	CacheDir    string // where built peers are kept between runs; "" builds into the scratch directory every run
 
 	Capacity      int           // concurrent GET /all-async, each its own connection
 	Delay         time.Duration // demo external's delay in the capacity scenario
@@ -155,10 +163,12 @@ func (c *Config) Validate() error {
 
 func (c *Config) has(s string) bool { return slices.Contains(c.Scenarios, s) }
 
-// Report is what a run measured. Missed lists the issue's targets the run
-// did not meet; the table shows them too.
+// Report is what a run measured. Missed lists the targets the run did not
+// meet; the table shows them too. A target against a peer that could not run
+// is neither met nor missed: Unmeasured lists it.
 type Report struct {
-	Missed []string
+	Missed     []string
+	Unmeasured []string
 }
 
 // runner holds one run's state; every method runs on Run's goroutine
@@ -179,6 +189,10 @@ type runner struct {
 	startup  *startupResult
 	notes    []string
 	targets  [][3]string // mark, what, measured: filled by render
+
+	missing   []peerMiss        // peers that could not run, and why
+	versions  map[string]string // row name → what ran, with versions
+	wireBytes map[string]int    // row name → bytes of its /healthcheck response
 }
 
 // Run runs the configured scenarios and writes the report to cfg.Out. It
@@ -200,7 +214,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(scratch)
-	r := &runner{cfg: cfg, scratch: scratch}
+	r := &runner{cfg: cfg, scratch: scratch, versions: map[string]string{}, wireBytes: map[string]int{}}
 	r.log = func(format string, args ...any) { fmt.Fprintf(cfg.Log, "bench: "+format+"\n", args...) }
 	if err := r.pickLoad(); err != nil {
 		return Report{}, err

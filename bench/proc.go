@@ -48,6 +48,33 @@ func parseStatCPU(stat string) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / userHZ, nil
 }
 
+// startTime is when pid started, in clock ticks since boot (field 22 of
+// /proc/<pid>/stat): with the pid, it names one process, whatever process
+// later gets the same pid. A process that has exited (a zombie waiting for
+// its parent) is an error, as one that is gone.
+func startTime(pid int) (uint64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("start time of %d: %w", pid, err)
+	}
+	return parseStatStart(string(raw))
+}
+
+func parseStatStart(stat string) (uint64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat line")
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 20 {
+		return 0, errors.New("short /proc stat line")
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return 0, errors.New("exited")
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
 // statusKiB reads a "Key:   1234 kB" field of /proc/<pid>/status, e.g.
 // VmRSS or VmHWM (peak resident set size).
 func statusKiB(pid int, key string) (int64, error) {

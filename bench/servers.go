@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"demo/childproc"
@@ -19,28 +20,31 @@ import (
 
 // server is one server under test, started by the bench.
 type server struct {
-	name    string // for the table: "demo async ×1"
-	kind    string // "demo", "baseline" or "uvicorn"
-	proc    *childproc.Child
-	url     string // http://127.0.0.1:PORT
-	port    int
-	extraW  bool   // demo: the master's children are its workers
-	control string // demo: the master's control socket (per-worker request counts)
+	name     string // for the table: "demo async ×1"
+	kind     string // "demo", "baseline", "nginx", "fasthttp" or "uvicorn"
+	proc     *childproc.Child
+	url      string // http://127.0.0.1:PORT
+	port     int
+	children bool   // demo, nginx: the master's children are its workers
+	control  string // demo: the master's control socket (per-worker request counts)
+
+	kids map[int]uint64 // nginx: its workers seen so far, by pid, with their start times
 }
 
-// pids lists the processes whose CPU time is the server's: for demo the
-// master and its workers, otherwise the one process.
+// pids lists the processes whose CPU time is the server's: for demo and
+// nginx the master and its workers, otherwise the one process.
 func (s *server) pids() []int {
 	pids := []int{s.proc.PID()}
-	if s.extraW {
+	if s.children {
 		pids = append(pids, childPids(s.proc.PID())...)
 	}
 	return pids
 }
 
-// workers lists demo's worker pids (none for the others).
+// workers lists demo's worker pids, whose connections the scaling scenario
+// counts (none for the others).
 func (s *server) workers() []int {
-	if !s.extraW {
+	if s.kind != "demo" {
 		return nil
 	}
 	w := childPids(s.proc.PID())
@@ -48,7 +52,53 @@ func (s *server) workers() []int {
 	return w
 }
 
-func (s *server) stop() error { return s.proc.Stop(10 * time.Second) }
+// noteWorkers records the master's children as they are now, with their
+// start times, for stop: nginx's workers, unlike demo's, do not die with
+// their master.
+func (s *server) noteWorkers() {
+	if s.kind != "nginx" {
+		return
+	}
+	if s.kids == nil {
+		s.kids = map[int]uint64{}
+	}
+	for _, pid := range childPids(s.proc.PID()) {
+		if start, err := startTime(pid); err == nil {
+			s.kids[pid] = start
+		}
+	}
+}
+
+// stop stops the server. A worker of nginx's still there once its master
+// is gone (the master was killed) is killed too, and said to have been.
+func (s *server) stop() error {
+	s.noteWorkers()
+	var err error
+	select {
+	case <-s.proc.Exited():
+		// The master is gone already: a worker left behind holds its
+		// output open, which Stop would wait for.
+		err = s.killLeftovers()
+	default:
+	}
+	return errors.Join(err, s.proc.Stop(10*time.Second), s.killLeftovers())
+}
+
+// killLeftovers kills the workers noted that outlived their master.
+func (s *server) killLeftovers() error {
+	var err error
+	for pid, start := range s.kids {
+		// The start time tells a leftover worker from a new process that
+		// got its pid.
+		if now, serr := startTime(pid); serr == nil && now == start {
+			if kerr := syscall.Kill(pid, syscall.SIGKILL); kerr == nil {
+				err = errors.Join(err, fmt.Errorf("%s: worker %d outlived its master: killed", s.name, pid))
+			}
+		}
+		delete(s.kids, pid)
+	}
+	return err
+}
 
 // lastLines quotes the end of a server's output, for an error message.
 func (s *server) lastLines() string {
@@ -117,7 +167,7 @@ func newServer(name, kind string, p *childproc.Child, rawURL string, workers boo
 		_ = p.Stop(time.Second)
 		return nil, fmt.Errorf("%s: bad URL %q: %w", name, rawURL, err)
 	}
-	return &server{name: name, kind: kind, proc: p, url: rawURL, port: port, extraW: workers}, nil
+	return &server{name: name, kind: kind, proc: p, url: rawURL, port: port, children: workers}, nil
 }
 
 // uvicornApp is the FastAPI app the bench runs under Uvicorn: the same
@@ -135,9 +185,10 @@ async def healthcheck():
 
 // pythonFlavour is a Python that can run the Uvicorn baseline.
 type pythonFlavour struct {
-	python string // interpreter path
-	loop   string // "uvloop" or "asyncio"
-	http   string // "httptools" or "h11"
+	python   string // interpreter path
+	loop     string // "uvloop" or "asyncio"
+	http     string // "httptools" or "h11"
+	versions string // "uvicorn 0.17.6, fastapi 0.92.0, ..."
 }
 
 func (f pythonFlavour) name() string { return "uvicorn " + f.loop + "+" + f.http + " ×1" }
@@ -168,12 +219,31 @@ func findUvicorn(ctx context.Context, candidates []string) (pythonFlavour, strin
 		if imports(path, "httptools") {
 			f.http = "httptools"
 		}
+		f.versions = pythonVersions(ctx, path, "uvicorn", "fastapi", f.loop, f.http)
 		return f, ""
 	}
 	if len(tried) == 0 {
 		return pythonFlavour{}, "no python3 found"
 	}
 	return pythonFlavour{}, fmt.Sprintf("uvicorn/fastapi not importable by %v (apt-get install python3-uvicorn python3-fastapi python3-uvloop python3-httptools)", tried)
+}
+
+// pythonVersions lists the modules' versions ("uvicorn 0.17.6, ..."),
+// leaving out the standard library's (asyncio) and any it cannot tell.
+func pythonVersions(ctx context.Context, python string, modules ...string) string {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	const script = `import importlib, sys
+for m in sys.argv[1:]:
+    v = getattr(importlib.import_module(m), "__version__", None)
+    if v:
+        print(m, v)
+`
+	out, err := exec.CommandContext(ctx, python, append([]string{"-c", script}, modules...)...).Output()
+	if err != nil {
+		return "uvicorn (versions unknown)"
+	}
+	return strings.Join(strings.Split(strings.TrimSpace(string(out)), "\n"), ", ")
 }
 
 // startUvicorn runs the FastAPI app under one Uvicorn process. The bench
@@ -183,19 +253,14 @@ func startUvicorn(ctx context.Context, f pythonFlavour, scratch string) (*server
 	if err := os.WriteFile(filepath.Join(scratch, "bench_app.py"), []byte(uvicornApp), 0o644); err != nil {
 		return nil, fmt.Errorf("uvicorn app: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ls, err := listenInherited()
 	if err != nil {
 		return nil, fmt.Errorf("uvicorn socket: %w", err)
 	}
-	defer ln.Close()
-	file, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		return nil, fmt.Errorf("uvicorn socket: %w", err)
-	}
-	defer file.Close() // the child has its own copy once started
+	defer ls.Close() // the child has its own copy once started
 	name := f.name()
 	p, _, err := startReady(ctx, childproc.Spec{
-		Name: name, Path: f.python, Dir: scratch, ExtraFiles: []*os.File{file},
+		Name: name, Path: f.python, Dir: scratch, ExtraFiles: []*os.File{ls.file},
 		Args: []string{"-m", "uvicorn", "bench_app:app", "--fd", "3", "--no-access-log",
 			"--loop", f.loop, "--http", f.http, "--log-level", "info"},
 		Env: []string{"PYTHONDONTWRITEBYTECODE=1"},
@@ -203,7 +268,7 @@ func startUvicorn(ctx context.Context, f pythonFlavour, scratch string) (*server
 	if err != nil {
 		return nil, err
 	}
-	return newServer(name, "uvicorn", p, "http://"+ln.Addr().String(), false)
+	return newServer(name, "uvicorn", p, ls.url, false)
 }
 
 // startExternal runs `demo external` with the given delay.

@@ -79,7 +79,7 @@ type target struct {
 
 // Row names of demo's configurations.
 const (
-	demoOne    = "demo async ×1"         // --no-access-log, detector on: issue target 1's configuration
+	demoOne    = "demo async ×1"         // --no-access-log, detector on: the configuration the keep-alive targets name
 	demoAllOn  = "demo async ×1 all on"  // access log + detector: demo serve's defaults
 	demoAllOff = "demo async ×1 all off" // --no-access-log --slow-callback 0
 )
@@ -119,14 +119,11 @@ func (r *runner) runThroughput(ctx context.Context) error {
 			target{name: demoAllOn, start: demo(demoAllOn, 1), keepAlive: true},
 			target{name: demoAllOff, start: demo(demoAllOff, 1, "--no-access-log", "--slow-callback", "0"), keepAlive: true})
 	}
-	if c.Uvicorn && (c.has(Throughput) || c.has(Pipelined)) {
-		if f, why := findUvicorn(ctx, c.Pythons); why != "" {
-			r.notes = append(r.notes, "uvicorn: skipped: "+why)
-		} else {
-			targets = append(targets, target{name: f.name(), start: func(ctx context.Context) (*server, error) { return startUvicorn(ctx, f, r.scratch) },
-				keepAlive: c.has(Throughput), pipelined: c.has(Pipelined), optional: true})
-		}
+	peers, err := r.peerTargets(ctx)
+	if err != nil {
+		return err
 	}
+	targets = append(targets, peers...)
 	if c.has(Scaling) {
 		exclusive := serveHasFlag(ctx, c.Bin, "--epoll-exclusive")
 		if !exclusive {
@@ -190,10 +187,16 @@ func (r *runner) measureTargets(ctx context.Context, targets []target) (err erro
 		case err == nil:
 			up, upTargets = append(up, s), append(upTargets, t)
 		case t.optional && ctx.Err() == nil:
-			// Uvicorn is a guest: its trouble is worth a note, not the run.
-			r.notes = append(r.notes, fmt.Sprintf("%s: %v", t.name, err))
+			// A peer is a guest: its trouble is reported, and the run goes on.
+			r.missPeer(t.name, "did not start: "+err.Error())
 		default:
 			return fmt.Errorf("start %s: %w", t.name, err)
+		}
+	}
+	for _, s := range up {
+		// What each sends back differs by a header or two: say how much.
+		if n, err := responseBytes(ctx, s.url); err == nil {
+			r.wireBytes[s.name] = n
 		}
 	}
 	type key struct {
@@ -211,7 +214,7 @@ func (r *runner) measureTargets(ctx context.Context, targets []target) (err erro
 				m, err := r.measure(ctx, s, l.label, l.pipeline)
 				if err != nil {
 					if upTargets[i].optional && ctx.Err() == nil {
-						r.notes = append(r.notes, fmt.Sprintf("%s, %s: %v", s.name, l.label, err))
+						r.missPeer(s.name, fmt.Sprintf("failed under %s load: %v", l.label, err))
 						failed[i] = true
 						continue
 					}
