@@ -152,6 +152,8 @@ func (c *Config) Validate() error {
 		return errors.New("--new-conns-over must be positive and at most 1m")
 	case c.Rounds < 1 || c.Rounds > maxRounds:
 		return fmt.Errorf("--rounds must be 1 to %d", maxRounds)
+	case c.Nginx && strings.TrimSpace(strings.Join(c.NginxBins, "")) == "":
+		return errors.New("--nginx-bin: no name or path to look for nginx as (--nginx=false skips it)")
 	}
 	for _, s := range c.Scenarios {
 		if !slices.Contains(AllScenarios, s) {

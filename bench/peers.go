@@ -23,10 +23,20 @@ type peerMiss struct {
 	peer, why string
 }
 
-// missPeer records that peer could not run. Only the first line of why is
-// kept: the report has one line per peer.
+// missPeer records that peer could not run. The report has one line per
+// peer: why's first line and, when why quotes the peer's output after it,
+// that output's last line, which is where a server says what went wrong.
 func (r *runner) missPeer(peer, why string) {
-	r.missing = append(r.missing, peerMiss{peer: peer, why: firstLine(why)})
+	r.missing = append(r.missing, peerMiss{peer: peer, why: summary(why)})
+}
+
+func summary(s string) string {
+	first := firstLine(s)
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if last := strings.TrimSpace(lines[len(lines)-1]); len(lines) > 1 && last != "" {
+		return first + " … " + last
+	}
+	return first
 }
 
 // firstLine is s up to its first line break, trimmed.
@@ -84,7 +94,10 @@ func waitHealthy(ctx context.Context, s *server, timeout time.Duration) error {
 		}
 		select {
 		case <-s.proc.Exited():
-			return fmt.Errorf("%s: %w", s.name, s.proc.ExitErr())
+			if err := s.proc.ExitErr(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%s exited%s", s.name, s.lastLines())
 		case <-ctx.Done():
 			if err := context.Cause(ctx); !errors.Is(err, context.DeadlineExceeded) {
 				return err

@@ -448,3 +448,29 @@ func skipUnlessFasthttpModules(t *testing.T, src string) {
 		t.Skipf("the fasthttp peer's modules cannot be had (%v): %s", err, firstLine(string(out)))
 	}
 }
+
+// An nginx that will not start: the one line the report gives it quotes
+// what nginx said.
+func TestNginxThatWillNotStartSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "nginx")
+	script := "#!/bin/sh\n" +
+		`if [ "$1" = -V ]; then echo "nginx version: nginx/1.22.1" >&2; exit 0; fi` + "\n" +
+		`echo 'nginx: [emerg] unknown directive "keepalive_requests" in nginx.conf:12' >&2` + "\n" +
+		"exit 1\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n, why := findNginx(context.Background(), []string{fake})
+	if why != "" {
+		t.Fatal(why)
+	}
+	_, err := startNginx(context.Background(), n, dir, nginxName, 4, false)
+	if err == nil {
+		t.Fatal("started")
+	}
+	got := summary(err.Error())
+	if !strings.HasPrefix(got, nginxName+": exit status 1") || !strings.HasSuffix(got, `… nginx: [emerg] unknown directive "keepalive_requests" in nginx.conf:12`) {
+		t.Errorf("summary %q", got)
+	}
+}
