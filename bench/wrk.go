@@ -36,8 +36,8 @@ request = function()
 end
 `
 
-// runWrk runs wrk against cfg.url (-t1: one thread, about one core, like
-// the issue's reference figures) and parses its report.
+// runWrk runs wrk against cfg.url (-t1: one thread, about one core,
+// leaving the other to the server) and parses its report.
 func runWrk(ctx context.Context, wrkPath, scratch string, cfg loadConfig) (loadResult, error) {
 	if _, err := cfg.validate(); err != nil {
 		return loadResult{}, err
