@@ -38,7 +38,11 @@ func newTestApp(t *testing.T, log *zap.Logger) *app {
 	if lines, ok := log.Core().(InfoLineWriter); ok {
 		cfg.InfoLines = lines // as main does with package logs' console logger
 	}
-	return newApp(loop, cfg, log, nil)
+	spec, err := LoadApp(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newApp(loop, cfg, spec, log, nil)
 }
 
 // TestPerRequestLinesSkipZapWhenTheCoreCan: with a core offering

@@ -39,8 +39,7 @@ func TestBlockingCallRefusesOversizedResponses(t *testing.T) {
 			srv := httptest.NewServer(tc.h)
 			defer srv.Close()
 			a := newTestApp(t, zap.NewNop())
-			a.cfg.External = srv.URL
-			if _, err := a.blockingGet(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := a.blockingGet(context.Background(), srv.URL, a.cfg.ExternalTimeout); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("blockingGet: %v, want an error saying %q", err, tc.want)
 			}
 		})

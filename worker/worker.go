@@ -1,5 +1,6 @@
-// Package worker is one worker process: the app (routes, the three handler
-// modes, the article's log lines) on top of a single event loop, plus the
+// Package worker is one worker process: the app (the routes of an app file
+// or of the built-in one, their steps, the article's log lines) on top of
+// a single event loop, plus the
 // process plumbing a master expects from a worker — accept on the inherited
 // socket (or its own SO_REUSEPORT one), say when ready, beat from the loop,
 // answer pings beside it, ask to be recycled after --limit-max-requests,
@@ -9,7 +10,6 @@ package worker
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"demo/appspec"
 	"demo/contract"
 	"demo/eventloop"
 	"demo/sockets"
@@ -28,10 +29,14 @@ import (
 
 // Config is what `demo worker` takes; the master builds it from `demo serve`'s flags.
 type Config struct {
-	Index, Total    int    // 1-based position among the master's workers
-	Mode            Mode   // what GET / does
-	External        string // base URL of the slow external API
-	Calls           int    // sequential external calls per request
+	Index, Total int // 1-based position among the master's workers
+	// AppFile is the app file the worker serves (read when it starts, so a
+	// SIGHUP restart picks up changes); "" serves the built-in app, made
+	// of Mode (what GET / does) and Calls (external calls per request).
+	AppFile         string
+	Mode            Mode
+	Calls           int
+	External        string // base URL of the slow external API; "" takes the app file's, else the default
 	ExternalTimeout time.Duration
 	ThreadpoolSize  int
 	AccessLog       bool
@@ -86,14 +91,18 @@ func (e *StartupError) Unwrap() error { return e.Err }
 
 // Validate checks what can be checked before anything starts.
 func (c *Config) Validate() error {
-	if _, err := ParseMode(string(c.Mode)); err != nil {
-		return err
+	if c.AppFile == "" {
+		if _, err := ParseMode(string(c.Mode)); err != nil {
+			return err
+		}
+		if c.Calls < 0 {
+			return fmt.Errorf("--calls must be 0 or more, got %d", c.Calls)
+		}
 	}
-	if err := ValidateExternal(c.External); err != nil {
-		return err
-	}
-	if c.Calls < 0 {
-		return fmt.Errorf("--calls must be 0 or more, got %d", c.Calls)
+	if c.External != "" || c.AppFile == "" {
+		if err := ValidateExternal(c.External); err != nil {
+			return err
+		}
 	}
 	if c.ThreadpoolSize < 1 {
 		return fmt.Errorf("--threadpool-size must be at least 1, got %d", c.ThreadpoolSize)
@@ -117,19 +126,19 @@ func (c *Config) Validate() error {
 
 // ValidateExternal rejects an --external URL the async client could not call.
 func ValidateExternal(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("--external %q: %w", raw, err)
-	}
-	if u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("--external %q: want http://host[:port][/path]", raw)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("--external %q: bad port %q", raw, p)
-		}
+	if err := appspec.CheckURL(raw); err != nil {
+		return fmt.Errorf("--external %w", err)
 	}
 	return nil
+}
+
+// LoadApp is the app a worker with cfg serves: its app file, or the
+// built-in app for its mode and calls.
+func LoadApp(cfg Config) (*appspec.App, error) {
+	if cfg.AppFile != "" {
+		return appspec.Load(cfg.AppFile)
+	}
+	return appspec.Builtin(cfg.Mode, cfg.Calls)
 }
 
 // Run serves until the master asks the worker to stop (SIGTERM/SIGINT) and
@@ -141,6 +150,10 @@ func Run(cfg Config) error {
 		return ErrNotStartedByMaster
 	}
 	if err := cfg.Validate(); err != nil {
+		return &StartupError{err}
+	}
+	spec, err := LoadApp(cfg)
+	if err != nil {
 		return &StartupError{err}
 	}
 	ln, err := openListener(cfg)
@@ -178,7 +191,7 @@ func Run(cfg Config) error {
 		return &StartupError{err}
 	}
 	defer loop.Close()
-	app := newApp(loop, cfg, log, status)
+	app := newApp(loop, cfg, spec, log, status)
 	app.listener = ln
 	if cfg.SlowCallback > 0 {
 		loop.Watch(eventloop.WatchConfig{Threshold: cfg.SlowCallback, Report: app.reportStall})
@@ -215,7 +228,11 @@ func Run(cfg Config) error {
 	if err := status.send(contract.Msg{Kind: contract.Ready}); err != nil {
 		return &StartupError{fmt.Errorf("tell master ready: %w", err)}
 	}
-	log.Info(fmt.Sprintf("Worker %d/%d ready, mode %s (loop thread %s)", cfg.Index, cfg.Total, cfg.Mode, name))
+	serving := "mode " + string(cfg.Mode)
+	if cfg.AppFile != "" {
+		serving = fmt.Sprintf("app %s (%d routes)", cfg.AppFile, len(spec.Routes))
+	}
+	log.Info(fmt.Sprintf("Worker %d/%d ready, %s (loop thread %s)", cfg.Index, cfg.Total, serving, name))
 	_ = log.Sync() // say it now, not when the logger's timer next fires
 	loop.Post(func() { setThreadName(name) })
 	// The first Beat goes out now, from the goroutine about to run the

@@ -1,0 +1,67 @@
+package worker
+
+import "strconv"
+
+// The lines a worker logs per request: uvicorn's access line and the
+// article's story (`<id>: started processing`, one `<id> N: <Response
+// [200]>` per call, `<id>: finished!`), plus a log step's lines. They are
+// built by appending into reused buffers and written without zap when the
+// logger can, so the hot path allocates nothing for them.
+
+// InfoLineWriter writes a plain INFO line itself, cheaper than zap:
+// `demo worker`'s console logger can (package logs). WriteInfo must write
+// what logger.Named(name).Info(string(msg)) would, or nothing below INFO,
+// must not keep msg, and must be safe for concurrent use.
+type InfoLineWriter interface {
+	WriteInfo(name string, msg []byte)
+}
+
+// info logs a plain message, as a.log.Info would, on any goroutine. The
+// lines a worker logs per request go through it, so that they skip zap when
+// they can: with a.line as the buffer, a line costs no allocation.
+func (a *app) info(msg []byte) {
+	if a.direct != nil {
+		a.direct.WriteInfo(a.log.Name(), msg)
+		return
+	}
+	a.log.Info(string(msg))
+}
+
+// accessLog logs uvicorn's access line: 127.0.0.1:54321 - "GET / HTTP/1.1" 200.
+// Built by appending into a reused buffer: this runs once per request.
+func (a *app) accessLog(remote, method, target, proto string, status int) {
+	b := append(a.line[:0], remote...)
+	b = append(b, ` - "`...)
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = appendTarget(b, target)
+	b = append(b, ' ')
+	b = append(b, proto...)
+	b = append(b, `" `...)
+	a.line = strconv.AppendInt(b, int64(status), 10)
+	a.info(a.line)
+}
+
+// appendIDLine renders `<id><text>`, e.g. `<id>: finished!`.
+func appendIDLine(b []byte, id, text string) []byte {
+	return append(append(b, id...), text...)
+}
+
+// appendCallLine renders an external call's line, `<id> <n>: <Response [<status>]>`.
+func appendCallLine(b []byte, id string, n int, status string) []byte {
+	b = append(b, id...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, ": <Response ["...)
+	b = append(b, status...)
+	return append(b, "]>"...)
+}
+
+// appendLogLine renders line i of a log step of n: `<id>: log line <i> of <n>`.
+func appendLogLine(b []byte, id string, i, n int) []byte {
+	b = append(b, id...)
+	b = append(b, ": log line "...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, " of "...)
+	return strconv.AppendInt(b, int64(n), 10)
+}
