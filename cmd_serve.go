@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"demo/control"
 	"demo/sockets"
 	"demo/supervisor"
+	"demo/worker"
 )
 
 // serveFlags are `demo serve`'s own flags: the master's.
@@ -135,6 +137,21 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The app: a bad file stops here, on one line, before any worker
+	// starts. Workers read it again when they start, so a SIGHUP restart
+	// serves what the file says then.
+	spec, err := worker.LoadApp(wcfg)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	serving := string(wcfg.Mode)
+	if wcfg.AppFile != "" {
+		serving = wcfg.AppFile
+		if wcfg.AppFile, err = filepath.Abs(wcfg.AppFile); err != nil {
+			return fmt.Errorf("--app: %w", err)
+		}
+		logger.Info(spec.Summary())
+	}
 	workers, port, backlog := c.Int("workers"), c.Int("port"), c.Int("backlog")
 	jitter := c.Int("limit-max-requests-jitter")
 	switch {
@@ -172,7 +189,7 @@ func serve(c *cli.Context) error {
 	}
 	defer ctlServer.Close()
 	ctlServer.Serve(func() control.Snapshot {
-		snap := snapshot(ctl, sock.addr, string(wcfg.Mode))
+		snap := snapshot(ctl, sock.addr, serving)
 		snap.LogLinesDropped = logger.Dropped()
 		return snap
 	})
@@ -201,17 +218,22 @@ func serve(c *cli.Context) error {
 		}
 	}
 	cfg.WorkerArgs = func(index, total int) []string {
-		argv := []string{
-			"demo", "worker", fmt.Sprintf("%d/%d", index, total),
-			"--mode", string(wcfg.Mode),
-			"--external", wcfg.External,
-			"--calls", strconv.Itoa(wcfg.Calls),
+		argv := []string{"demo", "worker", fmt.Sprintf("%d/%d", index, total)}
+		if wcfg.AppFile != "" {
+			argv = append(argv, "--app", wcfg.AppFile)
+			if wcfg.External != "" {
+				argv = append(argv, "--external", wcfg.External)
+			}
+		} else {
+			argv = append(argv, "--mode", string(wcfg.Mode), "--external", wcfg.External, "--calls", strconv.Itoa(wcfg.Calls))
+		}
+		argv = append(argv,
 			"--external-timeout", wcfg.ExternalTimeout.String(),
 			"--threadpool-size", strconv.Itoa(wcfg.ThreadpoolSize),
-			"--access-log=" + strconv.FormatBool(wcfg.AccessLog),
+			"--access-log="+strconv.FormatBool(wcfg.AccessLog),
 			"--log-level", c.String("log-level"),
 			"--log-format", c.String("log-format"),
-		}
+		)
 		argv = append(argv, limits...)
 		if c.Bool("epoll-exclusive") {
 			argv = append(argv, "--epoll-exclusive")

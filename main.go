@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 
+	"demo/appspec"
 	"demo/contract"
 	"demo/external"
 	"demo/worker"
@@ -75,11 +76,12 @@ func badFlag(format string, args ...any) error {
 // Flags shared by serve and the worker it starts: the app's behaviour.
 func appFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "mode", Value: string(worker.Mixed), Usage: "what GET / does: mixed (blocking call inside the event loop), async (non-blocking calls), threadpool (blocking calls on a thread pool)"},
-		&cli.StringFlag{Name: "external", Value: "http://localhost:8888", Usage: "base URL of the slow external API"},
-		&cli.IntFlag{Name: "calls", Value: 2, Usage: "sequential external API calls per request"},
-		&cli.DurationFlag{Name: "external-timeout", Value: 2000 * time.Second, Usage: "timeout of each external API call (the article's timeout=2000)"},
-		&cli.IntFlag{Name: "threadpool-size", Value: 40, Usage: "threadpool mode: blocking calls that may run at once (Starlette's default is 40)"},
+		&cli.StringFlag{Name: "app", Usage: "serve the routes described in the app `FILE` (see `demo app example`) instead of the built-in app"},
+		&cli.StringFlag{Name: "mode", Value: string(worker.Mixed), Usage: "built-in app: what GET / does: mixed (blocking call inside the event loop), async (non-blocking calls), threadpool (blocking calls on a thread pool)"},
+		&cli.StringFlag{Name: "external", Value: appspec.DefaultExternal, Usage: "base URL of the slow external API (overrides the app file's `external`)"},
+		&cli.IntFlag{Name: "calls", Value: 2, Usage: "built-in app: sequential external API calls per request"},
+		&cli.DurationFlag{Name: "external-timeout", Value: appspec.DefaultCallTimeout, Usage: "timeout of each external API call without a timeout of its own (the article's timeout=2000)"},
+		&cli.IntFlag{Name: "threadpool-size", Value: 40, Usage: "thread pool that runs `def` routes (threadpool mode): how many may run at once (Starlette's default is 40)"},
 	}
 }
 
@@ -119,7 +121,7 @@ func newApp() *cli.App {
 			{
 				Name:         "serve",
 				Usage:        "run the app: a master holding the socket and --workers event-loop workers",
-				Description:  "Like `uvicorn app.application:app --workers N`. Paths: / (per --mode), /mixed, /all-async, /threadpool, /healthcheck.",
+				Description:  "Like `uvicorn app.application:app --workers N`. The built-in app's paths: / (per --mode), /mixed, /all-async,\n/threadpool, /healthcheck. --app FILE serves your own routes instead (see `demo app`).",
 				Flags:        serveFlags(),
 				OnUsageError: usageError,
 				Action:       serve,
@@ -140,6 +142,7 @@ func newApp() *cli.App {
 				}, logFlags()...),
 				Action: runExternal,
 			},
+			appCommand(),
 			statusCommand(),
 			benchCommand(),
 			baselineCommand(),
@@ -181,6 +184,7 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 		return worker.Config{}, badFlag("%v", err)
 	}
 	cfg := worker.Config{
+		AppFile:              c.String("app"),
 		Mode:                 mode,
 		External:             c.String("external"),
 		Calls:                c.Int("calls"),
@@ -196,6 +200,16 @@ func workerConfig(c *cli.Context, logger *zap.Logger) (worker.Config, error) {
 		MaxBodyBytes:         c.Int64("limit-request-body"),
 		SlowCallback:         c.Duration("slow-callback"),
 		MaxRequests:          c.Int("limit-max-requests"),
+	}
+	if cfg.AppFile != "" {
+		for _, name := range []string{"mode", "calls"} {
+			if c.IsSet(name) {
+				return worker.Config{}, badFlag("--%s is for the built-in app; with --app, the file says what each route does", name)
+			}
+		}
+		if !c.IsSet("external") {
+			cfg.External = "" // the file's, else the default
+		}
 	}
 	// Zero would silently mean "the default" inside the worker: refuse it.
 	switch {

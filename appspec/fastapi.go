@@ -38,8 +38,13 @@ import requests
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-logging.basicConfig(format="%%(asctime)s %%(message)s", level=logging.INFO)
+# The story's lines, as the article logs them; uvicorn's own loggers are left alone.
 log = logging.getLogger("myapp")
+log.setLevel(logging.INFO)
+log.propagate = False
+_handler = logging.StreamHandler()
+_handler.setFormatter(logging.Formatter("%%(asctime)s %%(message)s"))
+log.addHandler(_handler)
 
 app = FastAPI()
 
@@ -67,7 +72,8 @@ async def external_api_failed(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-@app.get(%q)
+# GET routes answer HEAD too, as demo's do.
+@app.api_route(%q, methods=["GET", "HEAD"])
 async def healthcheck():
     return {"status": "ok"}
 `, app.Source, external, pyString(external), Healthcheck)
@@ -80,7 +86,11 @@ async def healthcheck():
 			def, runs = "def", "a plain `def`: Starlette runs it whole in its thread pool"
 		}
 		w("\n\n# %s: %s\n", r.Where, runs)
-		w("@app.%s(%s)\n", strings.ToLower(r.Method), pyString(r.Path))
+		if r.Method == "GET" {
+			w("@app.api_route(%s, methods=[\"GET\", \"HEAD\"])\n", pyString(r.Path))
+		} else {
+			w("@app.%s(%s)\n", strings.ToLower(r.Method), pyString(r.Path))
+		}
 		w("%s %s(request: Request, response: Response):\n", def, name)
 		w("    request_id = request.state.request_id = str(uuid.uuid4())\n")
 		w("    response.headers[\"X-Request-ID\"] = request_id\n")
