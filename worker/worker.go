@@ -230,7 +230,7 @@ func Run(cfg Config) error {
 	}
 	serving := "mode " + string(cfg.Mode)
 	if cfg.AppFile != "" {
-		serving = fmt.Sprintf("app %s (%d routes)", cfg.AppFile, len(spec.Routes))
+		serving = "app " + cfg.AppFile
 	}
 	log.Info(fmt.Sprintf("Worker %d/%d ready, %s (loop thread %s)", cfg.Index, cfg.Total, serving, name))
 	_ = log.Sync() // say it now, not when the logger's timer next fires

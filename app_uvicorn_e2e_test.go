@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sideBySidePython returns a python3 that can run the FastAPI module `demo
+// app fastapi` prints, or skips the test saying why.
+func sideBySidePython(t *testing.T) string {
+	t.Helper()
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		path, err := exec.LookPath(py)
+		if err != nil {
+			continue
+		}
+		if exec.Command(path, "-c", "import uvicorn, fastapi, httpx, requests").Run() == nil {
+			return path
+		}
+	}
+	t.Skip("no python3 (tried python3, /usr/bin/python3) imports uvicorn, fastapi, httpx and requests; " +
+		"on Debian: apt-get install python3-uvicorn python3-fastapi python3-httpx python3-requests")
+	return ""
+}
+
+// sideBySideShape is what one server did with two requests to one route:
+// when each ended, counted from the first one's start, and the slowest
+// health probe while they ran.
+type sideBySideShape struct {
+	ends    [2]time.Duration
+	slowest time.Duration
+}
+
+// measureShape sends a request to path, and once the server logged that it
+// started processing it, a second one and health probes every 50 ms, as
+// the article's reader does from two consoles and a load balancer would.
+func measureShape(t *testing.T, p *proc, base, path string) sideBySideShape {
+	t.Helper()
+	from := len(p.snapshotLines())
+	start := time.Now()
+	first := getAsync(base + path)
+	p.waitLine(startedLine, from, 10*time.Second)
+	// The second request is in the server's accept queue before the first
+	// probe, as it would be from a second console.
+	second, sent := getAsyncSent(base + path)
+	select {
+	case <-sent:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the second request to %s was not sent within 5s", path)
+	}
+	var got sideBySideShape
+	var results [2]result
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, ch := range []<-chan result{first, second} {
+			results[i] = <-ch
+			got.ends[i] = time.Since(start)
+		}
+	}()
+	got.slowest = probeUntil(t, base, done)
+	for _, r := range results {
+		if r.err != nil || r.status != http.StatusOK || r.body["message"] != "hello world" {
+			t.Fatalf("GET %s: %d %v %v", path, r.status, r.body, r.err)
+		}
+	}
+	// The first answer can come last (awaited routes overlap): sort.
+	if got.ends[0] > got.ends[1] {
+		got.ends[0], got.ends[1] = got.ends[1], got.ends[0]
+	}
+	return got
+}
+
+// getAsyncSent is getAsync that also says when the request has been
+// written: connected, and in the server's socket buffer.
+func getAsyncSent(url string) (<-chan result, <-chan struct{}) {
+	ch, sent := make(chan result, 1), make(chan struct{})
+	go func() {
+		var once sync.Once
+		trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { once.Do(func() { close(sent) }) }}
+		start := time.Now()
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+		resp, err := c.Do(req)
+		if err != nil {
+			ch <- result{err: err, elapsed: time.Since(start)}
+			return
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		r := result{status: resp.StatusCode, header: resp.Header, elapsed: time.Since(start), err: err}
+		if err == nil && len(raw) > 0 {
+			r.err = json.Unmarshal(raw, &r.body)
+		}
+		ch <- r
+	}()
+	return ch, sent
+}
+
+// TestSameShapeAsUvicorn runs one app file twice, beside one slow external
+// API: served by demo, and exported by `demo app fastapi` and served by
+// real Uvicorn. The same requests must have the same shape: when they end
+// and how long health checks wait, within 15% + 0.3 s of Uvicorn's.
+func TestSameShapeAsUvicorn(t *testing.T) {
+	python := sideBySidePython(t)
+	const externalDelay = 400 * time.Millisecond
+	ext := startExternal(t, externalDelay)
+	file := writeApp(t, "sidebyside.toml", `
+[routes."/blocking"]
+def = "async"
+steps = [{ call = "external", blocking = true }, { cpu = "100ms" }]
+
+[routes."/awaited"]
+def = "async"
+steps = [{ call = "external" }, { sleep = "200ms" }, { log = 2 }]
+
+[routes."/pool"]
+def = "sync"
+steps = [{ call = "external", blocking = true }, { sleep = "200ms", blocking = true }]
+`)
+	module, errOut, code := runDemo(t, 10*time.Second, "app", "fastapi", file)
+	if code != 0 {
+		t.Fatalf("demo app fastapi: exit %d: %s", code, errOut)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sidebyside.py"), []byte(module), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	demo, demoURL := startServe(t, "--app", file, "--external", ext)
+	ln, port := listenerFile(t)
+	cmd := exec.Command(python, "-m", "uvicorn", "sidebyside:app", "--workers", "1", "--fd", "3")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "EXTERNAL_API="+ext)
+	cmd.ExtraFiles = []*os.File{ln}
+	uv := startCmd(t, cmd)
+	uv.waitLine(regexp.MustCompile(`Uvicorn running on`), 0, 30*time.Second)
+	uvURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	close := func(a, b time.Duration) bool {
+		d := a - b
+		return max(d, -d) <= b*15/100+300*time.Millisecond
+	}
+	for _, tc := range []struct {
+		path  string
+		holds bool
+	}{{"/blocking", true}, {"/awaited", false}, {"/pool", false}} {
+		t.Run(tc.path[1:], func(t *testing.T) {
+			d := measureShape(t, demo, demoURL, tc.path)
+			u := measureShape(t, uv, uvURL, tc.path)
+			t.Logf("%s: demo ends %v, %v, slowest health %v · uvicorn ends %v, %v, slowest health %v", tc.path,
+				d.ends[0].Round(time.Millisecond), d.ends[1].Round(time.Millisecond), d.slowest.Round(time.Millisecond),
+				u.ends[0].Round(time.Millisecond), u.ends[1].Round(time.Millisecond), u.slowest.Round(time.Millisecond))
+			for i := range d.ends {
+				if !close(d.ends[i], u.ends[i]) {
+					t.Errorf("request %d ended at %v on demo, %v on uvicorn", i+1, d.ends[i], u.ends[i])
+				}
+			}
+			if !close(d.slowest, u.slowest) {
+				t.Errorf("slowest health check %v on demo, %v on uvicorn", d.slowest, u.slowest)
+			}
+			// The shape itself, so that two servers wrong alike fail too.
+			if tc.holds && (u.slowest < externalDelay/2 || u.ends[1] < 2*externalDelay) {
+				t.Errorf("uvicorn: %s should hold the loop: %+v", tc.path, u)
+			}
+			if !tc.holds && (u.slowest > externalDelay/2 || u.ends[1] > 2*externalDelay) {
+				t.Errorf("uvicorn: %s should leave the loop free: %+v", tc.path, u)
+			}
+		})
+	}
+	// Both told the same story in their logs.
+	for _, want := range []string{`[0-9a-f-]{36} 1: <Response \[200\]>`, `[0-9a-f-]{36} 1: <Response \[200 OK\]>`, `[0-9a-f-]{36}: log line 2 of 2`, `[0-9a-f-]{36}: finished!`} {
+		re := regexp.MustCompile(want)
+		for name, p := range map[string]*proc{"demo": demo, "uvicorn": uv} {
+			if !re.MatchString(p.output()) {
+				t.Errorf("%s logged no line matching %q", name, want)
+			}
+		}
+	}
+}
