@@ -56,7 +56,7 @@ steps = [{ call = "external" }, { cpu = "30ms" }, { sleep = "200ms", blocking = 
 		{args: []string{"app", "check", example}, stdout: example + ": OK, 4 routes: GET / (async def, 2 steps, holds the event loop), " +
 			"GET /mixed (async def, 2 steps, holds the event loop), GET /all-async (async def, 2 steps), GET /threadpool (def, thread pool, 2 steps)\n"},
 		{args: []string{"app", "check", bad}, code: 2, stderr: `^demo: ` + regexp.QuoteMeta(bad+`:3:10: 'await' outside async function: routes./x steps[1] (`)},
-		{args: []string{"app", "check", bad + ".missing"}, code: 2, stderr: regexp.QuoteMeta(bad+".missing: cannot read: no such file or directory")},
+		{args: []string{"app", "check", bad + ".missing"}, code: 2, stderr: regexp.QuoteMeta(bad + ".missing: cannot read: no such file or directory")},
 		{args: []string{"app", "check"}, code: 2, stderr: `takes one app FILE`},
 		{args: []string{"app", "check", good, bad}, code: 2, stderr: `takes one app FILE`},
 		{args: []string{"app", "example", "--mode", "fast"}, code: 2, stderr: `--mode "fast"`},
