@@ -175,7 +175,8 @@ func moduleOf(pkg string) string {
 }
 
 // culpritOf reduces a goroutine's stack to the project's own frames, those
-// whose function starts with project, but not the loop's machinery (loop),
+// whose function starts with project, but not the loop's machinery (loop,
+// this package's prefix, and the packages below it such as the client),
 // and the call the innermost of them is blocked in:
 // "worker.(*app).mixed → worker.(*app).blockingGet → net/http.(*Client).Do".
 func culpritOf(stack, project, loop string) string {
@@ -191,13 +192,14 @@ func culpritOf(stack, project, loop string) string {
 		}
 		funcs = append(funcs, fn)
 	}
-	// The chain starts below the innermost loop machinery frame: what ran
-	// the loop (worker.Run) is not what blocks it.
+	// The chain starts below the innermost loop machinery frame — the loop,
+	// its server, or its client delivering a response: what ran the loop
+	// (worker.Run) is not what blocks it.
 	var chain []string // outermost first
 	innermost := -1
 	for i := len(funcs) - 1; i >= 0; i-- {
 		switch {
-		case strings.HasPrefix(funcs[i], loop):
+		case strings.HasPrefix(funcs[i], loop) || strings.HasPrefix(funcs[i], strings.TrimSuffix(loop, ".")+"/"):
 			chain, innermost = chain[:0], -1
 		case strings.HasPrefix(funcs[i], project):
 			chain = append(chain, strings.TrimPrefix(funcs[i], project))

@@ -48,6 +48,27 @@ created by demo/worker.Run in goroutine 1
 	if got != want {
 		t.Errorf("culprit %q, want %q", got, want)
 	}
+
+	// A handler resumed by the loop's client (an awaited call's response)
+	// that then blocks: the client's frames are machinery too.
+	resumed := `goroutine 7 [sleep]:
+time.Sleep(0x11e1a300)
+	/usr/local/go/src/runtime/time.go:300 +0x1
+demo/worker.(*app).mixed(0xc0003, 0xc0004)
+	/work/main/worker/steps.go:130 +0x3
+demo/worker.(*request).onCall(0xc0003, 0xc0008, {0x0, 0x0})
+	/work/main/worker/steps.go:100 +0x3
+demo/eventloop/client.(*call).succeed(0xc0009)
+	/work/main/eventloop/client/client.go:300 +0x2
+demo/eventloop/client.(*call).onEvent(0xc0009, 0x1)
+	/work/main/eventloop/client/client.go:200 +0x2
+demo/eventloop.(*Loop).call(0xc0006, 0xc0007)
+	/work/main/eventloop/loop.go:120 +0x4
+demo/eventloop.(*Loop).Run(0xc0006)
+	/work/main/eventloop/loop.go:100 +0x4`
+	if got, want := culpritOf(resumed, "demo/", "demo/eventloop."), "worker.(*request).onCall → worker.(*app).mixed → time.Sleep"; got != want {
+		t.Errorf("culprit after a client callback %q, want %q", got, want)
+	}
 }
 
 // BenchmarkDetectorCost measures what the blocked-loop detector adds to a
