@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -677,20 +678,29 @@ func TestStartupFailureExits3(t *testing.T) {
 	}
 	defer udpFile.Close()
 
+	ln, _ := tcpListener(t)
+	badApp := filepath.Join(t.TempDir(), "app.toml")
+	if err := os.WriteFile(badApp, []byte("[routes.\"/x\"]\ndef = \"sync\"\nsteps = [{ sleep = \"1s\" }]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	for _, tc := range []struct {
 		name     string
 		listener *os.File
 		reuse    string
+		app      string
 		want     string
 	}{
-		{"fd 3 is a pipe", pipeR, "", "not a listening socket"},
-		{"fd 3 is a UDP socket", udpFile, "", "not a listening socket"},
-		{"fd 3 is closed", nil, "", "not a listening socket"},
-		{"reuse-port on a port held without it", nil, busy.Addr().String(), "address already in use"},
+		{"fd 3 is a pipe", pipeR, "", "", "not a listening socket"},
+		{"fd 3 is a UDP socket", udpFile, "", "", "not a listening socket"},
+		{"fd 3 is closed", nil, "", "", "not a listening socket"},
+		{"reuse-port on a port held without it", nil, busy.Addr().String(), "", "address already in use"},
+		{"a broken app file", ln, "", badApp, badApp + ":3:10: 'await' outside async function: routes./x steps[1]"},
+		{"no app file", ln, "", badApp + ".gone", badApp + ".gone: cannot read: no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := baseConfig()
-			cfg.ReusePortAddr, cfg.Backlog = tc.reuse, 16
+			cfg.ReusePortAddr, cfg.Backlog, cfg.AppFile = tc.reuse, 16, tc.app
 			m := startWorker(t, cfg, workerOpts{listener: tc.listener})
 			if code := m.wait(10 * time.Second); code != contract.ExitStartupFailure {
 				t.Fatalf("exit code %d, want %d", code, contract.ExitStartupFailure)
