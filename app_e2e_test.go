@@ -166,7 +166,7 @@ steps = [{ sleep = "300ms", blocking = true }, { cpu = "300ms" }, { call = "exte
 	}{
 		{"/awaited", false, delay + 300*time.Millisecond, ""},
 		{"/blocking", true, delay + 600*time.Millisecond, `routes\./blocking steps\[2\] sleep blocking: .*time\.Sleep`},
-		{"/cpu", true, 600 * time.Millisecond, `routes\./cpu steps\[1\] cpu: .*worker\.burnCPU`},
+		{"/cpu", true, 600 * time.Millisecond, `routes\./cpu steps\[1\] cpu: .*worker\.burnCPU( → \S+)?`},
 		{"/pool", false, 600*time.Millisecond + delay, ""},
 	} {
 		t.Run(tc.path[1:], func(t *testing.T) {

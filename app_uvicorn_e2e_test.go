@@ -152,7 +152,7 @@ steps = [{ call = "external", blocking = true }, { sleep = "200ms", blocking = t
 	uv.waitLine(regexp.MustCompile(`Uvicorn running on`), 0, 30*time.Second)
 	uvURL := fmt.Sprintf("http://127.0.0.1:%d", port)
 
-	close := func(a, b time.Duration) bool {
+	near := func(a, b time.Duration) bool {
 		d := a - b
 		return max(d, -d) <= b*15/100+300*time.Millisecond
 	}
@@ -167,11 +167,11 @@ steps = [{ call = "external", blocking = true }, { sleep = "200ms", blocking = t
 				d.ends[0].Round(time.Millisecond), d.ends[1].Round(time.Millisecond), d.slowest.Round(time.Millisecond),
 				u.ends[0].Round(time.Millisecond), u.ends[1].Round(time.Millisecond), u.slowest.Round(time.Millisecond))
 			for i := range d.ends {
-				if !close(d.ends[i], u.ends[i]) {
+				if !near(d.ends[i], u.ends[i]) {
 					t.Errorf("request %d ended at %v on demo, %v on uvicorn", i+1, d.ends[i], u.ends[i])
 				}
 			}
-			if !close(d.slowest, u.slowest) {
+			if !near(d.slowest, u.slowest) {
 				t.Errorf("slowest health check %v on demo, %v on uvicorn", d.slowest, u.slowest)
 			}
 			// The shape itself, so that two servers wrong alike fail too.

@@ -47,10 +47,9 @@ var (
 
 const jsonType = "application/json"
 
-// app is the worker's application: the routes of its app file (or the
+// app is the worker's application: the routes of its app file (or of the
 // built-in one) and /healthcheck. Everything in it runs on the loop
-// goroutine, except the routes of a `def = "sync"` route, which run on the
-// thread pool.
+// goroutine, except `def = "sync"` routes, which run on the thread pool.
 type app struct {
 	loop     *eventloop.Loop
 	cfg      Config
@@ -110,8 +109,9 @@ func newApp(loop *eventloop.Loop, cfg Config, spec *appspec.App, log *zap.Logger
 		a.external = appspec.DefaultExternal
 	}
 	a.direct = cfg.InfoLines
-	a.routes = map[string]*route{appspec.Healthcheck: newRoute(appspec.Healthcheck, http.MethodGet)}
-	a.routes[appspec.Healthcheck].health = true
+	health := newRoute(appspec.Healthcheck, http.MethodGet)
+	health.health = true
+	a.routes = map[string]*route{appspec.Healthcheck: health}
 	for i := range spec.Routes {
 		r := &spec.Routes[i]
 		rt := newRoute(r.Path, r.Method)

@@ -33,7 +33,7 @@ const maxExternalBody = 1 << 20
 // request is one request to an app route, from its first step to its answer.
 type request struct {
 	a     *app
-	route *appspec.Route
+	spec  *appspec.Route
 	w     *eventloop.ResponseWriter
 	id    string
 	label string // "GET /x (request <id>)", the loop's label while it runs
@@ -46,7 +46,7 @@ type request struct {
 }
 
 func (a *app) newRequest(w *eventloop.ResponseWriter, r *appspec.Route) *request {
-	q := &request{a: a, route: r, w: w, id: newRequestID()}
+	q := &request{a: a, spec: r, w: w, id: newRequestID()}
 	w.Header().Set("X-Request-ID", q.id)
 	q.resume, q.called = q.run, q.onCall
 	return q
@@ -58,8 +58,8 @@ func (a *app) newRequest(w *eventloop.ResponseWriter, r *appspec.Route) *request
 func (q *request) run() {
 	a := q.a
 	a.loop.AnnotateWith(&q.label)
-	for q.next < len(q.route.Steps) {
-		s := &q.route.Steps[q.next]
+	for q.next < len(q.spec.Steps) {
+		s := &q.spec.Steps[q.next]
 		q.next++
 		if s.Blocking {
 			if err := a.mixed(q, s); err != nil {
@@ -134,8 +134,8 @@ func (a *app) onPool(q *request) {
 		line := appendIDLine(nil, q.id, ": started processing") // a.line is the loop's
 		a.info(line)
 		var err error
-		for i := range q.route.Steps {
-			if err = a.blockingStep(ctx, q, &q.route.Steps[i], &line); err != nil {
+		for i := range q.spec.Steps {
+			if err = a.blockingStep(ctx, q, &q.spec.Steps[i], &line); err != nil {
 				break
 			}
 		}
