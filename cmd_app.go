@@ -13,8 +13,8 @@ import (
 // appCommand is `demo app`: the app file's tools.
 func appCommand() *cli.Command {
 	builtinFlags := []cli.Flag{
-		&cli.StringFlag{Name: "mode", Value: string(worker.Mixed), Usage: "the built-in app's GET /: mixed, async or threadpool, as `demo serve --mode`"},
-		&cli.IntFlag{Name: "calls", Value: 2, Usage: "external calls per request in the built-in app, as `demo serve --calls`"},
+		&cli.StringFlag{Name: "mode", Value: string(worker.Mixed), Usage: "the built-in app's GET /: mixed, async or threadpool, as demo serve --mode takes it"},
+		&cli.IntFlag{Name: "calls", Value: 2, Usage: "external calls per request in the built-in app, as demo serve --calls takes it"},
 	}
 	return &cli.Command{
 		Name:  "app",

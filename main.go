@@ -78,10 +78,10 @@ func appFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "app", Usage: "serve the routes described in the app `FILE` (see `demo app example`) instead of the built-in app"},
 		&cli.StringFlag{Name: "mode", Value: string(worker.Mixed), Usage: "built-in app: what GET / does: mixed (blocking call inside the event loop), async (non-blocking calls), threadpool (blocking calls on a thread pool)"},
-		&cli.StringFlag{Name: "external", Value: appspec.DefaultExternal, Usage: "base URL of the slow external API (overrides the app file's `external`)"},
+		&cli.StringFlag{Name: "external", Value: appspec.DefaultExternal, Usage: "base URL of the slow external API (overrides the app file's external = ...)"},
 		&cli.IntFlag{Name: "calls", Value: 2, Usage: "built-in app: sequential external API calls per request"},
 		&cli.DurationFlag{Name: "external-timeout", Value: appspec.DefaultCallTimeout, Usage: "timeout of each external API call without a timeout of its own (the article's timeout=2000)"},
-		&cli.IntFlag{Name: "threadpool-size", Value: 40, Usage: "thread pool that runs `def` routes (threadpool mode): how many may run at once (Starlette's default is 40)"},
+		&cli.IntFlag{Name: "threadpool-size", Value: 40, Usage: "the thread pool that runs plain def routes (threadpool mode): how many may run at once (Starlette's default is 40)"},
 	}
 }
 
