@@ -315,3 +315,45 @@ func TestSighupRereadsTheAppFile(t *testing.T) {
 		t.Errorf("GET /v1 after the restart: %d, want 404", r.status)
 	}
 }
+
+// TestAppFileExternalMethodsAndOverride: call = "external" goes to the
+// file's external unless --external overrides it; a route answers its own
+// method (GET ones HEAD too) and 405 naming it otherwise.
+func TestAppFileExternalMethodsAndOverride(t *testing.T) {
+	ext := startExternal(t, 10*time.Millisecond)
+	file := writeApp(t, "app.toml", fmt.Sprintf(`
+external = %q
+
+[routes."/get"]
+def = "async"
+steps = [{ call = "external" }]
+
+[routes."/post"]
+def = "sync"
+method = "POST"
+steps = [{ call = "external", blocking = true }]
+`, ext))
+	_, base := startServe(t, "--app", file)
+	if r := get(base + "/get"); r.status != http.StatusOK {
+		t.Errorf("GET /get with the file's external: %d %v", r.status, r.err)
+	}
+	resp, err := http.Post(base+"/post", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(resp.Header.Get("X-Request-ID")) != 36 {
+		t.Errorf("POST /post: %d, X-Request-ID %q", resp.StatusCode, resp.Header.Get("X-Request-ID"))
+	}
+	if r := get(base + "/post"); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "POST" || r.body["detail"] != "Method Not Allowed" {
+		t.Errorf("GET /post: %d, Allow %q, %v", r.status, r.header.Get("Allow"), r.body)
+	}
+	if resp, err := http.Head(base + "/get"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /get: %v %v", resp, err)
+	}
+
+	_, overridden := startServe(t, "--app", file, "--external", "http://127.0.0.1:1")
+	if r := get(overridden + "/get"); r.status != http.StatusBadGateway || r.body["request_id"] != r.header.Get("X-Request-ID") {
+		t.Errorf("GET /get with --external overriding the file: %d %v, want 502 naming the request", r.status, r.body)
+	}
+}
