@@ -158,6 +158,7 @@ steps = [{ sleep = "300ms", blocking = true }, { cpu = "300ms" }, { call = "exte
 `)
 	p, base := startServe(t, "--app", file, "--external", ext)
 
+	slowestBy, holds := map[string]time.Duration{}, map[string]bool{}
 	for _, tc := range []struct {
 		path    string
 		holds   bool
@@ -172,6 +173,7 @@ steps = [{ sleep = "300ms", blocking = true }, { cpu = "300ms" }, { call = "exte
 		t.Run(tc.path[1:], func(t *testing.T) {
 			from := len(p.snapshotLines())
 			res, slowest := probeDuring(t, base, getAsync(base+tc.path))
+			slowestBy[tc.path], holds[tc.path] = slowest, tc.holds
 			if res.err != nil || res.status != http.StatusOK || res.body["message"] != "hello world" {
 				t.Fatalf("GET %s: %d %v %v", tc.path, res.status, res.body, res.err)
 			}
@@ -192,13 +194,25 @@ steps = [{ sleep = "300ms", blocking = true }, { cpu = "300ms" }, { call = "exte
 				}
 				return
 			}
-			if slowest > delay/2 {
-				t.Errorf("a health probe took %v while %s ran: its steps should leave the loop free", slowest, tc.path)
-			}
 			if n := p.countBefore(stall, len(p.snapshotLines())); n != 0 {
 				t.Errorf("%d detector warnings for %s, want none", n, tc.path)
 			}
 		})
+	}
+	// Probes wait for a held loop; while it is free they are answered in
+	// milliseconds. Compared within this run, with a generous ratio, so
+	// that a busy machine's hiccups slow both sides alike.
+	heldLeast := time.Hour
+	for path, d := range slowestBy {
+		if holds[path] {
+			heldLeast = min(heldLeast, d)
+		}
+	}
+	for path, d := range slowestBy {
+		if !holds[path] && d > heldLeast/2 {
+			t.Errorf("a health probe took %v while %s ran, more than half of the %v it took while a step held the loop: %s's steps should leave it free",
+				d, path, heldLeast, path)
+		}
 	}
 	// The article's lines, per step: httpx-style when awaited, requests-style
 	// when blocking, log steps' own lines, and the access log.
