@@ -37,6 +37,9 @@ var importRules = []importRule{
 	only("control"), // `demo status` renders the master's JSON alone
 	only("contract"),
 	only("sockets"),
+	// An app file is a description the worker runs and tools may read:
+	// it runs nothing itself.
+	only("appspec"),
 	// Logging is a library every role's main sets up; it knows no role.
 	only("logs"),
 	// Tools run the binary and read what it prints; no server internals.
