@@ -126,8 +126,10 @@ func serveAppInProcess(tb testing.TB, cfg Config) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	lines := &lineRecorder{Core: zapcore.NewNopCore()}
+	cfg.InfoLines = lines // as main does with package logs' console logger
 	return serveInProcess(tb, func(loop *eventloop.Loop) (eventloop.ServerConfig, eventloop.Handler, func(*eventloop.Server)) {
-		a := newApp(loop, cfg, spec, zap.New(&lineRecorder{Core: zapcore.NewNopCore()}), nil)
+		a := newApp(loop, cfg, spec, zap.New(lines), nil)
 		return a.serverConfig(), a.serve, func(srv *eventloop.Server) { a.srv = srv }
 	})
 }
