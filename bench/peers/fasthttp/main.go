@@ -60,6 +60,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Subscribed before the ready line: a SIGTERM sent right after it
+	// must stop the server cleanly, not kill it.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+
 	srv := &fasthttp.Server{Handler: handle}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -67,9 +72,6 @@ func run() error {
 	// The bench waits for this line; it also records the versions.
 	fmt.Fprintf(os.Stderr, "fasthttp peer running on http://%s (fasthttp %s, %s, GOMAXPROCS=%d)\n",
 		ln.Addr(), fasthttpVersion(), runtime.Version(), runtime.GOMAXPROCS(0))
-
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
