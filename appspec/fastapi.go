@@ -112,7 +112,10 @@ async def healthcheck():
 				if s.Blocking {
 					w("    answer = requests.get(%s, timeout=%s)\n", url, timeout)
 				} else {
-					w("    async with httpx.AsyncClient() as client:\n")
+					// verify=False: the URL is http://, and loading the CA
+					// certificates for every new client would itself hold
+					// the loop, which the route does not ask for.
+					w("    async with httpx.AsyncClient(verify=False) as client:  # http:// only: no certificates to load\n")
 					w("        answer = await client.get(%s, timeout=%s)\n", url, timeout)
 				}
 				w("    log.info(f\"{request_id} %d: {answer}\")\n", calls)
