@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,75 +24,178 @@ const exitInterrupted = 130
 func experimentCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "experiment",
-		Usage: "run the article's experiment by itself and draw it",
+		Usage: "run the article's experiment by itself and draw it; load like production; judge any server",
 		Description: "Starts its own `demo external` and, for each scenario, a fresh `demo serve`, fires\n" +
 			"concurrent requests at the same instant while probing /healthcheck like a load\n" +
 			"balancer, then prints a table, a timeline per scenario and a model check.\n\n" +
 			"The default matrix tells the story: mixed×1 (blocking call in the loop: requests\n" +
 			"queue, health checks stall), async×1 (the fix), mixed×2 (more workers only hide\n" +
 			"it), threadpool×1 (the other fix). With --modes or --workers the matrix is their\n" +
-			"cross product.",
+			"cross product.\n\n" +
+			"--rate R --duration D replaces the burst with open-loop arrivals: R requests a\n" +
+			"second, arriving at random like real users' whether or not earlier ones were\n" +
+			"answered, spread over --mix; per route it counts failures by cause and latency\n" +
+			"percentiles, and runs a Kubernetes-style liveness probe. With --slo \"p99<1s\" and\n" +
+			"--workers 1,2,4,8 it names the fewest workers that meet the objective.\n\n" +
+			"--target http://HOST:PORT starts nothing and loads a server already running\n" +
+			"(yours): a burst per --paths route, judging whether it blocks the event loop.\n\n" +
+			"Results go to stdout, progress to stderr.",
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "modes", Value: "mixed,async,threadpool", Usage: "comma-separated handler modes to run (with --workers: their cross product)", DefaultText: "the story: mixed×1, async×1, mixed×2, threadpool×1"},
 			&cli.StringFlag{Name: "workers", Value: "1", Usage: "comma-separated worker counts to run, e.g. 1,2,4 (with --modes: their cross product)", DefaultText: "1"},
-			&cli.IntFlag{Name: "concurrency", Value: 2, Usage: "requests fired at the same instant in each scenario"},
+			&cli.IntFlag{Name: "concurrency", Value: 2, Usage: "requests fired at the same instant in each scenario (a burst)"},
 			&cli.DurationFlag{Name: "delay", Value: 2 * time.Second, Usage: "how long the external API takes per call"},
 			&cli.IntFlag{Name: "calls", Value: 2, Usage: "sequential external API calls per request"},
-			&cli.DurationFlag{Name: "probe-interval", Value: 100 * time.Millisecond, Usage: "send a /healthcheck probe this often while requests run"},
+			&cli.DurationFlag{Name: "probe-interval", Value: 100 * time.Millisecond, Usage: "send a health check this often while requests run"},
 			&cli.IntFlag{Name: "threadpool-size", Value: 40, Usage: "threadpool mode: blocking calls each worker may run at once"},
+			&cli.Float64Flag{Name: "rate", Usage: "open loop: `R` requests a second arrive at random (a Poisson process) instead of a burst", DefaultText: "off: a burst"},
+			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "open loop: how long requests arrive"},
+			&cli.StringFlag{Name: "mix", Usage: "open loop: routes and weights, e.g. \"/mixed=1,/all-async=9\"", DefaultText: "/, or every --paths route alike"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "open loop: seed of the arrivals; the same seed gives every scenario the same arrivals"},
+			&cli.StringFlag{Name: "slo", Usage: "open loop: latency objective over every request, e.g. \"p99<1s\" (p50, p90, p99 or max; < or <=; failed requests count as too slow); with --workers, names the fewest workers that meet it with no liveness restart"},
+			&cli.StringFlag{Name: "target", Usage: "base `URL` of a server already running, e.g. http://127.0.0.1:8000: start nothing and load it"},
+			&cli.StringFlag{Name: "paths", Value: "/", Usage: "with --target: comma-separated routes, one burst each"},
+			&cli.StringFlag{Name: "healthcheck", Value: "/healthcheck", Usage: "with --target: the path health checks probe (must answer 200)"},
+			&cli.DurationFlag{Name: "request-timeout", Usage: "a request or health check not answered within this fails (cause: timeout)", DefaultText: "10s with --rate; a burst: 1m with --target, else long enough for every request to run one after the other"},
 			&cli.StringFlag{Name: "report", Usage: "also write a self-contained HTML report to `FILE`"},
-			&cli.StringFlag{Name: "json", Usage: "also write every measured event and the summaries as JSON to `FILE`"},
+			&cli.StringFlag{Name: "json", Usage: "also write every request, probe and summary as JSON to `FILE`"},
 		},
 		Action: runExperiment,
 	}
 }
 
-func experimentConfig(c *cli.Context) (experiment.Config, error) {
+// Flags that only make sense with another one.
+var (
+	openLoopFlags    = []string{"duration", "mix", "seed", "slo"}
+	targetOnlyFlags  = []string{"paths", "healthcheck"}
+	localServerFlags = []string{"modes", "workers", "delay", "calls", "threadpool-size"}
+)
+
+func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective, error) {
+	if c.NArg() > 0 {
+		return experiment.Config{}, nil, badFlag("demo experiment takes no arguments, got %q", c.Args().First())
+	}
+	openLoop, target := c.IsSet("rate"), c.IsSet("target")
+	for _, f := range openLoopFlags {
+		if c.IsSet(f) && !openLoop {
+			return experiment.Config{}, nil, badFlag("--%s is for open-loop runs: give --rate too", f)
+		}
+	}
+	for _, f := range targetOnlyFlags {
+		if c.IsSet(f) && !target {
+			return experiment.Config{}, nil, badFlag("--%s is for a --target; the servers demo starts answer /healthcheck and --modes picks what / does", f)
+		}
+	}
+	if target {
+		for _, f := range localServerFlags {
+			if c.IsSet(f) {
+				return experiment.Config{}, nil, badFlag("--%s configures the servers demo starts; with --target it starts none", f)
+			}
+		}
+	}
+	if openLoop && c.IsSet("concurrency") {
+		return experiment.Config{}, nil, badFlag("--concurrency is the burst's; with --rate requests arrive open-loop")
+	}
+	if openLoop && target && c.IsSet("paths") && c.IsSet("mix") {
+		return experiment.Config{}, nil, badFlag("--paths and --mix both pick routes: with --rate give them in --mix")
+	}
+
 	concurrency := c.Int("concurrency")
 	if concurrency < 1 || concurrency > experiment.MaxConcurrency {
-		return experiment.Config{}, badFlag("--concurrency must be 1 to %d, got %d", experiment.MaxConcurrency, concurrency)
+		return experiment.Config{}, nil, badFlag("--concurrency must be 1 to %d, got %d", experiment.MaxConcurrency, concurrency)
 	}
-	scenarios := experiment.DefaultScenarios(concurrency)
-	if c.IsSet("modes") || c.IsSet("workers") {
-		modes, err := experiment.ParseModes(c.String("modes"))
-		if err != nil {
-			return experiment.Config{}, badFlag("%v", err)
-		}
-		workers, err := experiment.ParseWorkers(c.String("workers"))
-		if err != nil {
-			return experiment.Config{}, badFlag("%v", err)
-		}
-		scenarios = experiment.Matrix(modes, workers, concurrency)
+	burstSize := concurrency
+	if openLoop {
+		burstSize = 0
 	}
 	cfg := experiment.Config{
-		Scenarios: scenarios,
 		Settings: experiment.Settings{
 			Delay:          c.Duration("delay"),
 			Calls:          c.Int("calls"),
 			ProbeInterval:  c.Duration("probe-interval"),
 			ThreadpoolSize: c.Int("threadpool-size"),
+			RequestTimeout: c.Duration("request-timeout"),
 		},
 	}
+	if c.IsSet("request-timeout") && cfg.RequestTimeout <= 0 {
+		return experiment.Config{}, nil, badFlag("--request-timeout must be positive, got %v", cfg.RequestTimeout)
+	}
+
+	var paths []string
+	if target {
+		cfg.Target = strings.TrimRight(c.String("target"), "/")
+		hc := c.String("healthcheck")
+		if _, err := experiment.ParsePaths(hc); err != nil || strings.Contains(hc, ",") {
+			return experiment.Config{}, nil, badFlag("--healthcheck %q: want one path, e.g. /healthcheck", hc)
+		}
+		cfg.Healthcheck = hc
+		var err error
+		if paths, err = experiment.ParsePaths(c.String("paths")); err != nil {
+			return experiment.Config{}, nil, badFlag("%v", err)
+		}
+	}
+
+	var objectives []experiment.Objective
+	if openLoop {
+		o := &experiment.OpenLoop{Rate: c.Float64("rate"), Duration: c.Duration("duration"), Seed: c.Uint64("seed")}
+		switch {
+		case c.IsSet("mix"):
+			m, err := experiment.ParseMix(c.String("mix"))
+			if err != nil {
+				return experiment.Config{}, nil, badFlag("%v", err)
+			}
+			o.Mix = m
+		case target:
+			o.Mix = experiment.EvenMix(paths)
+		default:
+			o.Mix = experiment.EvenMix([]string{"/"})
+		}
+		cfg.Open = o
+		if c.IsSet("slo") {
+			var err error
+			if objectives, err = experiment.ParseSLO(c.String("slo")); err != nil {
+				return experiment.Config{}, nil, badFlag("%v", err)
+			}
+		}
+	}
+
+	switch {
+	case target:
+		cfg.Scenarios = experiment.TargetScenarios(paths, burstSize)
+	case c.IsSet("modes") || c.IsSet("workers"):
+		workers, err := experiment.ParseWorkers(c.String("workers"))
+		if err != nil {
+			return experiment.Config{}, nil, badFlag("%v", err)
+		}
+		var modes []experiment.Mode
+		// An open-loop mix that never sends to / leaves the mode without
+		// effect: one scenario per worker count, not one per mode.
+		if c.IsSet("modes") || !openLoop || cfg.Open.Mix.Has("/") {
+			if modes, err = experiment.ParseModes(c.String("modes")); err != nil {
+				return experiment.Config{}, nil, badFlag("%v", err)
+			}
+		}
+		cfg.Scenarios = experiment.Matrix(modes, workers, burstSize)
+	default:
+		cfg.Scenarios = experiment.DefaultScenarios(burstSize)
+	}
 	if err := cfg.Validate(); err != nil {
-		return experiment.Config{}, badFlag("%v", err)
+		return experiment.Config{}, nil, badFlag("%v", err)
 	}
 	// Fail before a long run, not after it, when an output cannot be written.
 	for _, flag := range []string{"report", "json"} {
 		if path := c.String(flag); path != "" {
 			if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
-				return experiment.Config{}, badFlag("--%s %q: no such directory %q", flag, path, filepath.Dir(path))
+				return experiment.Config{}, nil, badFlag("--%s %q: no such directory %q", flag, path, filepath.Dir(path))
 			}
 		}
 	}
-	if c.NArg() > 0 {
-		return experiment.Config{}, badFlag("demo experiment takes no arguments, got %q", c.Args().First())
-	}
-	return cfg, nil
+	return cfg, objectives, nil
 }
 
 func runExperiment(c *cli.Context) error {
-	cfg, err := experimentConfig(c)
+	cfg, objectives, err := experimentConfig(c)
 	if err != nil {
 		return err
 	}
@@ -101,17 +205,24 @@ func runExperiment(c *cli.Context) error {
 	// (the children still die with us, by Pdeathsig).
 	context.AfterFunc(ctx, stop)
 
+	// Results on stdout, progress on stderr: `demo experiment > out.txt`
+	// keeps only the results.
 	out := os.Stdout
-	progress := experiment.NewProgressLine(out, experiment.IsTerminal(out))
+	progress := experiment.NewProgressLine(os.Stderr, experiment.IsTerminal(os.Stderr))
 	cfg.OnProgress = progress.Update
 	rep, err := experiment.Run(ctx, cfg)
 	progress.Close()
 	if err != nil {
-		if ctx.Err() != nil && c.Context.Err() == nil {
+		var badTarget *experiment.BadTargetError
+		switch {
+		case ctx.Err() != nil && c.Context.Err() == nil:
 			return cli.Exit("experiment interrupted; every process it started is stopped", exitInterrupted)
+		case errors.As(err, &badTarget):
+			return badFlag("%v", err)
 		}
 		return fmt.Errorf("experiment: %w", err)
 	}
+	rep.SLO = objectives
 
 	if err := experiment.RenderText(out, rep, experiment.TextOptions{Color: experiment.ColorEnabled(out)}); err != nil {
 		return fmt.Errorf("experiment: %w", err)
@@ -125,6 +236,9 @@ func runExperiment(c *cli.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if cfg.Open != nil {
+		return nil // failures under load are what the run measured, not errors
 	}
 	for _, r := range rep.Results {
 		if n := r.Failed(); n > 0 {

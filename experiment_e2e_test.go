@@ -147,10 +147,18 @@ func TestExperimentShowsTheArticle(t *testing.T) {
 	if strings.Contains(out, "\x1b") {
 		t.Error("escape sequences on a non-terminal stdout")
 	}
-	for _, want := range []string{"scenario 1/4 mixed×1", "health max", "loops stalled", "Model check", "\nmixed×1 — ", "\nasync×1 — ", "\nmixed×2 — ", "\nthreadpool×1 — "} {
+	for _, want := range []string{"health max", "loops stalled", "Model check", "\nmixed×1 — ", "\nasync×1 — ", "\nmixed×2 — ", "\nthreadpool×1 — "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q", want)
 		}
+	}
+	// Progress goes to stderr: `demo experiment > out.txt` keeps only the
+	// results.
+	if !strings.HasPrefix(out, "External API: ") || strings.Contains(out, "scenario 1/4") {
+		t.Errorf("stdout does not start with the results, or has progress lines")
+	}
+	if errOut := r.stderr.String(); !strings.Contains(errOut, "scenario 1/4 mixed×1: running (2 requests, 1 worker)…") || !strings.Contains(errOut, "scenario 4/4 threadpool×1: done in ") {
+		t.Errorf("stderr %q lacks the progress lines", errOut)
 	}
 
 	raw, err := os.ReadFile(jsonPath)
@@ -245,9 +253,15 @@ func TestExperimentInterruptedStopsEverything(t *testing.T) {
 	if left := markedPids(r.marker); len(left) > 0 {
 		t.Errorf("processes left behind: %v", left)
 	}
-	if !strings.Contains(r.stderr.String(), "interrupted") || strings.Count(strings.TrimSpace(r.stderr.String()), "\n") > 0 {
-		t.Errorf("stderr %q, want one line saying it was interrupted", r.stderr)
+	if msg := lastLine(r.stderr.String()); !strings.Contains(msg, "interrupted") || strings.Contains(msg, "scenario") {
+		t.Errorf("stderr %q, want progress, then one line saying it was interrupted", r.stderr)
 	}
+}
+
+// lastLine is the last non-empty line of out.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return lines[len(lines)-1]
 }
 
 // socketCount counts the open sockets of pid.
@@ -273,6 +287,21 @@ func TestExperimentRejectsBadFlags(t *testing.T) {
 		{[]string{"--concurrency", "0"}, "--concurrency"},
 		{[]string{"--report", "/no/such/dir/r.html"}, "--report"},
 		{[]string{"--calls", "x"}, "calls"},
+		{[]string{"--rate", "0"}, "--rate"},
+		{[]string{"--rate", "x"}, "rate"},
+		{[]string{"--rate", "10", "--duration", "0s"}, "--duration"},
+		{[]string{"--rate", "10", "--mix", "/=1,all-async=9"}, "--mix"},
+		{[]string{"--rate", "10", "--mix", "/=-1"}, "--mix"},
+		{[]string{"--rate", "10", "--slo", "p99>1s"}, "--slo"},
+		{[]string{"--rate", "10", "--slo", "p99<soon"}, "--slo"},
+		{[]string{"--slo", "p99<1s"}, "--slo"},
+		{[]string{"--mix", "/=1"}, "--mix"},
+		{[]string{"--rate", "10", "--concurrency", "3"}, "--concurrency"},
+		{[]string{"--target", "ftp://127.0.0.1:1"}, "--target"},
+		{[]string{"--target", "http://127.0.0.1:1", "--modes", "mixed"}, "--modes"},
+		{[]string{"--target", "http://127.0.0.1:1", "--paths", "mixed"}, "--paths"},
+		{[]string{"--paths", "/"}, "--paths"},
+		{[]string{"--request-timeout", "-1s"}, "--request-timeout"},
 	} {
 		cmd := exec.Command(demoBin, append([]string{"experiment"}, tc.args...)...)
 		var stderr bytes.Buffer

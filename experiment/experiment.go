@@ -1,17 +1,28 @@
 // Package experiment runs the article's experiment end to end and draws it:
 // it starts the slow external API and, for each scenario (handler mode ×
 // workers), a fresh `demo serve` — both as child processes of the same
-// binary — fires concurrent requests at one instant while probing
-// /healthcheck like a load balancer, reads the servers' JSON logs to learn
-// when each request really started and which worker took it, and compares
-// what it measured with a simple queueing model.
+// binary — loads it while probing /healthcheck like a load balancer, reads
+// the servers' JSON logs to learn when each request really started and
+// which worker took it, and says what it measured in plain words.
+//
+// The load is either a burst (N requests at the same instant, the article's
+// story, checked against a simple queueing model) or open-loop arrivals
+// (a Poisson process at a given rate, spread over routes by weight, with a
+// Kubernetes-style liveness probe and a service-level objective to find how
+// many workers a load needs). Against a --target it starts no server at all
+// and judges, from outside, whether each route blocks the server's loop.
 //
 // It drives the binary only through its command line and logs, exactly as a
 // user would, so it imports none of the server packages.
 //
-// Files: run.go (orchestration), proc.go (child processes), load.go
-// (requests and probes), logs.go (parsing the servers' logs), stats.go,
-// model.go, summary.go (plain words), render_text.go, render_html.go, json.go.
+// Files: experiment.go (the data), run.go (orchestration), target.go
+// (a server already running), proc.go and logs.go (child processes and
+// their logs), client.go (one request on its own connection), load.go (the
+// burst), openloop.go and mix.go (open-loop arrivals), probes.go (health
+// and liveness probes), verdict.go (does a route block the loop), slo.go
+// (objectives and the workers sweep), stats.go, model.go, summary.go,
+// routes.go (numbers and words), render_text.go, render_open.go,
+// render_html.go, render_html_open.go, json.go.
 package experiment
 
 import (
@@ -36,16 +47,38 @@ const (
 // Modes lists every mode in the order help text shows them.
 var Modes = []Mode{Mixed, Async, Threadpool}
 
-// Scenario is one cell of the matrix: one `demo serve` configuration under
-// one burst of concurrent requests.
+// Scenario is one cell of the matrix: one `demo serve` configuration (or
+// one route of a --target) under one load.
 type Scenario struct {
-	Mode        Mode
-	Workers     int
-	Concurrency int // requests fired at the same instant
+	// Mode is serve's --mode; empty when the load does not use GET / (serve
+	// keeps its default) and against a --target.
+	Mode Mode
+	// Workers is serve's --workers; 0 against a --target.
+	Workers int
+	// Concurrency is how many requests a burst fires at the same instant;
+	// 0 in an open-loop run, whose load is Config.Open.
+	Concurrency int
+	// Path is the route a burst sends to: "/" locally, one of --paths
+	// against a --target.
+	Path string
 }
 
-// Name is how tables and timelines label the scenario, e.g. "mixed×2".
-func (s Scenario) Name() string { return fmt.Sprintf("%s×%d", s.Mode, s.Workers) }
+// Name is how tables and timelines label the scenario: "mixed×2" locally,
+// "2 workers" when the mode does not matter, the path of a --target burst.
+func (s Scenario) Name() string {
+	switch {
+	case s.Workers == 0 && s.Path != "":
+		return s.Path
+	case s.Workers == 0:
+		return "target"
+	case s.Mode == "":
+		return plural(s.Workers, "worker")
+	}
+	return fmt.Sprintf("%s×%d", s.Mode, s.Workers)
+}
+
+// local reports whether the scenario runs against a server demo starts.
+func (s Scenario) local() bool { return s.Workers > 0 }
 
 // DefaultScenarios is the matrix that tells the article's story: blocking
 // code stalls one worker (mixed×1), going async fixes it (async×1), more
@@ -53,21 +86,39 @@ func (s Scenario) Name() string { return fmt.Sprintf("%s×%d", s.Mode, s.Workers
 // (threadpool×1).
 func DefaultScenarios(concurrency int) []Scenario {
 	return []Scenario{
-		{Mixed, 1, concurrency},
-		{Async, 1, concurrency},
-		{Mixed, 2, concurrency},
-		{Threadpool, 1, concurrency},
+		{Mode: Mixed, Workers: 1, Concurrency: concurrency, Path: "/"},
+		{Mode: Async, Workers: 1, Concurrency: concurrency, Path: "/"},
+		{Mode: Mixed, Workers: 2, Concurrency: concurrency, Path: "/"},
+		{Mode: Threadpool, Workers: 1, Concurrency: concurrency, Path: "/"},
 	}
 }
 
 // Matrix is the cross product of workers and modes, worker counts outermost
 // so that scenarios with the same number of workers sit next to each other.
+// Concurrency 0 makes open-loop scenarios; a nil modes list one scenario
+// per worker count with serve's default mode.
 func Matrix(modes []Mode, workers []int, concurrency int) []Scenario {
+	if len(modes) == 0 {
+		modes = []Mode{""}
+	}
 	var out []Scenario
 	for _, w := range workers {
 		for _, m := range modes {
-			out = append(out, Scenario{m, w, concurrency})
+			out = append(out, Scenario{Mode: m, Workers: w, Concurrency: concurrency, Path: "/"})
 		}
+	}
+	return out
+}
+
+// TargetScenarios is one burst per path against a --target, or a single
+// open-loop scenario when concurrency is 0.
+func TargetScenarios(paths []string, concurrency int) []Scenario {
+	if concurrency == 0 {
+		return []Scenario{{}}
+	}
+	out := make([]Scenario, len(paths))
+	for i, p := range paths {
+		out[i] = Scenario{Concurrency: concurrency, Path: p}
 	}
 	return out
 }
@@ -114,13 +165,42 @@ func ParseWorkers(s string) ([]int, error) {
 type Settings struct {
 	Delay          time.Duration // how long the external API takes per call
 	Calls          int           // sequential external calls per request
-	ProbeInterval  time.Duration // one /healthcheck probe this often
+	ProbeInterval  time.Duration // one health probe this often
 	ThreadpoolSize int           // threadpool mode's pool, per worker
+	// RequestTimeout is how long a request (or a health probe) may take
+	// before it counts as failed with cause "timeout"; 0 picks a default
+	// (see requestTimeout).
+	RequestTimeout time.Duration
+	// Healthcheck is the probes' path; empty means /healthcheck.
+	Healthcheck string
+	// Open, when set, replaces the bursts with open-loop arrivals.
+	Open *OpenLoop
+	// Target, when set, is the base URL of a server already running: demo
+	// starts none.
+	Target string
 }
 
-// LateAfter is when a health probe counts as late: a load balancer probing
-// every interval would have noticed by then.
-func (s Settings) LateAfter() time.Duration { return 2 * s.ProbeInterval }
+// LateAfter is when a health probe counts as late: in a burst, when a load
+// balancer probing every interval would have noticed; under open-loop load,
+// after a second, a typical health check's timeout.
+func (s Settings) LateAfter() time.Duration {
+	if s.Open != nil {
+		return OpenLateAfter
+	}
+	return 2 * s.ProbeInterval
+}
+
+// OpenLateAfter is when a health check counts as late under open-loop load:
+// the timeout of the liveness probe, and a common load-balancer timeout.
+const OpenLateAfter = time.Second
+
+// healthPath is the path health probes go to.
+func (s Settings) healthPath() string {
+	if s.Healthcheck == "" {
+		return "/healthcheck"
+	}
+	return s.Healthcheck
+}
 
 // Progress tells a watcher which scenario is running.
 type Progress struct {
@@ -128,6 +208,9 @@ type Progress struct {
 	Scenario     Scenario
 	Done         bool          // false when the scenario starts, true when it ended
 	Took         time.Duration // valid when Done
+	// What describes the load in a few words ("50 requests/s for 20s, 2
+	// workers"); empty means a burst of Scenario.Concurrency requests.
+	What string
 }
 
 // Config is what Run needs.
@@ -149,14 +232,19 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("no scenarios to run"))
 	}
 	for _, s := range c.Scenarios {
-		if !slices.Contains(Modes, s.Mode) {
+		if c.Target == "" && s.Mode != "" && !slices.Contains(Modes, s.Mode) {
 			errs = append(errs, fmt.Errorf("--modes: unknown mode %q", s.Mode))
 		}
-		if s.Workers < 1 || s.Workers > MaxWorkers {
+		if c.Target == "" && (s.Workers < 1 || s.Workers > MaxWorkers) {
 			errs = append(errs, fmt.Errorf("--workers must be 1 to %d, got %d", MaxWorkers, s.Workers))
 		}
-		if s.Concurrency < 1 || s.Concurrency > MaxConcurrency {
+		if c.Open == nil && (s.Concurrency < 1 || s.Concurrency > MaxConcurrency) {
 			errs = append(errs, fmt.Errorf("--concurrency must be 1 to %d, got %d", MaxConcurrency, s.Concurrency))
+		}
+	}
+	if c.Open != nil {
+		if err := c.Open.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch {
@@ -168,6 +256,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--probe-interval must be at least 1ms, got %v", c.ProbeInterval))
 	case c.ThreadpoolSize < 1:
 		errs = append(errs, fmt.Errorf("--threadpool-size must be at least 1, got %d", c.ThreadpoolSize))
+	case c.RequestTimeout < 0:
+		errs = append(errs, fmt.Errorf("--request-timeout must not be negative, got %v", c.RequestTimeout))
 	}
 	if len(errs) > 0 {
 		return errs[0] // one line: the first problem is enough to act on
@@ -175,32 +265,45 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Request is one of the concurrent requests of a scenario. Times are
-// offsets from the instant the burst was fired.
+// Request is one request of a scenario. Times are offsets from the
+// instant the burst was fired or the open-loop arrivals began.
 type Request struct {
-	Index    int    // 1-based
-	ID       string // the server's request id (X-Request-ID), empty if it never answered
-	Worker   int    // index of the worker that logged "started processing", 0 if unknown
-	Sent     time.Duration
-	Started  time.Duration // when the server logged "started processing"; valid if HasStart
-	HasStart bool
-	Finished time.Duration // when the whole response had arrived (or the request failed)
-	Status   int           // 0 when the request failed
-	Err      string
+	Index int    // 1-based
+	Route string // the path requested
+	ID    string // the server's request id (X-Request-ID), empty if it never answered
+	// Worker is the index of the worker that logged "started processing",
+	// 0 if unknown.
+	Worker int
+	// Scheduled is when the request was meant to leave: 0 in a burst, its
+	// arrival time under open-loop load.
+	Scheduled time.Duration
+	Sent      time.Duration // when the client began to connect
+	Started   time.Duration // when the server logged "started processing"; valid if HasStart
+	HasStart  bool
+	Finished  time.Duration // when the whole response had arrived (or the request failed)
+	Status    int           // 0 when the request failed
+	Err       string
+	Cause     string // why it failed, one of the Cause constants or "HTTP 503"; "" if it did not
 }
 
-// Latency is how long the client waited.
-func (r Request) Latency() time.Duration { return r.Finished - r.Sent }
+// Latency is how long the client waited, counted from when the request was
+// scheduled to leave: a late generator must not make the server look
+// faster than it is.
+func (r Request) Latency() time.Duration { return r.Finished - min(r.Scheduled, r.Sent) }
+
+// Lag is how late the request left after its scheduled time.
+func (r Request) Lag() time.Duration { return max(r.Sent-r.Scheduled, 0) }
 
 // OK reports whether the request got a 200.
 func (r Request) OK() bool { return r.Status == 200 && r.Err == "" }
 
-// Probe is one /healthcheck probe.
+// Probe is one health probe.
 type Probe struct {
 	Sent    time.Duration
 	Latency time.Duration
 	Status  int // 0 when the probe failed
 	Err     string
+	Cause   string // why it failed; "" if it got an answer
 }
 
 // OK reports whether the probe got a 200.
@@ -221,8 +324,18 @@ type Result struct {
 	Requests []Request
 	Probes   []Probe
 	Stalls   []Stall
-	// Wall runs from the burst to the last request's end.
+	// Wall runs from the burst (or the first arrival) to the last
+	// request's end.
 	Wall time.Duration
+	// Baseline holds the health probes sent, one after the other, just
+	// before a --target burst: how fast the server answers when idle.
+	Baseline []Probe
+	// Liveness holds the Kubernetes-style liveness probes of an open-loop
+	// run (see LivenessRestarts).
+	Liveness []Probe
+	// PeakInFlight is the most requests the generator had in flight at
+	// once in an open-loop run.
+	PeakInFlight int
 }
 
 // Report is the outcome of Run.
@@ -230,4 +343,7 @@ type Report struct {
 	Settings Settings
 	Started  time.Time
 	Results  []Result
+	// SLO, when set, asks which worker count meets these objectives (see
+	// AnswerSLO); the renderers show the answer.
+	SLO []Objective
 }

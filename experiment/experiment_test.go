@@ -60,8 +60,8 @@ func TestValidate(t *testing.T) {
 		"--probe-interval":  func(c *Config) { c.ProbeInterval = time.Microsecond },
 		"--threadpool-size": func(c *Config) { c.ThreadpoolSize = 0 },
 		"--concurrency":     func(c *Config) { c.Scenarios = DefaultScenarios(0) },
-		"--workers":         func(c *Config) { c.Scenarios = []Scenario{{Mixed, 0, 2}} },
-		"--modes":           func(c *Config) { c.Scenarios = []Scenario{{"sync", 1, 2}} },
+		"--workers":         func(c *Config) { c.Scenarios = []Scenario{{Mode: Mixed, Workers: 0, Concurrency: 2, Path: "/"}} },
+		"--modes":           func(c *Config) { c.Scenarios = []Scenario{{Mode: "sync", Workers: 1, Concurrency: 2, Path: "/"}} },
 	} {
 		c := good
 		mutate(&c)

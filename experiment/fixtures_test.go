@@ -32,7 +32,7 @@ func probesUntil(end, blockedUntil, fast time.Duration) []Probe {
 // mixedOne: the loop runs request 1, then request 2; health checks wait.
 func mixedOne() Result {
 	return Result{
-		Scenario: Scenario{Mixed, 1, 2},
+		Scenario: Scenario{Mode: Mixed, Workers: 1, Concurrency: 2, Path: "/"},
 		Requests: []Request{
 			{Index: 1, ID: uuid(1), Worker: 1, Sent: 0, Started: ms(5), HasStart: true, Finished: ms(4010), Status: 200},
 			{Index: 2, ID: uuid(2), Worker: 1, Sent: 0, Started: ms(4008), HasStart: true, Finished: ms(8020), Status: 200},
@@ -49,7 +49,7 @@ func mixedOne() Result {
 // asyncOne: both requests overlap; health checks stay fast.
 func asyncOne() Result {
 	return Result{
-		Scenario: Scenario{Async, 1, 2},
+		Scenario: Scenario{Mode: Async, Workers: 1, Concurrency: 2, Path: "/"},
 		Requests: []Request{
 			{Index: 1, ID: uuid(3), Worker: 1, Sent: 0, Started: ms(4), HasStart: true, Finished: ms(4012), Status: 200},
 			{Index: 2, ID: uuid(4), Worker: 1, Sent: ms(1), Started: ms(5), HasStart: true, Finished: ms(4015), Status: 200},
@@ -63,7 +63,7 @@ func asyncOne() Result {
 // answered the health checks.
 func mixedTwoGrabbed() Result {
 	r := mixedOne()
-	r.Scenario = Scenario{Mixed, 2, 2}
+	r.Scenario = Scenario{Mode: Mixed, Workers: 2, Concurrency: 2, Path: "/"}
 	r.Probes = probesUntil(ms(8020), 0, ms(3))
 	return r
 }
@@ -71,7 +71,7 @@ func mixedTwoGrabbed() Result {
 // mixedTwoSpread: one request per worker; both loops stalled at once.
 func mixedTwoSpread() Result {
 	return Result{
-		Scenario: Scenario{Mixed, 2, 2},
+		Scenario: Scenario{Mode: Mixed, Workers: 2, Concurrency: 2, Path: "/"},
 		Requests: []Request{
 			{Index: 1, ID: uuid(5), Worker: 1, Sent: 0, Started: ms(4), HasStart: true, Finished: ms(4010), Status: 200},
 			{Index: 2, ID: uuid(6), Worker: 2, Sent: 0, Started: ms(6), HasStart: true, Finished: ms(4012), Status: 200},
@@ -83,7 +83,7 @@ func mixedTwoSpread() Result {
 
 func threadpoolOne() Result {
 	r := asyncOne()
-	r.Scenario = Scenario{Threadpool, 1, 2}
+	r.Scenario = Scenario{Mode: Threadpool, Workers: 1, Concurrency: 2, Path: "/"}
 	return r
 }
 

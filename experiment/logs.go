@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -77,22 +79,56 @@ type stallLine struct {
 func readServerLog(lines []logLine) serverLog {
 	sl := serverLog{started: map[string]started{}}
 	for _, l := range lines {
-		if !l.JSON {
-			continue
-		}
-		if m := startedRe.FindStringSubmatch(l.Msg); m != nil {
-			sl.started[m[1]] = started{l.Time, workerIndex(l.Logger)}
-			continue
-		}
-		if m := stallRe.FindStringSubmatch(l.Msg); m != nil {
-			d, err := time.ParseDuration(m[1])
-			if err != nil {
-				continue
-			}
-			sl.stalls = append(sl.stalls, stallLine{l.Time, workerIndex(l.Logger), d, m[2], m[3]})
-		}
+		sl.add(l)
 	}
 	return sl
+}
+
+// add takes in one line, if it is one the experiment reads.
+func (sl *serverLog) add(l logLine) {
+	if !l.JSON {
+		return
+	}
+	if m := startedRe.FindStringSubmatch(l.Msg); m != nil {
+		sl.started[m[1]] = started{l.Time, workerIndex(l.Logger)}
+		return
+	}
+	if m := stallRe.FindStringSubmatch(l.Msg); m != nil {
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			return
+		}
+		sl.stalls = append(sl.stalls, stallLine{l.Time, workerIndex(l.Logger), d, m[2], m[3]})
+	}
+}
+
+// logTap reads a server's log as it is written: the child's reader
+// goroutine hands it every line (childproc's Spec.Text), so what the
+// experiment needs is kept however many lines the server writes — under
+// open-loop load, far more than a child keeps.
+type logTap struct {
+	mu sync.Mutex
+	sl serverLog
+}
+
+func newLogTap() *logTap { return &logTap{sl: serverLog{started: map[string]started{}}} }
+
+// text parses raw, keeps what matters and returns the line's message.
+func (t *logTap) text(raw string) string {
+	l := parseLogLine(raw)
+	if l.JSON && (strings.HasSuffix(l.Msg, ": started processing") || strings.HasPrefix(l.Msg, "event loop blocked ")) {
+		t.mu.Lock()
+		t.sl.add(l)
+		t.mu.Unlock()
+	}
+	return l.Msg
+}
+
+// log returns what was read; call it once the server has exited.
+func (t *logTap) log() serverLog {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sl
 }
 
 // apply fills in what the server saw of res's requests: when each started

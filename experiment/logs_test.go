@@ -44,7 +44,7 @@ func TestReadServerLogFillsInStartsAndStalls(t *testing.T) {
 		t.Errorf("running line: %v", got)
 	}
 
-	res := Result{Scenario: Scenario{Mixed, 2, 3}, Requests: []Request{
+	res := Result{Scenario: Scenario{Mode: Mixed, Workers: 2, Concurrency: 3, Path: "/"}, Requests: []Request{
 		{Index: 1, ID: uuid(1), Finished: ms(4012), Status: 200},
 		{Index: 2, ID: uuid(2), Finished: ms(8020), Status: 200},
 		{Index: 3, Finished: ms(10), Err: "connection reset"}, // no id: never answered

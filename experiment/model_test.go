@@ -65,15 +65,15 @@ func TestPredict(t *testing.T) {
 		size int
 		want time.Duration
 	}{
-		{Scenario{Mixed, 1, 2}, 40, 8 * time.Second},
-		{Scenario{Mixed, 2, 2}, 40, 4 * time.Second},
-		{Scenario{Mixed, 2, 3}, 40, 8 * time.Second}, // ⌈3/2⌉ rounds
-		{Scenario{Mixed, 4, 2}, 40, 4 * time.Second},
-		{Scenario{Async, 1, 100}, 40, 4 * time.Second},
-		{Scenario{Threadpool, 1, 2}, 40, 4 * time.Second},
-		{Scenario{Threadpool, 1, 2}, 1, 8 * time.Second},
-		{Scenario{Threadpool, 2, 4}, 1, 8 * time.Second}, // ⌈4/(1×2)⌉
-		{Scenario{Threadpool, 2, 4}, 2, 4 * time.Second},
+		{Scenario{Mode: Mixed, Workers: 1, Concurrency: 2, Path: "/"}, 40, 8 * time.Second},
+		{Scenario{Mode: Mixed, Workers: 2, Concurrency: 2, Path: "/"}, 40, 4 * time.Second},
+		{Scenario{Mode: Mixed, Workers: 2, Concurrency: 3, Path: "/"}, 40, 8 * time.Second}, // ⌈3/2⌉ rounds
+		{Scenario{Mode: Mixed, Workers: 4, Concurrency: 2, Path: "/"}, 40, 4 * time.Second},
+		{Scenario{Mode: Async, Workers: 1, Concurrency: 100, Path: "/"}, 40, 4 * time.Second},
+		{Scenario{Mode: Threadpool, Workers: 1, Concurrency: 2, Path: "/"}, 40, 4 * time.Second},
+		{Scenario{Mode: Threadpool, Workers: 1, Concurrency: 2, Path: "/"}, 1, 8 * time.Second},
+		{Scenario{Mode: Threadpool, Workers: 2, Concurrency: 4, Path: "/"}, 1, 8 * time.Second}, // ⌈4/(1×2)⌉
+		{Scenario{Mode: Threadpool, Workers: 2, Concurrency: 4, Path: "/"}, 2, 4 * time.Second},
 	} {
 		st.ThreadpoolSize = tc.size
 		if got := Predict(tc.s, st); got != tc.want {
@@ -131,7 +131,7 @@ func TestDescribe(t *testing.T) {
 
 func TestDescribeEdgeCases(t *testing.T) {
 	// Three requests, two at a time (threadpool of 2).
-	r := Result{Scenario: Scenario{Threadpool, 1, 3}, Requests: []Request{
+	r := Result{Scenario: Scenario{Mode: Threadpool, Workers: 1, Concurrency: 3, Path: "/"}, Requests: []Request{
 		{Index: 1, Started: ms(1), HasStart: true, Finished: ms(4000), Status: 200},
 		{Index: 2, Started: ms(1), HasStart: true, Finished: ms(4000), Status: 200},
 		{Index: 3, Started: ms(4000), HasStart: true, Finished: ms(8000), Status: 200},
@@ -145,7 +145,7 @@ func TestDescribeEdgeCases(t *testing.T) {
 	}
 	// Three workers, one took all: the idle ones are named.
 	g := mixedOne()
-	g.Scenario = Scenario{Mixed, 3, 2}
+	g.Scenario = Scenario{Mode: Mixed, Workers: 3, Concurrency: 2, Path: "/"}
 	if got := Describe(g, testSettings); !strings.Contains(got, "while workers 2 and 3 idled") {
 		t.Errorf("idle workers: %q", got)
 	}

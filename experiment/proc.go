@@ -17,6 +17,17 @@ func startChild(name, bin string, args ...string) (*childproc.Child, error) {
 	})
 }
 
+// startServer is startChild for `demo serve`, whose log tap reads the
+// request starts and loop stalls as they are logged.
+func startServer(bin string, tap *logTap, args ...string) (*childproc.Child, error) {
+	return childproc.Start(childproc.Spec{
+		Name: "demo serve",
+		Path: bin,
+		Args: args,
+		Text: tap.text,
+	})
+}
+
 // stopChild stops c and wants more than childproc does: exit status 0,
 // which demo's commands promise on SIGTERM. Anything else means the run
 // cannot be trusted.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -28,11 +29,18 @@ const (
 func RenderHTML(w io.Writer, rep *Report) error {
 	sums := rep.Summaries()
 	ax := newAxis(rep, svgPlotW)
+	if rep.Settings.Open != nil {
+		return renderOpenHTML(w, rep)
+	}
 	v := htmlView{
 		Settings: settingsLine(rep),
 		Formula:  ModelFormula,
 		Late:     fmtWords(rep.Settings.LateAfter()),
 		Started:  rep.Started.Format(time.RFC1123),
+		Target:   rep.Settings.Target != "",
+	}
+	if v.Target {
+		v.Foot = strings.ReplaceAll(targetFootnote(rep), "\n", " ")
 	}
 	for i, r := range rep.Results {
 		v.Scenarios = append(v.Scenarios, htmlScenario(r, sums[i], rep.Settings, ax))
@@ -46,6 +54,8 @@ func RenderHTML(w io.Writer, rep *Report) error {
 
 type htmlView struct {
 	Settings, Formula, Late, Started string
+	Target                           bool   // a --target run: verdicts, no model
+	Foot                             string // the verdict rule, for a --target
 	Scenarios                        []svgScenario
 	Rows                             []htmlRow
 }
@@ -76,6 +86,7 @@ type svgBar struct {
 	LatencyX      float64
 	HasQueue      bool
 	HasProcessing bool
+	Blind         bool // a --target's request: in flight, start unknown
 }
 
 type svgProbe struct {
@@ -102,6 +113,7 @@ type htmlRow struct {
 	Predicted, Deviation                                string
 	Deviates                                            bool
 	Failed                                              int
+	Verdict, VerdictClass                               string
 }
 
 func htmlRowOf(s Summary) htmlRow {
@@ -115,7 +127,18 @@ func htmlRowOf(s Summary) htmlRow {
 		Stalled:   fmtStalled(s.Stalled, s.Stalls),
 		Predicted: fmtTable(s.Model.Predicted), Deviation: s.Model.Percent(),
 		Deviates: s.Model.Deviates(), Failed: s.Failed,
+		Verdict: s.Verdict.Label(), VerdictClass: verdictClass(s.Verdict),
 	}
+}
+
+func verdictClass(v Verdict) string {
+	switch {
+	case v.BlocksLoop == nil:
+		return "verdict-unsure"
+	case *v.BlocksLoop:
+		return "verdict-blocks"
+	}
+	return "verdict-fine"
 }
 
 func (a axis) x(t time.Duration) float64 {
@@ -146,7 +169,7 @@ func htmlScenario(r Result, s Summary, st Settings, ax axis) svgScenario {
 			Latency:  fmtTable(q.Latency()),
 			LatencyX: ax.x(q.Finished) + 4,
 		}
-		b.HasQueue, b.HasProcessing = b.QW >= 0.5, true
+		b.HasQueue, b.HasProcessing, b.Blind = b.QW >= 0.5, true, st.Target != ""
 		if q.Worker > 0 {
 			b.Label += fmt.Sprintf(" · w%d", q.Worker)
 		}
@@ -170,7 +193,7 @@ func htmlScenario(r Result, s Summary, st Settings, ax axis) svgScenario {
 	}
 
 	sc.HealthY = y
-	late := st.LateAfter()
+	late := s.lateAfter(st)
 	sc.NProbes, sc.LateProbes = len(r.Probes), r.LateProbes(late)
 	for _, p := range r.Probes {
 		isLate := !p.OK() || p.Latency > late
@@ -213,16 +236,8 @@ func probeFailure(p Probe) string {
 	return fmt.Sprintf("status %d", p.Status)
 }
 
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"f":    func(v float64) string { return fmt.Sprintf("%.1f", v) },
-	"plus": func(a, b float64) float64 { return a + b },
-}).Parse(`<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8"/>
-<title>demo experiment: blocking code in an event loop</title>
-<style>
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1d1d1f; background: #fff; }
+// pageCSS is the style every page shares.
+const pageCSS = `{{define "css"}}body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1d1d1f; background: #fff; }
 h1 { font-size: 20px; margin: 0 0 4px; }
 .sub { color: #555; margin: 0 0 16px; }
 .grid { display: flex; flex-wrap: wrap; gap: 16px; }
@@ -247,10 +262,36 @@ th, td { padding: 4px 10px; border-bottom: 1px solid #eee; text-align: right; wh
 th:first-child, td:first-child { text-align: left; }
 td.bad { color: #a15c00; font-weight: 600; }
 .foot { color: #777; font-size: 12px; margin-top: 16px; }
-</style>
+.w { fill: #f0b429; fill-opacity: 0.6; }
+.c0 { fill: #1f77b4; } .c1 { fill: #2ca02c; } .c2 { fill: #9467bd; } .c3 { fill: #ff7f0e; }
+.c4 { fill: #17becf; } .c5 { fill: #8c564b; } .c6 { fill: #e377c2; } .c7 { fill: #7f7f7f; }
+.fail { fill: none; stroke: #c62828; stroke-width: 1.2; }
+.live-ok { fill: #2e7d32; } .live-fail { fill: #c62828; }
+.restart { fill: #c62828; font-weight: 700; }
+.wide { width: 700px; }
+.verdict-blocks { color: #c62828; font-weight: 600; }
+.verdict-fine { color: #2e7d32; font-weight: 600; }
+.verdict-unsure { color: #a15c00; font-weight: 600; }
+{{end}}`
+
+// newPage parses a page template with the shared style and helpers.
+func newPage(name, text string) *template.Template {
+	return template.Must(template.New(name).Funcs(template.FuncMap{
+		"f":    func(v float64) string { return fmt.Sprintf("%.1f", v) },
+		"plus": func(a, b float64) float64 { return a + b },
+	}).Parse(pageCSS + text))
+}
+
+var pageTemplate = newPage("page", `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8"/>
+<title>demo experiment: blocking code in an event loop</title>
+<style>
+{{template "css"}}</style>
 </head>
 <body>
-<h1>Blocking code in an event loop, measured</h1>
+<h1>{{if .Target}}Does it block the event loop? Measured from outside{{else}}Blocking code in an event loop, measured{{end}}</h1>
 <p class="sub">{{.Settings}}</p>
 <div class="grid">
 {{range .Scenarios}}{{$sc := .}}<div class="card">
@@ -259,7 +300,7 @@ td.bad { color: #a15c00; font-weight: 600; }
 <svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="460" height="{{.Height}}" viewBox="0 0 460 {{.Height}}" role="img" aria-label="timeline of {{.Name}}">
 {{range .Ticks}}<line class="grid-line" x1="{{f .X}}" y1="0" x2="{{f .X}}" y2="{{f $sc.AxisY}}"/>
 {{end}}{{range .Bars}}<text x="4" y="{{f .TextY}}">{{.Label}}</text>
-<g><title>{{.Title}}</title>{{if .HasQueue}}<rect class="q" x="{{f .QX}}" y="{{f .Y}}" width="{{f .QW}}" height="12"/>{{end}}<rect class="{{if .Failed}}f{{else}}p{{end}}" x="{{f .PX}}" y="{{f .Y}}" width="{{f .PW}}" height="12"/></g>
+<g><title>{{.Title}}</title>{{if .HasQueue}}<rect class="q" x="{{f .QX}}" y="{{f .Y}}" width="{{f .QW}}" height="12"/>{{end}}<rect class="{{if .Failed}}f{{else if .Blind}}w{{else}}p{{end}}" x="{{f .PX}}" y="{{f .Y}}" width="{{f .PW}}" height="12"/></g>
 <text x="{{f .LatencyX}}" y="{{f .TextY}}">{{.Latency}}</text>
 {{end}}{{if .More}}<text x="4" y="{{f .HealthY}}">… {{.More}} more requests</text>
 {{end}}<text x="4" y="{{f (plus .HealthY 14)}}">health</text>
@@ -273,19 +314,27 @@ td.bad { color: #a15c00; font-weight: 600; }
 </div>
 {{end}}</div>
 <div class="legend">
-<span><svg width="22" height="12"><rect class="p" width="22" height="12"/></svg>processing (after the server logged “started processing”)</span>
-<span><svg width="22" height="12"><rect class="q" width="22" height="12"/></svg>queued (sent, not started yet)</span>
+{{if .Target}}<span><svg width="22" height="12"><rect class="w" width="22" height="12"/></svg>in flight (when the server began it is not visible from outside)</span>
+{{else}}<span><svg width="22" height="12"><rect class="p" width="22" height="12"/></svg>processing (after the server logged “started processing”)</span>
+<span><svg width="22" height="12"><rect class="q" width="22" height="12"/></svg>queued (sent, not started yet)</span>{{end}}
 <span><svg width="8" height="14"><line class="ok" x1="4" y1="0" x2="4" y2="14"/></svg>health check answered in time</span>
-<span><svg width="22" height="14"><line class="wait" x1="4" y1="7" x2="22" y2="7"/><line class="late" x1="4" y1="0" x2="4" y2="14"/></svg>health check late (&gt; {{.Late}}) or failed, with how long it waited</span>
-<span><svg width="22" height="12"><rect class="stall" width="22" height="12"/></svg>event loop blocked</span>
-</div>
-<table>
+<span><svg width="22" height="14"><line class="wait" x1="4" y1="7" x2="22" y2="7"/><line class="late" x1="4" y1="0" x2="4" y2="14"/></svg>health check late ({{if .Target}}see below{{else}}&gt; {{.Late}}{{end}}) or failed, with how long it waited</span>
+{{if not .Target}}<span><svg width="22" height="12"><rect class="stall" width="22" height="12"/></svg>event loop blocked</span>
+{{end}}</div>
+{{if .Target}}<table>
+<thead><tr><th>route</th><th>concurrency</th><th>wall</th><th>request p50</th><th>request max</th><th>health p50</th><th>health max</th><th>late probes</th><th>verdict</th></tr></thead>
+<tbody>
+{{range .Rows}}<tr><td>{{.Name}}</td><td>{{.Concurrency}}</td><td>{{.Wall}}{{if .Failed}} ({{.Failed}} failed){{end}}</td><td>{{.ReqP50}}</td><td>{{.ReqMax}}</td><td>{{.HealthP50}}</td><td>{{.HealthMax}}</td><td>{{.Late}}</td><td class="{{.VerdictClass}}">{{.Verdict}}</td></tr>
+{{end}}</tbody>
+</table>
+<p class="foot">{{.Foot}} Measured {{.Started}}.</p>
+{{else}}<table>
 <thead><tr><th>scenario</th><th>workers</th><th>concurrency</th><th>wall</th><th>request p50</th><th>request max</th><th>health p50</th><th>health max</th><th>late probes</th><th>loops stalled</th><th>model</th><th>deviation</th></tr></thead>
 <tbody>
 {{range .Rows}}<tr><td>{{.Name}}</td><td>{{.Workers}}</td><td>{{.Concurrency}}</td><td>{{.Wall}}{{if .Failed}} ({{.Failed}} failed){{end}}</td><td>{{.ReqP50}}</td><td>{{.ReqMax}}</td><td>{{.HealthP50}}</td><td>{{.HealthMax}}</td><td>{{.Late}}</td><td>{{.Stalled}}</td><td>{{.Predicted}}</td><td{{if .Deviates}} class="bad"{{end}}>{{.Deviation}}</td></tr>
 {{end}}</tbody>
 </table>
 <p class="foot">Model: {{.Formula}}. Measured {{.Started}}.</p>
-</body>
+{{end}}</body>
 </html>
-`))
+`)

@@ -311,19 +311,19 @@ func TestWriteJSON(t *testing.T) {
 }
 
 func TestProgressLine(t *testing.T) {
-	s := Scenario{Mixed, 2, 2}
+	s := Scenario{Mode: Mixed, Workers: 2, Concurrency: 2, Path: "/"}
 	var plain bytes.Buffer
 	p := NewProgressLine(&plain, false)
 	p.Update(Progress{Index: 3, Total: 4, Scenario: s})
 	p.Update(Progress{Index: 3, Total: 4, Scenario: s, Done: true, Took: ms(8100)})
 	p.Close()
-	if want := "scenario 3/4 mixed×2: running (2 requests, 2 workers)…\nscenario 3/4 mixed×2: done in 8.1 s\n\n"; plain.String() != want {
+	if want := "scenario 3/4 mixed×2: running (2 requests, 2 workers)…\nscenario 3/4 mixed×2: done in 8.1 s\n"; plain.String() != want {
 		t.Errorf("plain progress %q, want %q", plain.String(), want)
 	}
 
 	var tty bytes.Buffer
 	p = NewProgressLine(&tty, true)
-	p.Update(Progress{Index: 1, Total: 4, Scenario: Scenario{Threadpool, 1, 2}})
+	p.Update(Progress{Index: 1, Total: 4, Scenario: Scenario{Mode: Threadpool, Workers: 1, Concurrency: 2, Path: "/"}})
 	p.Update(Progress{Index: 2, Total: 4, Scenario: s})
 	p.Close()
 	p.Close() // idempotent

@@ -38,6 +38,7 @@ const (
 	glyphQueued     = '░'
 	glyphProbeOK    = '·'
 	glyphProbeLate  = '!'
+	glyphInFlight   = '▒' // a --target's request: sent, not answered yet
 )
 
 const (
@@ -58,21 +59,35 @@ func RenderText(w io.Writer, rep *Report, opt TextOptions) error {
 	if opt.Width <= 0 {
 		opt.Width = 56
 	}
-	sums := rep.Summaries()
 	st := rep.Settings
 	tw := &textWriter{w: w, color: opt.Color}
+	if st.Open != nil {
+		renderOpen(tw, rep)
+		return tw.err
+	}
+	sums := rep.Summaries()
 
 	tw.printf("%s\n\n", settingsLine(rep))
-	renderTable(tw, sums)
+	if st.Target != "" {
+		renderTargetTable(tw, sums)
+	} else {
+		renderTable(tw, sums)
+	}
 
 	ax := newAxis(rep, opt.Width)
 	for i, r := range rep.Results {
 		tw.printf("\n")
 		tw.style(ansiBold, r.Scenario.Name())
 		tw.printf(" — %s\n", sums[i].Words)
-		renderTimeline(tw, r, st, ax)
+		renderTimeline(tw, r, st, sums[i].lateAfter(st), ax)
 	}
 	tw.printf("\n")
+	if st.Target != "" {
+		tw.style(ansiDim, fmt.Sprintf("%c in flight (when the server began it is not visible from outside)  %c health check answered in time  %c health check late or failed",
+			glyphInFlight, glyphProbeOK, glyphProbeLate))
+		tw.printf("\n\n%s\n", targetFootnote(rep))
+		return tw.err
+	}
 	tw.style(ansiDim, fmt.Sprintf("%c processing  %c queued (sent, not started yet)  %c health check answered in time  %c health check late (> %s) or failed",
 		glyphProcessing, glyphQueued, glyphProbeOK, glyphProbeLate, fmtWords(st.LateAfter())))
 	tw.printf("\n\nModel check (%s)\n", ModelFormula)
@@ -91,12 +106,61 @@ func RenderText(w io.Writer, rep *Report, opt TextOptions) error {
 
 func settingsLine(rep *Report) string {
 	st := rep.Settings
+	if st.Open != nil {
+		return openSettingsLine(rep)
+	}
 	conc := 0
 	if len(rep.Results) > 0 {
 		conc = rep.Results[0].Scenario.Concurrency
 	}
+	if st.Target != "" {
+		return fmt.Sprintf("Target %s · %d requests fired at once per route, after %d health checks one after the other · %s every %s",
+			st.Target, conc, burstBaselineProbes, st.healthPath(), st.ProbeInterval)
+	}
 	return fmt.Sprintf("External API: %s per call, %d calls per request · %d requests fired at once · /healthcheck every %s",
 		st.Delay, st.Calls, conc, st.ProbeInterval)
+}
+
+// renderTargetTable is the table of --target bursts: one row per route,
+// ending in the verdict.
+func renderTargetTable(tw *textWriter, sums []Summary) {
+	width := len("route")
+	for _, s := range sums {
+		width = max(width, len(s.Scenario.Path))
+	}
+	head := fmt.Sprintf("%-*s %5s  %-8s %-8s %-8s %-10s %-10s %s",
+		width, "route", "conc.", "wall", "req p50", "req max", "health p50", "health max", "verdict")
+	tw.style(ansiBold, head)
+	tw.printf("\n")
+	for _, s := range sums {
+		tw.printf("%-*s %5d  %-8s %-8s %-8s %-10s %-10s ",
+			width, s.Scenario.Path, s.Scenario.Concurrency, fmtTable(s.Wall),
+			statOr(s.Requests, s.Requests.P50), statOr(s.Requests, s.Requests.Max),
+			statOr(s.Health, s.Health.P50), statOr(s.Health, s.Health.Max))
+		switch label := s.Verdict.Label(); label {
+		case "blocks":
+			tw.style(ansiRed, "blocks the loop")
+		case "does not block":
+			tw.style(ansiGreen, "does not block")
+		default:
+			tw.style(ansiAmber, label)
+		}
+		if s.Failed > 0 {
+			tw.style(ansiRed, fmt.Sprintf("  %d failed", s.Failed))
+		}
+		tw.printf("\n")
+	}
+}
+
+// targetFootnote reminds what a "does not block" rests on.
+func targetFootnote(rep *Report) string {
+	conc := 0
+	if len(rep.Results) > 0 {
+		conc = rep.Results[0].Scenario.Concurrency
+	}
+	return fmt.Sprintf("A route blocks the loop when health checks answered in time before the burst are late while its requests are in flight\n"+
+		"and the requests finish one after the other; when the two disagree the verdict is inconclusive. With more workers than\n"+
+		"the %d requests of a burst, idle workers can hide a blocked one: fire more requests than the server has workers (--concurrency).", conc)
 }
 
 func renderTable(tw *textWriter, sums []Summary) {
@@ -183,7 +247,7 @@ func tickLabel(t time.Duration) string {
 
 const labelWidth = 14
 
-func renderTimeline(tw *textWriter, r Result, st Settings, ax axis) {
+func renderTimeline(tw *textWriter, r Result, st Settings, late time.Duration, ax axis) {
 	for i, q := range r.Requests {
 		if i == maxTextRows {
 			tw.printf("%s… and %d more requests\n", strings.Repeat(" ", labelWidth), len(r.Requests)-maxTextRows)
@@ -194,7 +258,7 @@ func renderTimeline(tw *textWriter, r Result, st Settings, ax axis) {
 			label += fmt.Sprintf(" w%d", q.Worker)
 		}
 		tw.printf("%s", pad(label, labelWidth))
-		tw.cells(requestCells(q, ax))
+		tw.cells(requestCells(q, ax, st.Target != ""))
 		tail := fmtTable(q.Latency())
 		if !q.OK() {
 			tail = "failed: " + requestFailure(q)
@@ -202,8 +266,8 @@ func renderTimeline(tw *textWriter, r Result, st Settings, ax axis) {
 		tw.printf("  %s\n", tail)
 	}
 	tw.printf("%s", pad("  health", labelWidth))
-	tw.cells(probeCells(r.Probes, st.LateAfter(), ax))
-	tw.printf("  %d/%d late\n", r.LateProbes(st.LateAfter()), len(r.Probes))
+	tw.cells(probeCells(r.Probes, late, ax))
+	tw.printf("  %d/%d late\n", r.LateProbes(late), len(r.Probes))
 
 	// The axis: a ruler with a mark per tick, labels under the marks.
 	ruler := []rune(strings.Repeat("─", ax.width))
@@ -241,25 +305,31 @@ func requestFailure(q Request) string {
 
 // requestCells draws one request: queued from sent until the server logged
 // "started processing", processing from there until the response arrived.
-func requestCells(q Request, ax axis) []rune {
+// blind means that the server's log is not ours to read (a --target): the
+// request is drawn in flight from sent to answered.
+func requestCells(q Request, ax axis, blind bool) []rune {
 	row := []rune(strings.Repeat(" ", ax.width))
 	start := q.Sent
 	if q.HasStart {
 		start = min(max(q.Started, q.Sent), q.Finished)
 	}
 	drawn := false
+	processing := glyphProcessing
+	if blind {
+		processing = glyphInFlight
+	}
 	for c := range row {
 		t := ax.mid(c)
 		switch {
 		case t >= start && t <= q.Finished:
-			row[c], drawn = glyphProcessing, true
+			row[c], drawn = processing, true
 		case t >= q.Sent && t < start:
 			row[c] = glyphQueued
 		}
 	}
 	if !drawn {
 		// Shorter than a column: still show that it ran.
-		row[ax.cell(start)] = glyphProcessing
+		row[ax.cell(start)] = processing
 	}
 	return row
 }
@@ -313,6 +383,7 @@ var glyphColor = map[rune]string{
 	glyphQueued:     ansiAmber,
 	glyphProbeOK:    ansiGreen,
 	glyphProbeLate:  ansiRed,
+	glyphInFlight:   ansiAmber,
 }
 
 // cells writes a row, switching colour only where the glyph changes.
@@ -339,10 +410,11 @@ func (tw *textWriter) cells(row []rune) {
 	tw.printf("%s", b.String())
 }
 
-// ProgressLine shows which scenario is running. On a terminal it is one
-// line rewritten in place (with a carriage return, no escape sequences)
-// with the elapsed time ticking; elsewhere it prints a plain line as each
-// scenario starts and ends.
+// ProgressLine shows which scenario is running, on stderr so that the
+// results on stdout can be redirected clean. On a terminal it is one line
+// rewritten in place (with a carriage return, no escape sequences) with the
+// elapsed time ticking; elsewhere it prints a plain line as each scenario
+// starts and ends.
 type ProgressLine struct {
 	w   io.Writer
 	tty bool
@@ -388,11 +460,14 @@ func (p *ProgressLine) Update(pr Progress) {
 	defer p.mu.Unlock()
 	head := fmt.Sprintf("scenario %d/%d %s", pr.Index, pr.Total, pr.Scenario.Name())
 	if !p.tty {
-		p.printed = 1 // Close separates the report from these lines
+		what := pr.What
+		if what == "" {
+			what = fmt.Sprintf("%d requests, %s", pr.Scenario.Concurrency, plural(pr.Scenario.Workers, "worker"))
+		}
 		if pr.Done {
 			fmt.Fprintf(p.w, "%s: done in %s\n", head, fmtWords(pr.Took))
 		} else {
-			fmt.Fprintf(p.w, "%s: running (%d requests, %s)…\n", head, pr.Scenario.Concurrency, plural(pr.Scenario.Workers, "worker"))
+			fmt.Fprintf(p.w, "%s: running (%s)…\n", head, what)
 		}
 		return
 	}
@@ -420,12 +495,8 @@ func (p *ProgressLine) Close() {
 	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case p.printed == 0:
-	case p.tty:
+	if p.printed > 0 && p.tty {
 		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.printed))
-	default:
-		fmt.Fprintln(p.w)
 	}
 	p.printed = 0
 }

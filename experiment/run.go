@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"demo/childproc"
 )
 
 const (
@@ -23,110 +25,317 @@ const (
 	perWorkerStart = 250 * time.Millisecond
 )
 
-// Run starts `demo external`, then runs every scenario against a fresh
-// `demo serve`, and returns what it measured. It stops every process it
+// Default request timeouts, when --request-timeout is not given.
+const (
+	// openTimeout: under open-loop load a client gives up after this, as
+	// users and proxies do; the request counts as failed ("timeout").
+	openTimeout = 10 * time.Second
+	// targetBurstTimeout: a --target's route may be slow; we do not know
+	// its delay.
+	targetBurstTimeout = time.Minute
+)
+
+// requestTimeout is how long a request of scenario s may take.
+func (st Settings) requestTimeout(s Scenario) time.Duration {
+	switch {
+	case st.RequestTimeout > 0:
+		return st.RequestTimeout
+	case st.Open != nil:
+		return openTimeout
+	case !s.local():
+		return targetBurstTimeout
+	}
+	// Generous: every request one after the other, three times over.
+	serial := time.Duration(s.Concurrency*st.Calls) * st.Delay
+	return 3*serial + 10*time.Second
+}
+
+// Run runs every scenario and returns what it measured: against the
+// --target if there is one, else against a fresh `demo serve` per scenario,
+// all calling one `demo external` started first. It stops every process it
 // started before returning, also when ctx ends (Ctrl+C) or something fails.
 func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	bin := cfg.Executable
-	if bin == "" {
-		if bin, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("find the demo binary: %w", err)
-		}
-	}
 	rep = &Report{Settings: cfg.Settings, Started: time.Now()}
-
-	ext, err := startChild("demo external", bin, "external", "--port", "0",
-		"--delay", cfg.Delay.String(), "--log-format", "json")
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if stopErr := stopChild(ext, stopGrace); stopErr != nil && err == nil {
-			rep, err = nil, stopErr
+	var open func(context.Context, Scenario) (*server, error)
+	if cfg.Target != "" {
+		ep, err := CheckTarget(ctx, cfg.Target, cfg.healthPath())
+		if err != nil {
+			return nil, err
 		}
-	}()
-	m, err := ext.WaitLine(ctx, externalRunningRe, 0, readyTimeout)
-	if err != nil {
-		return nil, err
+		open = func(context.Context, Scenario) (*server, error) { return &server{ep: ep, name: cfg.Target}, nil }
+	} else {
+		bin := cfg.Executable
+		if bin == "" {
+			if bin, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("find the demo binary: %w", err)
+			}
+		}
+		ext, err := startChild("demo external", bin, "external", "--port", "0",
+			"--delay", cfg.Delay.String(), "--log-format", "json")
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if stopErr := stopChild(ext, stopGrace); stopErr != nil && err == nil {
+				rep, err = nil, stopErr
+			}
+		}()
+		m, err := ext.WaitLine(ctx, externalRunningRe, 0, readyTimeout)
+		if err != nil {
+			return nil, err
+		}
+		extURL := m.Groups[1]
+		open = func(ctx context.Context, s Scenario) (*server, error) {
+			return startServe(ctx, bin, extURL, s, cfg.Settings)
+		}
 	}
-	extURL := m.Groups[1]
 
-	progress := func(p Progress) {
+	for i, s := range cfg.Scenarios {
+		p := Progress{Index: i + 1, Total: len(cfg.Scenarios), Scenario: s, What: cfg.describeLoad(s)}
 		if cfg.OnProgress != nil {
 			cfg.OnProgress(p)
 		}
-	}
-	for i, s := range cfg.Scenarios {
-		p := Progress{Index: i + 1, Total: len(cfg.Scenarios), Scenario: s}
-		progress(p)
 		began := time.Now()
-		res, err := runScenario(ctx, bin, extURL, s, cfg.Settings)
+		res, err := runScenario(ctx, open, s, cfg.Settings)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("interrupted during %s: %w", s.Name(), ctx.Err())
+			}
+			var down *downError
+			if errors.As(err, &down) {
+				return nil, err
 			}
 			return nil, fmt.Errorf("scenario %s: %w", s.Name(), err)
 		}
 		rep.Results = append(rep.Results, res)
 		p.Done, p.Took = true, time.Since(began)
-		progress(p)
+		if cfg.OnProgress != nil {
+			cfg.OnProgress(p)
+		}
 	}
 	return rep, nil
 }
 
-// runScenario starts serve for s, fires the burst, stops serve and reads
-// its log to learn when each request started, where, and what stalled.
-func runScenario(ctx context.Context, bin, extURL string, s Scenario, st Settings) (res Result, err error) {
-	srv, err := startChild("demo serve", bin, "serve", "--port", "0",
-		"--workers", strconv.Itoa(s.Workers),
-		"--mode", string(s.Mode),
+// describeLoad says in a few words what scenario s will do, for progress
+// lines; empty for the story's burst, which says it itself.
+func (c *Config) describeLoad(s Scenario) string {
+	var what string
+	switch {
+	case c.Open != nil:
+		what = fmt.Sprintf("%s requests/s for %v", strconv.FormatFloat(c.Open.Rate, 'g', -1, 64), c.Open.Duration)
+	case !s.local():
+		what = fmt.Sprintf("%d requests at once", s.Concurrency)
+	default:
+		return ""
+	}
+	if s.local() {
+		return what + ", " + plural(s.Workers, "worker")
+	}
+	return what + " to " + c.Target
+}
+
+// server is what a scenario loads: a `demo serve` started for it, or the
+// --target.
+type server struct {
+	ep    endpoint
+	name  string           // for messages: "demo serve" or the target's URL
+	child *childproc.Child // nil for a --target
+	tap   *logTap          // nil for a --target
+}
+
+// startServe starts `demo serve` for s and waits until it is ready.
+func startServe(ctx context.Context, bin, extURL string, s Scenario, st Settings) (*server, error) {
+	args := []string{"serve", "--port", "0", "--workers", strconv.Itoa(s.Workers)}
+	if s.Mode != "" {
+		args = append(args, "--mode", string(s.Mode))
+	}
+	args = append(args,
 		"--external", extURL,
 		"--calls", strconv.Itoa(st.Calls),
 		"--threadpool-size", strconv.Itoa(st.ThreadpoolSize),
 		"--timeout-graceful-shutdown", serveGrace.String(),
 		"--log-format", "json",
 		"--no-access-log")
+	tap := newLogTap()
+	child, err := startServer(bin, tap, args...)
+	if err != nil {
+		return nil, err
+	}
+	m, err := child.WaitLine(ctx, serveRunningRe, 0, readyTimeout+time.Duration(s.Workers)*perWorkerStart)
+	if err == nil {
+		var ep endpoint
+		if ep, err = parseEndpoint(m.Groups[1]); err == nil {
+			return &server{ep: ep, name: "demo serve", child: child, tap: tap}, nil
+		}
+	}
+	return nil, errors.Join(err, stopChild(child, stopGrace))
+}
+
+// stop stops a server we started and reads what its log says about res;
+// a --target is left alone.
+func (srv *server) stop(res *Result, t0 time.Time) error {
+	if srv.child == nil {
+		return nil
+	}
+	// Stop serve first: once it and its workers have exited, every line
+	// they logged (the stall reports come after the responses) is in.
+	if err := stopChild(srv.child, stopGrace); err != nil {
+		return err
+	}
+	if res != nil {
+		srv.tap.log().apply(res, t0)
+	}
+	return nil
+}
+
+// runScenario loads one server with one scenario's load.
+func runScenario(ctx context.Context, open func(context.Context, Scenario) (*server, error), s Scenario, st Settings) (res Result, err error) {
+	srv, err := open(ctx, s)
 	if err != nil {
 		return Result{}, err
 	}
 	defer func() {
-		if stopErr := stopChild(srv, stopGrace); stopErr != nil && err == nil {
+		if stopErr := srv.stop(nil, time.Time{}); stopErr != nil && err == nil {
 			err = stopErr
 		}
 	}()
-	m, err := srv.WaitLine(ctx, serveRunningRe, 0, readyTimeout+time.Duration(s.Workers)*perWorkerStart)
+	var t0 time.Time
+	if st.Open != nil {
+		t0, res, err = runOpen(ctx, srv, s, st)
+	} else {
+		t0, res, err = runBurst(ctx, srv, s, st)
+	}
 	if err != nil {
 		return Result{}, err
 	}
-
-	// Generous: every request one after the other, three times over.
-	serial := time.Duration(s.Concurrency*st.Calls) * st.Delay
-	t0, reqs, probes, err := burst(ctx, m.Groups[1], s.Concurrency, st.ProbeInterval, 3*serial+10*time.Second)
-	if err != nil {
+	if err := srv.stop(&res, t0); err != nil {
 		return Result{}, err
 	}
-	res = Result{Scenario: s, Requests: reqs, Probes: probes}
-	for _, q := range reqs {
-		res.Wall = max(res.Wall, q.Finished)
-	}
-	// Stop serve first: once it and its workers have exited, every line
-	// they logged (the stall reports come after the responses) is in.
-	if err := stopChild(srv, stopGrace); err != nil {
-		return Result{}, err
-	}
-	readServerLog(logLines(srv)).apply(&res, t0)
-	if res.Failed() == len(res.Requests) {
-		return res, errors.New("every request failed: " + res.Requests[0].Err + statusText(res.Requests[0].Status))
+	if st.Open == nil && res.Failed() == len(res.Requests) {
+		q := res.Requests[0]
+		return res, errors.New("every request failed: " + requestFailure(q))
 	}
 	return res, nil
 }
 
-func statusText(status int) string {
-	if status == 0 {
-		return ""
+// burstBaselineProbes is how many health probes, one after the other, a
+// --target burst sends first to learn how fast the idle server answers.
+const burstBaselineProbes = 5
+
+// runBurst fires the scenario's burst; against a --target it measures the
+// baseline first.
+func runBurst(ctx context.Context, srv *server, s Scenario, st Settings) (time.Time, Result, error) {
+	res := Result{Scenario: s}
+	timeout := st.requestTimeout(s)
+	if !s.local() {
+		res.Baseline = baseline(ctx, srv.ep, st, burstBaselineProbes, timeout)
+		if down := allRefused(res.Baseline); down && ctx.Err() == nil {
+			return time.Time{}, Result{}, &downError{target: srv.name, when: "before the burst to " + s.Path, cause: "health checks could not connect (" + res.Baseline[0].Err + ")"}
+		}
 	}
-	return fmt.Sprintf("status %d", status)
+	t0, reqs, probes, err := burst(ctx, srv.ep, s.Path, s.Concurrency, st, timeout)
+	if err != nil {
+		return t0, Result{}, err
+	}
+	res.Requests, res.Probes = reqs, probes
+	for _, q := range reqs {
+		res.Wall = max(res.Wall, q.Finished)
+	}
+	if !s.local() && allRefused(probes) && allRefused(requestsAsProbes(reqs)) {
+		return t0, Result{}, &downError{target: srv.name, when: "during the burst to " + s.Path, cause: "requests and health checks could not connect (" + probes[0].Err + ")"}
+	}
+	return t0, res, nil
+}
+
+// runOpen sends the open-loop arrivals while probing health like a load
+// balancer and like a Kubernetes liveness probe. It stops early, with a
+// downError, when the server stops answering.
+func runOpen(parent context.Context, srv *server, s Scenario, st Settings) (time.Time, Result, error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	t0 := time.Now()
+	watch := newDownWatch(func(first Probe, lastAnswer time.Duration) {
+		e := &downError{target: srv.name, cause: "every health check since could not connect (" + first.Err + ")",
+			when: fmt.Sprintf("%s into the run", fmtWords(first.Sent))}
+		if lastAnswer >= 0 {
+			e.lastAnswer = fmt.Sprintf("the last one answered was sent at %s", fmtWords(lastAnswer))
+		}
+		cancel(e)
+	})
+	if srv.child != nil {
+		// A server we started must live through the run.
+		watching := make(chan struct{})
+		defer func() {
+			cancel(nil)
+			<-watching
+		}()
+		go func() {
+			defer close(watching)
+			select {
+			case <-srv.child.Exited():
+				err := errors.New("demo serve exited during the run")
+				if exitErr := srv.child.ExitErr(); exitErr != nil {
+					err = fmt.Errorf("demo serve exited during the run: %w", exitErr)
+				}
+				cancel(err)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	timeout := st.requestTimeout(s)
+	g := generator{ep: srv.ep, paths: st.Open.Mix.Paths(), timeout: timeout, limit: maxInFlight()}
+	hp := startProber(ctx, srv.ep, st.healthPath(), st.ProbeInterval, timeout, t0, watch.see)
+	lv := startLiveness(ctx, srv.ep, st.healthPath(), t0)
+	reqs, peak := g.run(ctx, st.Open.Schedule(), t0)
+	res := Result{Scenario: s, Requests: reqs, PeakInFlight: peak}
+	res.Probes = hp.Stop()
+	res.Liveness = lv.Stop()
+	if err := parent.Err(); err != nil {
+		return t0, Result{}, err
+	}
+	if err := context.Cause(ctx); err != nil {
+		return t0, Result{}, err
+	}
+	for _, q := range reqs {
+		res.Wall = max(res.Wall, q.Finished)
+	}
+	return t0, res, nil
+}
+
+// downError says that the server stopped answering mid-run.
+type downError struct {
+	target     string
+	when       string
+	cause      string
+	lastAnswer string
+}
+
+func (e *downError) Error() string {
+	s := fmt.Sprintf("%s stopped answering %s: %s", e.target, e.when, e.cause)
+	if e.lastAnswer != "" {
+		s += "; " + e.lastAnswer
+	}
+	return s
+}
+
+// allRefused reports whether there were probes and every one was refused
+// (or could not connect at all).
+func allRefused(ps []Probe) bool {
+	for _, p := range ps {
+		if p.Cause != CauseRefused && p.Cause != CauseConnect {
+			return false
+		}
+	}
+	return len(ps) > 0
+}
+
+func requestsAsProbes(reqs []Request) []Probe {
+	out := make([]Probe, len(reqs))
+	for i, q := range reqs {
+		out[i] = Probe{Cause: q.Cause, Err: q.Err, Status: q.Status}
+	}
+	return out
 }

@@ -25,10 +25,22 @@ type Summary struct {
 	Words        string
 	PerWorker    []int // requests started per worker; [0] is unknown
 	FailedProbes int
+	// Verdict judges a --target burst's route; Words is then its words.
+	Verdict Verdict
 }
 
 // Summarize reduces r.
 func Summarize(r Result, st Settings) Summary {
+	if !r.Scenario.local() {
+		v := Judge(r, st)
+		return Summary{
+			Scenario: r.Scenario, Wall: r.Wall,
+			Requests: r.RequestStats(), Health: r.HealthStats(),
+			Probes: len(r.Probes), LateProbes: r.LateProbes(v.LateAfter),
+			Failed: r.Failed(), FailedProbes: r.FailedProbes(),
+			Words: v.Words, Verdict: v,
+		}
+	}
 	return Summary{
 		Scenario:     r.Scenario,
 		Wall:         r.Wall,
@@ -44,6 +56,15 @@ func Summarize(r Result, st Settings) Summary {
 		Words:        Describe(r, st),
 		PerWorker:    r.PerWorker(),
 	}
+}
+
+// lateAfter is when a health probe of the scenario counted as late: the
+// verdict's threshold against a --target, the settings' otherwise.
+func (s Summary) lateAfter(st Settings) time.Duration {
+	if s.Verdict.LateAfter > 0 {
+		return s.Verdict.LateAfter
+	}
+	return st.LateAfter()
 }
 
 // Summaries summarises every result of the report, in order.
