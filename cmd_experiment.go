@@ -163,7 +163,7 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 	switch {
 	case target:
 		cfg.Scenarios = experiment.TargetScenarios(paths, burstSize)
-	case c.IsSet("modes") || c.IsSet("workers"):
+	case c.IsSet("modes") || c.IsSet("workers") || (openLoop && !cfg.Open.Mix.Has("/")):
 		workers, err := experiment.ParseWorkers(c.String("workers"))
 		if err != nil {
 			return experiment.Config{}, nil, badFlag("%v", err)

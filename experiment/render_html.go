@@ -268,6 +268,8 @@ td.bad { color: #a15c00; font-weight: 600; }
 .fail { fill: none; stroke: #c62828; stroke-width: 1.2; }
 .live-ok { fill: #2e7d32; } .live-fail { fill: #c62828; }
 .restart { fill: #c62828; font-weight: 700; }
+.bound { stroke: #a15c00; stroke-width: 1; stroke-dasharray: 4 3; }
+svg text.bound-label { fill: #a15c00; }
 .wide { width: 700px; }
 .verdict-blocks { color: #c62828; font-weight: 600; }
 .verdict-fine { color: #2e7d32; font-weight: 600; }

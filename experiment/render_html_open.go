@@ -25,15 +25,18 @@ const (
 func renderOpenHTML(w io.Writer, rep *Report) error {
 	o := *rep.Settings.Open
 	tx := newAxis(rep, openPlotW)
-	var yEnd time.Duration
+	// Latency spans milliseconds to the timeout: a log scale, in whole
+	// decades, shared by every card so that they compare at a glance.
+	lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
 	for _, r := range rep.Results {
 		for _, q := range r.Requests {
-			yEnd = max(yEnd, q.Latency())
+			lo, hi = min(lo, q.Latency()), max(hi, q.Latency())
 		}
 	}
-	yEnd = max(yEnd, time.Millisecond)
-	yStep := niceStep(yEnd, 5)
-	yEnd = time.Duration(math.Ceil(float64(yEnd)/float64(yStep))) * yStep
+	for _, ob := range rep.SLO {
+		lo, hi = min(lo, ob.Bound), max(hi, ob.Bound)
+	}
+	ys := newLogScale(lo, hi)
 
 	v := openView{Settings: openSettingsLine(rep), Started: rep.Started.Format(time.RFC1123),
 		Late: fmtWords(OpenLateAfter)}
@@ -41,7 +44,7 @@ func renderOpenHTML(w io.Writer, rep *Report) error {
 		v.Legend = append(v.Legend, legendEntry{Route: p, Class: fmt.Sprintf("c%d", i%routeColors)})
 	}
 	for _, r := range rep.Results {
-		v.Cards = append(v.Cards, openCard(r, o, tx, yEnd, yStep))
+		v.Cards = append(v.Cards, openCard(r, o, tx, ys, rep.SLO))
 	}
 	for _, a := range AnswerSLO(rep) {
 		v.SLO = append(v.SLO, sloLine{Text: a.Line, Met: a.Workers > 0})
@@ -74,6 +77,7 @@ type openSVG struct {
 	Dots                 []svgDot
 	Fails                []svgDot
 	YTicks               []svgYTick
+	Bounds               []svgYTick // the --slo objectives' bounds
 	HealthY              float64
 	Probes               []svgProbe
 	LiveY                float64
@@ -92,6 +96,60 @@ type svgDot struct {
 type svgYTick struct {
 	Y     float64
 	Label string
+	Major bool // a decade: labelled
+}
+
+// logScale maps latencies to the plot's height on a log scale from one
+// whole decade to another.
+type logScale struct{ lo, hi time.Duration }
+
+func newLogScale(lo, hi time.Duration) logScale {
+	decade := func(d time.Duration, up bool) time.Duration {
+		e := math.Log10(float64(max(d, time.Millisecond)))
+		if up {
+			e = math.Ceil(e)
+		} else {
+			e = math.Floor(e)
+		}
+		return time.Duration(math.Pow(10, e))
+	}
+	s := logScale{lo: decade(lo, false)}
+	// The top: the next 1, 2 or 5 times a power of ten, not a whole
+	// decade that would leave most of the plot empty.
+	for s.hi = s.lo; s.hi < hi || s.hi <= s.lo; {
+		switch first := s.hi / decade(s.hi, false); first {
+		case 1:
+			s.hi *= 2
+		case 2:
+			s.hi = s.hi / 2 * 5
+		default:
+			s.hi *= 2
+		}
+	}
+	return s
+}
+
+// y is the height above the plot's bottom, 0 to openPlotH.
+func (s logScale) y(d time.Duration) float64 {
+	d = min(max(d, s.lo), s.hi)
+	return math.Log10(float64(d)/float64(s.lo)) / math.Log10(float64(s.hi)/float64(s.lo)) * openPlotH
+}
+
+// ticks: every decade and the top, labelled, and 2× and 5× between them.
+func (s logScale) ticks() []svgYTick {
+	var out []svgYTick
+	for d := s.lo; d <= s.hi; d *= 10 {
+		out = append(out, svgYTick{Label: fmtBound(d), Major: true, Y: s.y(d)})
+		for _, m := range []time.Duration{2, 5} {
+			if d*m < s.hi {
+				out = append(out, svgYTick{Y: s.y(d * m)})
+			}
+		}
+	}
+	if last := out[len(out)-1]; !last.Major || last.Label != fmtBound(s.hi) {
+		out = append(out, svgYTick{Label: fmtBound(s.hi), Major: true, Y: s.y(s.hi)})
+	}
+	return out
 }
 
 type svgLive struct {
@@ -105,12 +163,10 @@ type routeRow struct {
 	Route, Class, Sent, OK, P50, P90, P99, Max, Failed string
 }
 
-func openCard(r Result, o OpenLoop, tx axis, yEnd, yStep time.Duration) openSVG {
+func openCard(r Result, o OpenLoop, tx axis, ys logScale, objs []Objective) openSVG {
 	s := SummarizeOpen(r, o)
 	bottom := float64(openPlotTop + openPlotH)
-	y := func(d time.Duration) float64 {
-		return bottom - float64(min(d, yEnd))/float64(yEnd)*openPlotH
-	}
+	y := func(d time.Duration) float64 { return bottom - ys.y(d) }
 	x := func(t time.Duration) float64 { return openPlotX + float64(t)/float64(tx.end)*openPlotW }
 	c := openSVG{
 		Name: r.Scenario.Name(), Words: openWords(s, o), Warning: s.Warning(o),
@@ -130,8 +186,12 @@ func openCard(r Result, o OpenLoop, tx axis, yEnd, yStep time.Duration) openSVG 
 		d.Title = fmt.Sprintf("%s sent at %s failed after %s: %s", q.Route, fmtTable(q.Sent), fmtTable(q.Latency()), requestFailure(q))
 		c.Fails = append(c.Fails, d)
 	}
-	for t := time.Duration(0); t <= yEnd; t += yStep {
-		c.YTicks = append(c.YTicks, svgYTick{Y: y(t), Label: tickLabel(t)})
+	for _, t := range ys.ticks() {
+		t.Y = bottom - t.Y
+		c.YTicks = append(c.YTicks, t)
+	}
+	for _, ob := range objs {
+		c.Bounds = append(c.Bounds, svgYTick{Y: y(ob.Bound), Label: ob.String()})
 	}
 
 	c.HealthY = bottom + 8
@@ -210,8 +270,9 @@ var openPageTemplate = newPage("open", `<!DOCTYPE html>
 <h2>{{.Name}}</h2>
 <p class="words">{{.Words}}</p>
 <svg class="latency" xmlns="http://www.w3.org/2000/svg" width="700" height="{{.Height}}" viewBox="0 0 700 {{.Height}}" role="img" aria-label="latency over time of {{.Name}}">
-{{range .YTicks}}<line class="grid-line" x1="{{f $c.PlotX}}" y1="{{f .Y}}" x2="{{f $c.PlotEnd}}" y2="{{f .Y}}"/><text x="{{f (plus $c.PlotX -6)}}" y="{{f (plus .Y 4)}}" text-anchor="end">{{.Label}}</text>
-{{end}}<text x="12" y="{{f (plus .PlotTop 100)}}" transform="rotate(-90 12 {{f (plus .PlotTop 100)}})" text-anchor="middle">latency</text>
+{{range .YTicks}}<line class="grid-line" x1="{{f $c.PlotX}}" y1="{{f .Y}}" x2="{{f $c.PlotEnd}}" y2="{{f .Y}}"/>{{if .Major}}<text x="{{f (plus $c.PlotX -6)}}" y="{{f (plus .Y 4)}}" text-anchor="end">{{.Label}}</text>{{end}}
+{{end}}{{range .Bounds}}<line class="bound" x1="{{f $c.PlotX}}" y1="{{f .Y}}" x2="{{f $c.PlotEnd}}" y2="{{f .Y}}"/><text class="bound-label" x="{{f (plus $c.PlotEnd -4)}}" y="{{f (plus .Y -3)}}" text-anchor="end">{{.Label}}</text>
+{{end}}<text x="12" y="{{f (plus .PlotTop 100)}}" transform="rotate(-90 12 {{f (plus .PlotTop 100)}})" text-anchor="middle">latency (log)</text>
 {{range .Dots}}<circle class="{{.Class}}" cx="{{f .X}}" cy="{{f .Y}}" r="1.6"/>
 {{end}}{{range .Fails}}<circle class="fail" cx="{{f .X}}" cy="{{f .Y}}" r="2.4"><title>{{.Title}}</title></circle>
 {{end}}<text x="4" y="{{f (plus .HealthY 14)}}">health</text>

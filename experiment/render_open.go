@@ -46,8 +46,8 @@ func openSettingsLine(rep *Report) string {
 	} else {
 		fmt.Fprintf(&b, "External API: %s per call, %d calls per request · ", st.Delay, st.Calls)
 	}
-	fmt.Fprintf(&b, "open loop: %s requests/s for %v (Poisson arrivals, seed %d) to %s · %s every %s, late after %s · liveness probe every %s (timeout %s, restart after %d failures)",
-		fmtRate(o.Rate), o.Duration, o.Seed, o.Mix, st.healthPath(), st.ProbeInterval, fmtWords(OpenLateAfter),
+	fmt.Fprintf(&b, "open loop: %s requests/s for %v (Poisson arrivals, seed %d) to %s · %s every %s, late after %s, failed after %s · liveness probe every %s (timeout %s, restart after %d failures)",
+		fmtRate(o.Rate), o.Duration, o.Seed, o.Mix, st.healthPath(), st.ProbeInterval, fmtWords(OpenLateAfter), fmtWords(min(OpenProbeTimeout, st.requestTimeout(Scenario{}))),
 		fmtWords(LivenessPeriod), fmtWords(LivenessTimeout), LivenessFailureThreshold)
 	return b.String()
 }

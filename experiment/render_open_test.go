@@ -3,6 +3,7 @@ package experiment
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -223,5 +224,30 @@ func TestWriteJSONTargetVerdicts(t *testing.T) {
 	page := renderHTML(t, targetReport())
 	if !strings.Contains(page, `<td class="verdict-blocks">blocks</td>`) || !strings.Contains(page, `class="w"`) || strings.Contains(page, "Model:") {
 		t.Error("HTML of a --target: want verdict cells, in-flight bars and no model")
+	}
+}
+
+func TestLogScale(t *testing.T) {
+	s := newLogScale(ms(3), 10100*time.Millisecond)
+	if s.lo != ms(1) || s.hi != 20*time.Second {
+		t.Errorf("scale from 3 ms to 10.1 s: %v to %v, want 1ms to 20s", s.lo, s.hi)
+	}
+	if s.y(ms(1)) != 0 || s.y(20*time.Second) != openPlotH || s.y(time.Hour) != openPlotH || s.y(0) != 0 {
+		t.Error("the scale's ends")
+	}
+	if a, b := s.y(ms(10))-s.y(ms(1)), s.y(ms(100))-s.y(ms(10)); math.Abs(a-b) > 1e-9 {
+		t.Errorf("decades %.2f and %.2f apart, want equal", a, b)
+	}
+	var labels []string
+	for _, tk := range s.ticks() {
+		if tk.Major {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if strings.Join(labels, " ") != "1ms 10ms 100ms 1s 10s 20s" {
+		t.Errorf("labels %v", labels)
+	}
+	if s := newLogScale(ms(200), ms(400)); s.lo != ms(100) || s.hi != ms(500) {
+		t.Errorf("200 to 400 ms: %v to %v", s.lo, s.hi)
 	}
 }

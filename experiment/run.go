@@ -25,6 +25,12 @@ const (
 	perWorkerStart = 250 * time.Millisecond
 )
 
+// OpenProbeTimeout is when a health check under open-loop load gives up
+// and counts as failed: a load balancer's usual health-check timeout (an
+// AWS ALB's default is 5 s), and it keeps the run from waiting on probes
+// stuck behind a queue long after the last request ended.
+const OpenProbeTimeout = 5 * time.Second
+
 // Default request timeouts, when --request-timeout is not given.
 const (
 	// openTimeout: under open-loop load a client gives up after this, as
@@ -287,7 +293,7 @@ func runOpen(parent context.Context, srv *server, s Scenario, st Settings) (time
 	}
 	timeout := st.requestTimeout(s)
 	g := generator{ep: srv.ep, paths: st.Open.Mix.Paths(), timeout: timeout, limit: maxInFlight()}
-	hp := startProber(ctx, srv.ep, st.healthPath(), st.ProbeInterval, timeout, t0, watch.see)
+	hp := startProber(ctx, srv.ep, st.healthPath(), st.ProbeInterval, min(timeout, OpenProbeTimeout), t0, watch.see)
 	lv := startLiveness(ctx, srv.ep, st.healthPath(), t0)
 	reqs, peak := g.run(ctx, st.Open.Schedule(), t0)
 	res := Result{Scenario: s, Requests: reqs, PeakInFlight: peak}
