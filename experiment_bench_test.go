@@ -33,12 +33,15 @@ import (
 // and peak memory. DEMO_BENCH_RATE and DEMO_BENCH_DURATION
 // change the load.
 func BenchmarkOpenLoopGenerator(b *testing.B) {
-	rate, duration := 1000.0, 10*time.Second
+	rate, duration, path := 1000.0, 10*time.Second, "/all-async"
 	if v, err := strconv.ParseFloat(os.Getenv("DEMO_BENCH_RATE"), 64); err == nil {
 		rate = v
 	}
 	if v, err := time.ParseDuration(os.Getenv("DEMO_BENCH_DURATION")); err == nil {
 		duration = v
+	}
+	if v := os.Getenv("DEMO_BENCH_PATH"); v != "" {
+		path = v
 	}
 	start := func(name string, re *regexp.Regexp, args ...string) string {
 		c, err := childproc.Start(childproc.Spec{Name: name, Path: demoBin, Args: args, DrainAfter: re})
@@ -79,9 +82,11 @@ func BenchmarkOpenLoopGenerator(b *testing.B) {
 		}()
 		jsonPath := filepath.Join(b.TempDir(), "run.json")
 		cmd := exec.Command(demoBin, "experiment", "--target", url, "--rate", strconv.FormatFloat(rate, 'g', -1, 64),
-			"--duration", duration.String(), "--mix", "/all-async", "--request-timeout", "30s", "--json", jsonPath)
+			"--duration", duration.String(), "--mix", path, "--request-timeout", "30s", "--json", jsonPath)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		began := time.Now()
 		out, err := cmd.CombinedOutput()
+		wall := time.Since(began)
 		close(noiseDone)
 		timerLate := <-noise
 		if err != nil {
@@ -133,7 +138,8 @@ func BenchmarkOpenLoopGenerator(b *testing.B) {
 		b.ReportMetric(1000*timerLate[len(timerLate)-1], "timer-late-max-ms")
 		b.ReportMetric(float64(peak.Peak), "peak-in-flight")
 		b.ReportMetric(float64(failed), "failed")
-		b.ReportMetric(100*cpu.Seconds()/(duration.Seconds()+5), "cpu-%-of-core")
+		b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "cpu-%-of-core")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(len(s.Requests)), "cpu-µs/req")
 		b.ReportMetric(float64(usage.Maxrss)/1024, "maxrss-MiB")
 	}
 }

@@ -236,10 +236,7 @@ func openCard(r Result, o OpenLoop, tx axis, ys logScale, objs []Objective) open
 	for _, rs := range rows {
 		row := routeRow{Route: rs.Route, Class: class[rs.Route], Sent: fmt.Sprint(rs.Sent), OK: fmt.Sprint(rs.OK),
 			P50: latencyOr(rs, rs.P50), P90: latencyOr(rs, rs.P90), P99: latencyOr(rs, rs.P99), Max: latencyOr(rs, rs.Max),
-			Failed: "0"}
-		if f := rs.Failed(); f > 0 {
-			row.Failed = fmt.Sprintf("%d: %s", f, rs.FailedWords())
-		}
+			Failed: rs.FailedWords()}
 		c.Rows = append(c.Rows, row)
 	}
 	return c

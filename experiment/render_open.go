@@ -95,8 +95,8 @@ func renderRouteTable(tw *textWriter, s OpenSummary) {
 	for _, r := range rows {
 		tw.printf("  %-*s %7d %7d  %-8s %-8s %-8s %-8s ", width, r.Route, r.Sent, r.OK,
 			latencyOr(r, r.P50), latencyOr(r, r.P90), latencyOr(r, r.P99), latencyOr(r, r.Max))
-		if f := r.Failed(); f > 0 {
-			tw.style(ansiRed, fmt.Sprintf("%d: %s", f, r.FailedWords()))
+		if r.Failed() > 0 {
+			tw.style(ansiRed, r.FailedWords())
 		} else {
 			tw.printf("0")
 		}

@@ -63,7 +63,7 @@ func TestRenderOpenLoopText(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^  route\s+sent\s+ok\s+p50\s+p90\s+p99\s+max\s+failed$`).MatchString(out) {
 		t.Error("no route table header")
 	}
-	if !regexp.MustCompile(`(?m)^  all\s+20\s+18\s+.*\s2: 2 timeout$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^  all\s+20\s+18\s+.*\s2 timeout$`).MatchString(out) {
 		t.Error("no 'all' row counting the 2 timeouts")
 	}
 	if !regexp.MustCompile(`(?m)^  /all-async\s+\d+\s+\d+\s+300 ms\s+300 ms\s+300 ms\s+300 ms\s+0$`).MatchString(out) {
@@ -249,5 +249,28 @@ func TestLogScale(t *testing.T) {
 	}
 	if s := newLogScale(ms(200), ms(400)); s.lo != ms(100) || s.hi != ms(500) {
 		t.Errorf("200 to 400 ms: %v to %v", s.lo, s.hi)
+	}
+}
+
+func TestRouteStatsCountFailuresByCause(t *testing.T) {
+	reqs := []Request{
+		{Status: 200, Finished: ms(10)},
+		{Cause: CauseTimeout, Err: "i/o timeout"},
+		{Status: 503, Cause: "HTTP 503"},
+		{Cause: CauseTimeout, Err: "i/o timeout"},
+		{Status: 500}, // no cause recorded: still a failure
+	}
+	s := newRouteStats("/x", reqs)
+	if s.Sent != 5 || s.OK != 1 || s.Failed() != 4 || s.P99 != ms(10) {
+		t.Errorf("stats %+v", s)
+	}
+	if got := s.FailedWords(); got != "4 (2 timeout, 1 HTTP 503, 1 bad response)" {
+		t.Errorf("FailedWords %q", got)
+	}
+	if got := newRouteStats("/y", reqs[:2]).FailedWords(); got != "1 timeout" {
+		t.Errorf("one cause: %q", got)
+	}
+	if got := newRouteStats("/z", reqs[:1]).FailedWords(); got != "0" {
+		t.Errorf("none: %q", got)
 	}
 }

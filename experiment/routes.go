@@ -29,13 +29,19 @@ type CauseCount struct {
 // Failed counts the route's failed requests.
 func (s RouteStats) Failed() int { return s.Sent - s.OK }
 
-// FailedWords: "30 timeout, 8 HTTP 503", or "" when none failed.
+// FailedWords: "0", "11 timeout", or "38 (30 timeout, 8 HTTP 503)".
 func (s RouteStats) FailedWords() string {
+	switch len(s.Causes) {
+	case 0:
+		return "0"
+	case 1:
+		return fmt.Sprintf("%d %s", s.Causes[0].N, s.Causes[0].Cause)
+	}
 	parts := make([]string, len(s.Causes))
 	for i, c := range s.Causes {
 		parts[i] = fmt.Sprintf("%d %s", c.N, c.Cause)
 	}
-	return strings.Join(parts, ", ")
+	return fmt.Sprintf("%d (%s)", s.Failed(), strings.Join(parts, ", "))
 }
 
 func newRouteStats(route string, reqs []Request) RouteStats {
