@@ -57,7 +57,7 @@ func experimentCommand() *cli.Command {
 			&cli.StringFlag{Name: "target", Usage: "base `URL` of a server already running, e.g. http://127.0.0.1:8000: start nothing and load it"},
 			&cli.StringFlag{Name: "paths", Value: "/", Usage: "with --target: comma-separated routes, one burst each"},
 			&cli.StringFlag{Name: "healthcheck", Value: "/healthcheck", Usage: "with --target: the path health checks probe (must answer 200)"},
-			&cli.DurationFlag{Name: "request-timeout", Usage: "a request or health check not answered within this fails (cause: timeout)", DefaultText: "10s with --rate; a burst: 1m with --target, else long enough for every request to run one after the other"},
+			&cli.DurationFlag{Name: "request-timeout", Usage: "a request not answered within this fails (cause: timeout), and so does a health check (under --rate, after 5s at most)", DefaultText: "10s with --rate; a burst: 1m with --target, else long enough for every request to run one after the other"},
 			&cli.StringFlag{Name: "report", Usage: "also write a self-contained HTML report to `FILE`"},
 			&cli.StringFlag{Name: "json", Usage: "also write every request, probe and summary as JSON to `FILE`"},
 		},
