@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -107,13 +108,14 @@ func TestExperimentOpenLoopKeepsTheAskedRate(t *testing.T) {
 	if achieved < 0.95*rate || achieved > 1.05*rate {
 		t.Errorf("achieved %.1f requests/s, want %d ± 5%%", achieved, rate)
 	}
-	if s.Achieved != achieved {
+	if math.Abs(s.Achieved-achieved) > 1/secs { // one request, at the window's edge
 		t.Errorf("the report says %.1f/s, the requests %.1f/s", s.Achieved, achieved)
 	}
 	// Each request left close to its scheduled time: a generator that
-	// waited for answers (closed loop) would drift by their latency.
-	if p50 := lags[len(lags)/2]; p50 > 0.01 {
-		t.Errorf("median lag %.1f ms, want under 10 ms", 1000*p50)
+	// waited for answers (closed loop) would drift by their latency. The
+	// median stays under a millisecond or two even on a busy machine.
+	if p50 := lags[len(lags)/2]; p50 > 0.02 {
+		t.Errorf("median lag %.1f ms, want under 20 ms", 1000*p50)
 	}
 	if len(s.Routes) != 1 || s.Routes[0].Route != "/healthcheck" || s.Routes[0].Sent != 600 || s.Routes[0].OK != 600 {
 		t.Errorf("routes %+v", s.Routes)
