@@ -37,13 +37,3 @@ func stopChild(c *childproc.Child, grace time.Duration) error {
 	}
 	return c.ExitErr()
 }
-
-// logLines parses every line c wrote.
-func logLines(c *childproc.Child) []logLine {
-	raw := c.Lines()
-	lines := make([]logLine, len(raw))
-	for i, l := range raw {
-		lines[i] = parseLogLine(l.Raw)
-	}
-	return lines
-}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/childproc"
 )
 
 // The test binary doubles as the child processes (as os/exec's tests do):
@@ -75,4 +77,14 @@ func TestStopWantsExitStatusZero(t *testing.T) {
 	if err := stopChild(c, 5*time.Second); err == nil {
 		t.Error("stop of a child killed by SIGTERM reported success")
 	}
+}
+
+// logLines parses every line c wrote.
+func logLines(c *childproc.Child) []logLine {
+	raw := c.Lines()
+	lines := make([]logLine, len(raw))
+	for i, l := range raw {
+		lines[i] = parseLogLine(l.Raw)
+	}
+	return lines
 }

@@ -65,13 +65,13 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		return nil, err
 	}
 	rep = &Report{Settings: cfg.Settings, Started: time.Now()}
-	var open func(context.Context, Scenario) (*server, error)
+	var serverFor func(context.Context, Scenario) (*server, error)
 	if cfg.Target != "" {
 		ep, err := CheckTarget(ctx, cfg.Target, cfg.healthPath())
 		if err != nil {
 			return nil, err
 		}
-		open = func(context.Context, Scenario) (*server, error) { return &server{ep: ep, name: cfg.Target}, nil }
+		serverFor = func(context.Context, Scenario) (*server, error) { return &server{ep: ep, name: cfg.Target}, nil }
 	} else {
 		bin := cfg.Executable
 		if bin == "" {
@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			return nil, err
 		}
 		extURL := m.Groups[1]
-		open = func(ctx context.Context, s Scenario) (*server, error) {
+		serverFor = func(ctx context.Context, s Scenario) (*server, error) {
 			return startServe(ctx, bin, extURL, s, cfg.Settings)
 		}
 	}
@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			cfg.OnProgress(p)
 		}
 		began := time.Now()
-		res, err := runScenario(ctx, open, s, cfg.Settings)
+		res, err := runScenario(ctx, serverFor, s, cfg.Settings)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("interrupted during %s: %w", s.Name(), ctx.Err())
@@ -198,8 +198,8 @@ func (srv *server) stop(res *Result, t0 time.Time) error {
 }
 
 // runScenario loads one server with one scenario's load.
-func runScenario(ctx context.Context, open func(context.Context, Scenario) (*server, error), s Scenario, st Settings) (res Result, err error) {
-	srv, err := open(ctx, s)
+func runScenario(ctx context.Context, serverFor func(context.Context, Scenario) (*server, error), s Scenario, st Settings) (res Result, err error) {
+	srv, err := serverFor(ctx, s)
 	if err != nil {
 		return Result{}, err
 	}
