@@ -351,19 +351,18 @@ var errStopped = errors.New("sink closed")
 // writeAll writes p out, waiting for the reader as long as it takes (or
 // until Close). Lines it cannot write are counted as dropped.
 //
-// To a pipe, it writes whole lines, at most PIPE_BUF bytes at a time: such
-// a write is atomic, all or nothing, so the lines of the processes sharing
-// the pipe (master and workers) never cut into each other, even when the
-// pipe is nearly full. (Only a line longer than PIPE_BUF can be cut.)
+// To a pipe, it writes whole entries, at most PIPE_BUF bytes at a time:
+// such a write is atomic, all or nothing, so the lines of the processes
+// sharing the pipe (master and workers) never cut into each other, even
+// when the pipe is nearly full. An entry is a line and the lines after it
+// that begin with a space or a tab (a stack under its message), so a
+// multi-line entry is never cut apart either. (Only an entry longer than
+// PIPE_BUF can be.)
 func (s *Sink) writeAll(p []byte) error {
 	for off := 0; off < len(p); {
 		end := len(p)
 		if s.out.pipe && end-off > pipeBuf {
-			if i := bytes.LastIndexByte(p[off:off+pipeBuf], '\n'); i >= 0 {
-				end = off + i + 1
-			} else if i := bytes.IndexByte(p[off+pipeBuf:], '\n'); i >= 0 {
-				end = off + pipeBuf + i + 1
-			}
+			end = off + entriesWithin(p[off:], pipeBuf)
 		}
 		n, err := s.out.write(p[off:end])
 		if n > 0 {
@@ -392,6 +391,27 @@ func (s *Sink) writeAll(p []byte) error {
 		}
 	}
 	return nil
+}
+
+// entriesWithin returns where to end a pipe write of p, at most limit
+// bytes long if it can be: after the last whole entry that fits, an entry
+// ending at a newline not followed by a continuation line (one beginning
+// with a space or a tab). Only an entry longer than limit on its own is
+// cut, between two of its lines, as plain lines would be.
+func entriesWithin(p []byte, limit int) int {
+	limit = min(limit, len(p))
+	for i := limit - 1; i >= 0; i-- {
+		if p[i] == '\n' && (i+1 == len(p) || (p[i+1] != ' ' && p[i+1] != '\t')) {
+			return i + 1
+		}
+	}
+	if j := bytes.LastIndexByte(p[:limit], '\n'); j >= 0 {
+		return j + 1
+	}
+	if i := bytes.IndexByte(p[limit:], '\n'); i >= 0 {
+		return limit + i + 1
+	}
+	return len(p)
 }
 
 // notifyLocked wakes whoever waits in waitWritten. Call with mu held.

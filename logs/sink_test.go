@@ -607,3 +607,102 @@ func TestCloseReportsDropsOnceCaughtUp(t *testing.T) {
 		t.Errorf("%d reports; output ends %q, %d dropped", c, text[max(0, len(text)-60):], s.Dropped())
 	}
 }
+
+func TestEntriesWithin(t *testing.T) {
+	for _, tc := range []struct {
+		p     string
+		limit int
+		want  int
+	}{
+		{"a\nb\nc\n", 4, 4},                        // two whole lines fit
+		{"a\n b\n c\nd\n", 9, 8},                   // the entry "a" with two continuation lines, not "d"
+		{"a\n b\n c\nd\n", 7, 5},                   // the entry does not fit: cut between its lines
+		{"abcdef\n", 3, 7},                         // one line longer than limit goes whole
+		{"ab\ncd\n\tef\n", 6, 3},                   // "cd" continues: end after "ab"
+		{"xxxxxx\n\tyy\n\tzz\nnext\n", 12, 10 + 1}, // an entry longer than limit: between its lines
+	} {
+		if got := entriesWithin([]byte(tc.p), tc.limit); got != tc.want {
+			t.Errorf("entriesWithin(%q, %d) = %d, want %d", tc.p, tc.limit, got, tc.want)
+		}
+	}
+}
+
+// TestSinksSharingAPipeKeepEntriesWhole: a multi-line entry (a message and
+// a stack under it, its lines indented) is written in one piece even when
+// other processes write to the same pipe at the same time and the pipe has
+// room for only a few lines: the continuation lines follow their message.
+func TestSinksSharingAPipeKeepEntriesWhole(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096); err != nil {
+		t.Fatal(err)
+	}
+	var sinks []*Sink
+	for range 3 {
+		s, err := NewSink(w, SinkConfig{Batch: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinks = append(sinks, s)
+	}
+	w.Close()
+	got := make(chan []string, 1)
+	go func() {
+		var lines []string
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if len(lines)%20 == 0 {
+				time.Sleep(50 * time.Microsecond) // a slow reader: writers race for room
+			}
+		}
+		got <- lines
+	}()
+	const n = 300
+	entry := func(k, i int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%c %04d stack:\n", 'A'+k, i)
+		for j := range 5 + i%25 { // up to 30 continuation lines, < PIPE_BUF
+			fmt.Fprintf(&b, "\t%c %04d frame %02d %s\n", 'A'+k, i, j, strings.Repeat("x", 60))
+		}
+		return b.String()
+	}
+	var wg sync.WaitGroup
+	for k, s := range sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if i%3 == 0 {
+					_, _ = s.Write([]byte(entry(k, i)))
+				} else {
+					fmt.Fprintf(s, "%c %04d plain line\n", 'A'+k, i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range sinks {
+		s.Close()
+	}
+	lines := <-got
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if !strings.HasSuffix(l, " stack:") {
+			continue
+		}
+		var who byte
+		var at int
+		fmt.Sscanf(l, "%c %d", &who, &at)
+		want := strings.Split(strings.TrimSuffix(entry(int(who-'A'), at), "\n"), "\n")
+		if i+len(want) > len(lines) || strings.Join(lines[i:i+len(want)], "\n") != strings.Join(want, "\n") {
+			t.Fatalf("entry %c %04d cut apart:\n%s", who, at, strings.Join(lines[i:min(i+len(want), len(lines))], "\n"))
+		}
+		i += len(want) - 1
+	}
+	if total := strings.Count(strings.Join(lines, "\n"), "\n") + 1; total < 3*n {
+		t.Errorf("%d lines, want at least %d", total, 3*n)
+	}
+}
