@@ -1,0 +1,126 @@
+package eventloop
+
+import (
+	"strings"
+	"testing"
+)
+
+const blockedStack = `goroutine 1 [select, locked to thread]:
+runtime.gopark(0x1, 0x2)
+	/usr/local/go/src/runtime/proc.go:460 +0xce
+runtime.selectgo(0xc0001, 0xc0002, 0x3)
+	/usr/local/go/src/runtime/select.go:351 +0x837
+net/http.(*persistConn).roundTrip(0xc0003, 0xc0004)
+	/usr/local/go/src/net/http/transport.go:2800 +0x979
+net/http.(*Transport).roundTrip(0xc0005, 0xc0006)
+	/usr/local/go/src/net/http/transport.go:700 +0x1
+net/http.(*Transport).RoundTrip(0xc0005, 0xc0006)
+	/usr/local/go/src/net/http/roundtrip.go:30 +0x1
+net/http.send(0xc0006, {0x1, 0x2})
+	/usr/local/go/src/net/http/client.go:259 +0x5e4
+net/http.(*Client).send(0xc0007, 0xc0006)
+	/usr/local/go/src/net/http/client.go:180 +0x98
+net/http.(*Client).do(0xc0007, 0xc0006)
+	/usr/local/go/src/net/http/client.go:728 +0x9a9
+net/http.(*Client).Do(...)
+	/usr/local/go/src/net/http/client.go:590
+demo/worker.(*app).blockingGet(0xc0002, {0x9, 0x1})
+	/work/main/worker/app.go:190 +0x2
+demo/worker.(*app).mixed(0xc0003, 0xc0004, 0xc0005)
+	/work/main/worker/app.go:130 +0x3
+demo/eventloop.(*conn).dispatch(0xc0006)
+	/work/main/eventloop/conn.go:460 +0x4
+demo/eventloop.(*Loop).call(0xc0006, 0xc0007)
+	/work/main/eventloop/loop.go:120 +0x4
+demo/eventloop.(*Loop).Run(0xc0006)
+	/work/main/eventloop/loop.go:100 +0x4
+demo/worker.Run({0x1})
+	/work/main/worker/worker.go:200 +0x4
+main.main()
+	/work/main/main.go:40 +0x5
+`
+
+func TestTrimStackEndsAtTheLoop(t *testing.T) {
+	got := trimStack(blockedStack, "demo/", "demo/eventloop.", 20)
+	want := `goroutine 1 [select, locked to thread]:
+runtime.gopark
+	/usr/local/go/src/runtime/proc.go:460
+runtime.selectgo
+	/usr/local/go/src/runtime/select.go:351
+net/http.(*persistConn).roundTrip
+	/usr/local/go/src/net/http/transport.go:2800
+net/http.(*Transport).roundTrip
+	/usr/local/go/src/net/http/transport.go:700
+net/http.(*Transport).RoundTrip
+	/usr/local/go/src/net/http/roundtrip.go:30
+net/http.send
+	/usr/local/go/src/net/http/client.go:259
+net/http.(*Client).send
+	/usr/local/go/src/net/http/client.go:180
+net/http.(*Client).do
+	/usr/local/go/src/net/http/client.go:728
+net/http.(*Client).Do
+	/usr/local/go/src/net/http/client.go:590
+demo/worker.(*app).blockingGet
+	/work/main/worker/app.go:190
+demo/worker.(*app).mixed
+	/work/main/worker/app.go:130
+demo/eventloop.(*conn).dispatch
+	/work/main/eventloop/conn.go:460
+… 4 frames: the event loop and what started it`
+	if got != want {
+		t.Errorf("trimStack:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestTrimStackKeepsTheProjectsFramesFirst(t *testing.T) {
+	got := trimStack(blockedStack, "demo/", "demo/eventloop.", 5)
+	want := `goroutine 1 [select, locked to thread]:
+runtime.gopark
+	/usr/local/go/src/runtime/proc.go:460
+… 7 frames
+net/http.(*Client).Do
+	/usr/local/go/src/net/http/client.go:590
+demo/worker.(*app).blockingGet
+	/work/main/worker/app.go:190
+demo/worker.(*app).mixed
+	/work/main/worker/app.go:130
+demo/eventloop.(*conn).dispatch
+	/work/main/eventloop/conn.go:460
+… 4 frames: the event loop and what started it`
+	if got != want {
+		t.Errorf("trimStack:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestLoopStackWhileBlocked reads the stack of a loop blocked in a
+// callback, from another goroutine, as a worker does on SIGABRT.
+func TestLoopStackWhileBlocked(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := l.LoopStack(10); s != "" {
+		t.Errorf("LoopStack before Run = %q, want empty", s)
+	}
+	stop := runLoop(t, l)
+	defer stop()
+	entered, release := make(chan struct{}), make(chan struct{})
+	l.Post(func() {
+		close(entered)
+		<-release // the blocking call
+	})
+	<-entered
+	s := l.LoopStack(10)
+	close(release)
+	lines := strings.Split(s, "\n")
+	if !strings.HasPrefix(lines[0], "goroutine ") || !strings.Contains(lines[0], "[chan receive") {
+		t.Errorf("header %q, want the loop goroutine waiting on a channel", lines[0])
+	}
+	if !strings.Contains(s, "TestLoopStackWhileBlocked") || !strings.HasSuffix(s, "the event loop and what started it") {
+		t.Errorf("stack does not end at the blocked callback:\n%s", s)
+	}
+	if strings.Contains(s, "+0x") || strings.Contains(s, "runLoop") || len(lines) > 1+2*10+2 {
+		t.Errorf("stack not trimmed:\n%s", s)
+	}
+}
