@@ -59,7 +59,10 @@ const (
 	// loop timer, so a blocked loop stops beating.
 	Beat Kind = "beat"
 	// Alive: the process answers a Ping (Value: Unix nanoseconds). It is sent
-	// beside the loop, so it keeps coming while the loop is blocked.
+	// beside the loop, so it keeps coming while the loop is blocked. Text,
+	// if any, is a LoopStats (JSON) with the loop's counters as the loop
+	// last published them: true while it is blocked, since a blocked loop
+	// changes none of them.
 	Alive Kind = "alive"
 	// Retire: the worker served its --limit-max-requests and asks for a
 	// replacement; it keeps serving until the master sends SIGTERM, so no
@@ -68,8 +71,19 @@ const (
 	// Stall: the worker's blocked-loop detector, from beside the blocked
 	// loop: Value is how long it has been blocked (ns), Text what the loop
 	// is doing and where ("GET / (request …) at worker.(*app).mixed → …").
-	// The next Beat means the stall is over.
+	// The next Beat (or StallEnd) means the stall is over.
 	Stall Kind = "stall"
+	// StallEnd: from the loop goroutine, as a callback the detector timed
+	// returns: Value is how long it held the loop (ns), Text what it was
+	// (its label). The master takes this figure as the stall's length, so
+	// that its numbers and the worker's log agree; being sent from the
+	// loop, it also proves the loop moves again.
+	StallEnd Kind = "stall-end"
+	// Stack: the worker's answer to SIGABRT, which the master sends a
+	// worker whose loop stalled past --timeout: Text is the loop
+	// goroutine's stack, trimmed to the stuck callback, as a JSON string
+	// (a message is one line). The worker ends itself right after.
+	Stack Kind = "stack"
 )
 
 // LoopStats rides on every Beat (as JSON in Msg.Text): what the loop has
@@ -84,6 +98,10 @@ type LoopStats struct {
 	// LogLinesDropped counts the worker's log lines dropped because its
 	// stderr was not being read (or no more at all): logging never waits.
 	LogLinesDropped uint64 `json:"log_lines_dropped,omitempty"`
+	// Seq numbers each publication of Requests, InFlight and Conns by the
+	// loop: Beat and Alive both carry them, from two goroutines, and the
+	// master keeps the latest.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Msg is one line on the status pipe: "<kind> <value>[ <text>]\n". Text

@@ -38,11 +38,17 @@ func (a *app) drain(srv *eventloop.Server) {
 // master measures. It also retries a Retire the pipe had no room for.
 func (a *app) heartbeat() {
 	a.sendRetire()
+	a.beat()
+	a.loop.AfterFunc(contract.HeartbeatInterval, a.heartbeat)
+}
+
+// beat sends one Beat with the loop's stats; once more after the loop
+// stopped, so the master counts every request this process served.
+func (a *app) beat() {
 	err := a.status.send(contract.Msg{Kind: contract.Beat, Value: time.Now().UnixNano(), Text: a.loopStats()})
 	if err != nil && !errors.Is(err, errPipeFull) { // a full pipe: skip this beat, never wait
 		a.log.Debug("heartbeat", zap.Error(err))
 	}
-	a.loop.AfterFunc(contract.HeartbeatInterval, a.heartbeat)
 }
 
 // countRequest counts a request that reached the app and, at
@@ -51,6 +57,9 @@ func (a *app) heartbeat() {
 // master, with the replacement ready, sends SIGTERM: no request is refused.
 func (a *app) countRequest() {
 	a.served++
+	// The handler may block the loop from here on: publish the counters,
+	// this request included, for the Alive answers meanwhile.
+	a.publishCounts()
 	if a.cfg.MaxRequests > 0 && a.served == a.cfg.MaxRequests && !a.draining {
 		a.log.Info(fmt.Sprintf("Maximum request limit of %d reached; asking the master for a replacement", a.cfg.MaxRequests))
 		a.retirePending = true
@@ -72,15 +81,20 @@ func (a *app) sendRetire() {
 	}
 }
 
+// publishCounts publishes the loop's counters for the lifeline goroutine.
+func (a *app) publishCounts() contract.LoopStats {
+	var st eventloop.ServerStats
+	if a.srv != nil {
+		st = a.srv.Stats()
+	}
+	return a.live.publish(uint64(a.served), st)
+}
+
 // loopStats is the JSON that rides on each Beat.
 func (a *app) loopStats() string {
-	st := contract.LoopStats{Requests: uint64(a.served)}
+	st := a.publishCounts()
 	if a.cfg.LogDrops != nil {
 		st.LogLinesDropped = a.cfg.LogDrops.Dropped()
-	}
-	if a.srv != nil {
-		s := a.srv.Stats()
-		st.InFlight, st.Conns = s.InFlight, s.Conns
 	}
 	a.stallMu.Lock()
 	st.LongestStall, st.Culprit = a.longestStall, a.longestBy
@@ -91,8 +105,9 @@ func (a *app) loopStats() string {
 
 // reportStall logs what the blocked-loop detector sees: a warning as soon as
 // a callback passes --slow-callback (the loop is still blocked: it names the
-// request, the step of its route and the call it is stuck in), a reminder
-// every few seconds, and the total once it ends.
+// request, the step of its route and the call it is stuck in), and the
+// total once it ends. Both go to the master too, which reminds of a long
+// stall meanwhile.
 //
 // The step comes from a.step, which the loop sets around every step it
 // runs itself; a stall can span several steps of one request (two blocking
@@ -114,6 +129,8 @@ func (a *app) reportStall(s eventloop.Stall) {
 	switch {
 	case s.Done:
 		a.log.Warn(fmt.Sprintf("event loop blocked %s by %s", s.Duration.Round(10*time.Millisecond), label))
+		// The master counts the stall with this same figure.
+		_ = a.status.send(contract.Msg{Kind: contract.StallEnd, Value: int64(s.Duration), Text: label})
 		if s.Duration > a.longestStall {
 			a.longestStall, a.longestBy = s.Duration, label
 			if a.culprit != "" {
@@ -131,9 +148,7 @@ func (a *app) reportStall(s eventloop.Stall) {
 		// The loop cannot beat now; tell the master what holds it.
 		_ = a.status.send(contract.Msg{Kind: contract.Stall, Value: int64(s.Duration), Text: label + " at " + a.culprit})
 	default:
-		if step != "" {
-			label += " at " + step
-		}
-		a.log.Warn(fmt.Sprintf("event loop still blocked after %s by %s", s.Duration.Round(100*time.Millisecond), label))
+		// Still blocked: the master says so every few seconds (it knows
+		// the stall even with the detector off), so not the worker too.
 	}
 }

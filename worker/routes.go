@@ -81,6 +81,8 @@ type app struct {
 	culprit      string        // of the stall in progress
 	longestStall time.Duration // the worst so far, sent with every Beat
 	longestBy    string
+
+	live liveCounts // the counters, for the lifeline goroutine's Alive
 }
 
 // route is a path's endpoint, with the labels its requests give the loop

@@ -180,11 +180,6 @@ func Run(cfg Config) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer lifeline.Close() // unblocks watchLifeline's Read: a clean exit is not the master dying
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		watchLifeline(lifeline, status, log)
-	}()
 
 	loop, err := eventloop.New()
 	if err != nil {
@@ -192,6 +187,19 @@ func Run(cfg Config) error {
 	}
 	defer loop.Close()
 	app := newApp(loop, cfg, spec, log, status)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchLifeline(lifeline, status, log, &app.live)
+	}()
+	// SIGABRT (the master's --timeout) is answered beside the loop too.
+	stopAbort := make(chan struct{})
+	defer close(stopAbort)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchAbort(loop, status, log, stopAbort)
+	}()
 	app.listener = ln
 	if cfg.SlowCallback > 0 {
 		loop.Watch(eventloop.WatchConfig{Threshold: cfg.SlowCallback, Report: app.reportStall})
@@ -286,12 +294,13 @@ func openLifeline() (*os.File, error) {
 }
 
 // watchLifeline answers the master's pings and waits for it to go away. It
-// runs beside the loop, not on it: each Ping gets an Alive even while the
-// loop is blocked (the process lives; the loop's own Beat says whether it
-// moves), and a worker whose loop is blocked still dies with its master.
+// runs beside the loop, not on it: each Ping gets an Alive, with the loop's
+// counters as last published, even while the loop is blocked (the process
+// lives; the loop's own Beat says whether it moves), and a worker whose
+// loop is blocked still dies with its master.
 // PR_SET_PDEATHSIG normally kills us first; the lifeline's EOF is the second
 // line.
-func watchLifeline(f *os.File, status *statusPipe, log *zap.Logger) {
+func watchLifeline(f *os.File, status *statusPipe, log *zap.Logger, live *liveCounts) {
 	var buf [64]byte
 	for {
 		n, err := f.Read(buf[:])
@@ -301,7 +310,8 @@ func watchLifeline(f *os.File, status *statusPipe, log *zap.Logger) {
 			}
 			// A full pipe drops the answer: the master is not reading, and
 			// the next ping gets its own.
-			if err := status.send(contract.Msg{Kind: contract.Alive, Value: time.Now().UnixNano()}); err != nil && !errors.Is(err, errPipeFull) {
+			alive := contract.Msg{Kind: contract.Alive, Value: time.Now().UnixNano(), Text: live.text()}
+			if err := status.send(alive); err != nil && !errors.Is(err, errPipeFull) {
 				log.Debug("answer ping", zap.Error(err))
 			}
 		}

@@ -398,6 +398,13 @@ func TestBeatsStopWhileLoopBlockedButAliveAnswers(t *testing.T) {
 	if stalled < contract.HeartbeatInterval {
 		t.Fatalf("3 pings answered within %v of blocking", stalled)
 	}
+	// Each Alive carries the loop's counters as it published them when it
+	// dispatched the request that blocks it: that request is in flight.
+	last := during[len(during)-1]
+	var live contract.LoopStats
+	if err := json.Unmarshal([]byte(last.Text), &live); err != nil || live.Requests != 1 || live.InFlight != 1 || live.Conns != 1 || live.Seq == 0 {
+		t.Errorf("Alive while blocked carries %q (%v), want 1 request, 1 in flight, 1 connection", last.Text, err)
+	}
 
 	releasedAt := time.Now()
 	unblock()
@@ -406,6 +413,64 @@ func TestBeatsStopWhileLoopBlockedButAliveAnswers(t *testing.T) {
 		stalled.Round(time.Millisecond), count(during, contract.Alive), after[len(after)-1].at.Sub(releasedAt).Round(time.Millisecond))
 	if a := <-answered; a.err != nil || a.status != 200 {
 		t.Fatalf("the blocking request: %d %v", a.status, a.err)
+	}
+}
+
+// TestAbortSendsTheLoopStack: SIGABRT, which the master sends a worker
+// whose loop is stuck past --timeout, gets the loop goroutine's stack on
+// the status pipe — trimmed to the blocking call — instead of the Go
+// runtime's dump of every goroutine on stderr; then the worker is gone.
+func TestAbortSendsTheLoopStack(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer ext.Close()
+	defer close(release)
+
+	ln, url := tcpListener(t)
+	cfg := baseConfig()
+	cfg.Mode, cfg.External = Mixed, ext.URL
+	m := startWorker(t, cfg, workerOpts{listener: ln})
+	m.waitKind(contract.Ready, 10*time.Second)
+	go func() {
+		if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the external API")
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGABRT); err != nil {
+		t.Fatal(err)
+	}
+	msgs := m.waitKind(contract.Stack, 5*time.Second)
+	var stack string
+	if err := json.Unmarshal([]byte(msgs[len(msgs)-1].Text), &stack); err != nil {
+		t.Fatalf("stack message %q: %v", msgs[len(msgs)-1].Text, err)
+	}
+	lines := strings.Split(stack, "\n")
+	if !strings.HasPrefix(lines[0], "goroutine ") || len(lines) > 2*abortFrames+4 {
+		t.Errorf("stack of %d lines, want the loop goroutine's, trimmed:\n%s", len(lines), stack)
+	}
+	for _, want := range []string{"net/http.(*Client).Do", "demo/worker.(*app).mixed", "the event loop and what started it"} {
+		if !strings.Contains(stack, want) {
+			t.Errorf("stack does not name %s:\n%s", want, stack)
+		}
+	}
+	m.wait(5 * time.Second)
+	if ws := m.cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("worker ended with %v, want killed by SIGKILL", m.cmd.ProcessState)
+	}
+	if strings.Contains(m.stderr.String(), "goroutine ") {
+		t.Errorf("stacks on stderr:\n%s", m.stderr.String())
 	}
 }
 
