@@ -17,57 +17,121 @@ type WorkerStatus struct {
 	// recycling or SIGTTIN) and does not serve it yet.
 	Successor bool
 	Started   time.Time
-	// SinceBeat is how long its event loop has not beaten: the current
-	// stall, to within one contract.HeartbeatInterval. Zero before its
-	// first Beat.
+	// SinceBeat is how long its event loop has not shown it runs (no Beat,
+	// no StallEnd). Zero before its first Beat.
 	SinceBeat time.Duration
-	// Stalled: SinceBeat is over StallThreshold.
+	// Stall is how long its loop has not moved: since the stalled callback
+	// began, when the worker's detector reported it (the figure the
+	// worker logs), else SinceBeat. Zero before its first Beat.
+	Stall time.Duration
+	// Stalled: Stall is over StallThreshold.
 	Stalled bool
 	// SinceAlive is how long since it last answered a Ping (or since it
 	// got ready, if it never did). Zero while starting.
 	SinceAlive time.Duration
-	// Loop is what the worker's loop reported with its last Beat.
+	// Loop is what the worker's loop reported with its last Beat; its
+	// counters (requests, in flight, connections) are the latest the loop
+	// published, which stay true while it is blocked.
 	Loop contract.LoopStats
 	// StalledBy is what the worker's detector says blocks its loop now
 	// (empty when the loop beats).
 	StalledBy string
 }
 
+// SlotStatus is what one worker index did across all the processes that
+// had it (a replacement keeps its predecessor's index), for metrics:
+// counters only grow, whatever restarts.
+type SlotStatus struct {
+	Index int
+	// Wanted: the index is one of the Config.Workers slots now (SIGTTOU
+	// removes the last; its history stays).
+	Wanted bool
+	// Requests served by its processes, the exited ones included.
+	Requests uint64
+	// InFlight and Conns of its live processes, as their loops last
+	// published them.
+	InFlight, Conns int
+	// Blocked is the current stall of its processes' loops (the longest,
+	// while an old and a new process overlap), zero unless one is stalled.
+	Blocked time.Duration
+	// Stalls: every stall its loops had, by length.
+	Stalls StallHistogram
+	// Restarts counts its new processes by cause, indexed by RestartCause.
+	Restarts [numRestartCauses]uint64
+}
+
+// Snapshot is the master's whole table at one moment.
+type Snapshot struct {
+	Taken   time.Time
+	Wanted  int            // worker slots wanted now
+	Workers []WorkerStatus // every process not yet reaped, in start order
+	Slots   []SlotStatus   // every worker index ever used, in order
+}
+
 // ErrNotRunning is returned by Control.Workers when its Run has returned.
 var ErrNotRunning = errors.New("supervisor not running")
 
 // Control answers questions about a running Run from other goroutines (a
-// status endpoint, `demo status`). The owner goroutine answers between
-// events, so the answer is consistent and nothing else touches its table.
-// Give one Control to one Run.
+// status endpoint, `demo status`, the metrics). The owner goroutine
+// answers between events, into a buffered channel — it never waits for
+// the asker — so the answer is consistent and nothing else touches its
+// table. Give one Control to one Run.
 type Control struct {
-	reqs chan chan []WorkerStatus
+	reqs chan chan Snapshot
 	done chan struct{}
 }
 
 // NewControl returns a Control to put in Config.Control.
 func NewControl() *Control {
-	return &Control{reqs: make(chan chan []WorkerStatus), done: make(chan struct{})}
+	return &Control{reqs: make(chan chan Snapshot), done: make(chan struct{})}
 }
 
 // Workers returns every worker process not yet reaped, in start order. It
 // waits for Run to start, until ctx ends or Run has returned.
 func (c *Control) Workers(ctx context.Context) ([]WorkerStatus, error) {
-	reply := make(chan []WorkerStatus, 1)
+	snap, err := c.Snapshot(ctx)
+	return snap.Workers, err
+}
+
+// Snapshot returns the master's table. It waits for Run to start, until
+// ctx ends or Run has returned.
+func (c *Control) Snapshot(ctx context.Context) (Snapshot, error) {
+	reply := make(chan Snapshot, 1)
 	select {
 	case c.reqs <- reply:
 		return <-reply, nil
 	case <-c.done:
-		return nil, ErrNotRunning
+		return Snapshot{}, ErrNotRunning
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return Snapshot{}, ctx.Err()
 	}
 }
 
 // stopped is called by Run as it returns.
 func (c *Control) stopped() { close(c.done) }
 
-func (s *supervisor) snapshot(now time.Time) []WorkerStatus {
+func (s *supervisor) snapshot(now time.Time) Snapshot {
+	snap := Snapshot{Taken: now, Wanted: len(s.slots), Workers: s.workerStatus(now)}
+	s.history(len(s.slots)) // every wanted index has a record
+	for i, h := range s.histories {
+		st := SlotStatus{Index: i + 1, Wanted: i < len(s.slots), Requests: h.requests, Stalls: h.stalls.clone(), Restarts: h.restarts}
+		for _, w := range snap.Workers {
+			if w.Index != st.Index {
+				continue
+			}
+			st.Requests += w.Loop.Requests
+			st.InFlight += w.Loop.InFlight
+			st.Conns += w.Loop.Conns
+			if w.Stalled {
+				st.Blocked = max(st.Blocked, w.Stall)
+			}
+		}
+		snap.Slots = append(snap.Slots, st)
+	}
+	return snap
+}
+
+func (s *supervisor) workerStatus(now time.Time) []WorkerStatus {
 	out := make([]WorkerStatus, 0, len(s.procs))
 	for _, w := range s.procs {
 		st := WorkerStatus{
@@ -79,7 +143,8 @@ func (s *supervisor) snapshot(now time.Time) []WorkerStatus {
 		}
 		if !w.lastBeat.IsZero() {
 			st.SinceBeat = now.Sub(w.lastBeat)
-			st.Stalled = st.SinceBeat > StallThreshold
+			st.Stall = now.Sub(w.stallSince())
+			st.Stalled = st.Stall > StallThreshold
 		}
 		if since := w.lastAlive; !since.IsZero() || !w.readyAt.IsZero() {
 			if w.readyAt.After(since) {

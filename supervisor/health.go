@@ -25,13 +25,13 @@ const (
 	// counts as stalled: two missed heartbeats, so timer jitter on a busy
 	// machine is not reported as a stall.
 	StallThreshold = 2 * contract.HeartbeatInterval
-	// abortGrace is how long a worker aborted for --timeout has to dump its
-	// stacks and exit before SIGKILL (gunicorn's arbiter waits about as long).
+	// abortGrace is how long a worker aborted for --timeout has to send its
+	// loop's stack before SIGKILL (gunicorn's arbiter waits about as long).
 	abortGrace = time.Second
 )
 
-// stallProgressEvery spaces the "blocked for Xs so far" warnings of a long
-// stall. A variable only so the test master can shorten it.
+// stallProgressEvery spaces the "still blocked after Xs" warnings of a
+// long stall. A variable only so the test master can shorten it.
 var stallProgressEvery = 5 * time.Second
 
 // healthLimits are the configured limits judge applies.
@@ -48,8 +48,8 @@ const (
 	actNone        action = iota
 	actKillBoot           // not ready within the healthcheck timeout: SIGKILL
 	actKillSilent         // no Alive within the healthcheck timeout: SIGKILL
-	actAbort              // loop stalled longer than Config.Timeout: SIGABRT
-	actKillAborted        // still there abortGrace after SIGABRT: SIGKILL
+	actAbort              // loop stalled longer than Config.Timeout: SIGABRT, for its stack
+	actKillAborted        // no stack abortGrace after SIGABRT: SIGKILL
 	actKillDrain          // still draining at its own deadline: SIGKILL
 )
 
@@ -57,7 +57,7 @@ const (
 // current stall goes on (at most every stallEvery).
 type verdict struct {
 	act      action
-	stall    time.Duration // time since the last Beat (0 before the first)
+	stall    time.Duration // how long the loop has not moved (0 before the first Beat)
 	progress bool
 }
 
@@ -74,15 +74,17 @@ type verdict struct {
 //   - Killed: only the SIGKILL that follows SIGABRT.
 //
 // Stalls are measured (and reported) in every state while beats have been
-// seen, since that is what `demo status` shows.
+// seen, since that is what `demo status` shows: from the stalled
+// callback's start when the worker's detector reported it, else from the
+// last Beat.
 func judge(w *worker, now time.Time, lim healthLimits) verdict {
 	var v verdict
-	if !w.lastBeat.IsZero() {
-		v.stall = now.Sub(w.lastBeat)
+	if since := w.stallSince(); !since.IsZero() {
+		v.stall = now.Sub(since)
 		if v.stall > StallThreshold && w.state != Killed {
 			last := w.stallNoted
 			if last.IsZero() {
-				last = w.lastBeat
+				last = since
 			}
 			v.progress = now.Sub(last) >= lim.stallEvery
 		}
@@ -98,7 +100,7 @@ func judge(w *worker, now time.Time, lim healthLimits) verdict {
 			since = w.lastAlive
 		}
 		switch {
-		case lim.timeout > 0 && !w.lastBeat.IsZero() && v.stall > lim.timeout:
+		case lim.timeout > 0 && !w.stallSince().IsZero() && v.stall > lim.timeout:
 			v.act = actAbort
 		case now.Sub(since) > lim.healthcheck:
 			v.act = actKillSilent
@@ -108,7 +110,7 @@ func judge(w *worker, now time.Time, lim healthLimits) verdict {
 			v.act = actKillDrain
 		}
 	case Killed:
-		if !w.abortedAt.IsZero() && now.Sub(w.abortedAt) >= abortGrace {
+		if !w.abortedAt.IsZero() && !w.timeoutLogged && now.Sub(w.abortedAt) >= abortGrace {
 			v.act = actKillAborted
 		}
 	}
@@ -125,8 +127,7 @@ func (s *supervisor) checkHealth(now time.Time) {
 		ping(w)
 		v := judge(w, now, s.limits)
 		if v.progress {
-			w.stallNoted = now
-			s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop blocked for %s so far", w.name(), w.pid, seconds(v.stall)))
+			s.noteStall(w, now, v.stall)
 		}
 		switch v.act {
 		case actKillBoot:
@@ -134,20 +135,9 @@ func (s *supervisor) checkHealth(now time.Time) {
 		case actKillSilent:
 			s.healthKill(w, fmt.Sprintf("Child process [%d] did not answer for %v, killed", w.pid, s.limits.healthcheck), "did not answer pings")
 		case actAbort:
-			// gunicorn's words, so existing alerts keep matching.
-			s.log.Error(fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.pid), zap.String("worker", w.name()),
-				zap.Duration("stalled", v.stall.Round(time.Millisecond)), zap.Duration("timeout", s.limits.timeout))
-			w.state = Killed
-			w.killedFor = "worker timeout"
-			w.abortedAt = now
-			// SIGABRT first: a Go worker dumps every goroutine's stack,
-			// which shows where its loop is stuck.
-			if err := w.signal(syscall.SIGABRT); err != nil {
-				s.log.Error("SIGABRT failed", zap.Int("pid", w.pid), zap.Error(err))
-			}
+			s.abort(w, now)
 		case actKillAborted:
-			s.log.Warn(fmt.Sprintf("Child process [%d] still running %v after SIGABRT, killing it", w.pid, abortGrace))
-			s.sigkill(w)
+			s.timedOut(w, now, "", "")
 		case actKillDrain:
 			s.log.Warn(fmt.Sprintf("Child process [%d] did not finish draining within %v, killing it", w.pid, s.cfg.GracefulTimeout))
 			w.state = Killed
@@ -163,6 +153,7 @@ func (s *supervisor) healthKill(w *worker, line, why string) {
 	s.log.Error(line, zap.String("worker", w.name()))
 	w.state = Killed
 	w.killedFor = why
+	w.death = RestartHealthcheck
 	s.sigkill(w)
 }
 
@@ -170,17 +161,6 @@ func (s *supervisor) sigkill(w *worker) {
 	if err := w.signal(syscall.SIGKILL); err != nil {
 		s.log.Error("SIGKILL failed", zap.Int("pid", w.pid), zap.Error(err))
 	}
-}
-
-// beat records a Beat and, if it ends a stall, reports the stall once.
-func (s *supervisor) beat(w *worker, now time.Time) {
-	if !w.lastBeat.IsZero() {
-		if gap := now.Sub(w.lastBeat); gap > StallThreshold {
-			s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop was blocked for %s", w.name(), w.pid, seconds(gap)))
-		}
-	}
-	w.lastBeat = now
-	w.stallNoted = time.Time{}
 }
 
 // ping writes one contract.Ping on w's lifeline without ever blocking the

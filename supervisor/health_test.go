@@ -48,6 +48,9 @@ func TestJudge(t *testing.T) {
 		{"aborted, within grace", worker{state: Killed, abortedAt: at(10 * s), lastBeat: t0}, 10*s + abortGrace - 1, withTimeout, actNone, 11*s - 1, false},
 		{"aborted, grace over", worker{state: Killed, abortedAt: at(10 * s), lastBeat: t0}, 10*s + abortGrace, withTimeout, actKillAborted, 11 * s, false},
 		{"killed by healthcheck: nothing more", worker{state: Killed, readyAt: t0}, 100 * s, lim, actNone, 0, false},
+		{"aborted, stack logged and killed: nothing more", worker{state: Killed, abortedAt: at(10 * s), timeoutLogged: true, lastBeat: t0}, 12 * s, withTimeout, actNone, 12 * s, false},
+		{"stall timed from the detector's start", worker{state: Ready, readyAt: t0, lastAlive: at(20 * s), lastBeat: at(10 * s), stallFrom: at(12 * s)}, 20 * s, withTimeout, actAbort, 8 * s, true},
+		{"detector's stall not long enough yet", worker{state: Ready, readyAt: t0, lastAlive: at(14 * s), lastBeat: at(10 * s), stallFrom: at(12 * s)}, 14 * s, withTimeout, actNone, 2 * s, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := judge(&tc.w, at(tc.now), tc.lim)
@@ -140,75 +143,118 @@ func TestHealthcheckKillsSilentWorker(t *testing.T) {
 
 // The point of two signals: a loop blocked past the healthcheck timeout is
 // reported (with how long, while and after), the master knows it is stalled,
-// but nothing is killed without --timeout.
+// but nothing is killed without --timeout. The worker's detector tells the
+// start and the total (contract.Stall, StallEnd); the master alone reminds
+// that it goes on, and counts it with the detector's figure.
 func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 	t.Parallel()
-	m := startMasterEnv(t, healthEnv(time.Second, 0, time.Second), 1, 5*time.Second)
-	pid := m.waitRunning()[1]
-	if st := m.status(); len(st) != 1 || st[0].pid != pid || st[0].state != "ready" || st[0].stalled {
-		t.Fatalf("status before the block: %+v", st)
-	}
+	for _, tc := range []struct{ name, behaviour string }{{"detector", "ok"}, {"no detector", "no-detector"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m := startMasterEnv(t, healthEnv(time.Second, 0, time.Second), 1, 5*time.Second, tc.behaviour)
+			pid := m.waitRunning()[1]
+			if st := m.status(); len(st) != 1 || st[0].pid != pid || st[0].state != "ready" || st[0].stalled {
+				t.Fatalf("status before the block: %+v", st)
+			}
 
-	const block = 2500 * time.Millisecond
-	res := make(chan error, 1)
-	go func() {
-		body, err := get(m.url + "/block?d=" + block.String())
-		if err == nil && body != fmt.Sprintf("unblocked %d", pid) {
-			err = fmt.Errorf("body %q", body)
-		}
-		res <- err
-	}()
-	m.waitFor(`loop blocked`, 5*time.Second)
-	// The master sees the stall while it lasts (bounded poll: a stall has
-	// no event of its own until it ends).
-	var st []workerStatus
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		st = m.status()
-		if len(st) == 1 && st[0].stalled || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+			const block = 2500 * time.Millisecond
+			res := make(chan error, 1)
+			go func() {
+				body, err := get(m.url + "/block?d=" + block.String())
+				if err == nil && body != fmt.Sprintf("unblocked %d", pid) {
+					err = fmt.Errorf("body %q", body)
+				}
+				res <- err
+			}()
+			m.waitFor(`loop blocked`, 5*time.Second)
+			// The master sees the stall while it lasts (bounded poll: a stall has
+			// no event of its own until it ends).
+			var st []workerStatus
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				st = m.status()
+				if len(st) == 1 && st[0].stalled || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if len(st) != 1 || !st[0].stalled || st[0].stall <= StallThreshold || st[0].pid != pid {
+				t.Fatalf("status during the block: %+v, want worker %d stalled", st, pid)
+			}
+			if st[0].sinceAlv > time.Second {
+				t.Errorf("process stopped answering pings while only its loop was blocked: %+v", st[0])
+			}
+			// The counters come with the Alive answers: the blocking request
+			// is in flight on the one connection it came on.
+			if st[0].inFlight != 1 || st[0].conns != 1 || st[0].requests != 1 {
+				t.Errorf("status during the block: %d requests, %d in flight, %d connections; want 1, 1, 1", st[0].requests, st[0].inFlight, st[0].conns)
+			}
+			if sl := m.slots(); len(sl) != 1 || sl[0].blocked != st[0].stall {
+				t.Errorf("slot status during the block: %+v, want it blocked for %v", sl, st[0].stall)
+			}
+			by := ""
+			if tc.behaviour == "ok" {
+				by = ` by GET /block \(request test\)$`
+			}
+			m.waitFor(fmt.Sprintf(`worker 1/1 \[%d\]: event loop still blocked after \d+\.\ds%s`, pid, by), 5*time.Second)
+			if err := <-res; err != nil {
+				t.Fatalf("blocked request: %v", err)
+			}
+			if tc.behaviour == "no-detector" {
+				sub := m.waitFor(fmt.Sprintf(`WARN.*worker 1/1 \[%d\]: event loop was blocked for (\d+\.\d)s`, pid), 5*time.Second)
+				took, _ := strconv.ParseFloat(sub[1], 64)
+				if took < block.Seconds()-0.1 || took > block.Seconds()+1.5 {
+					t.Errorf("reported a %vs block, want about %v", took, block)
+				}
+			}
+			// Heartbeats resume; the stall is over and counted once.
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				if st = m.status(); len(st) == 1 && !st[0].stalled || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			sl := m.slots()
+			if len(sl) != 1 || sl[0].stalls != 1 || sl[0].blocked != 0 || sl[0].requests != 1 {
+				t.Fatalf("slot status after the block: %+v, want one stall counted, not blocked now, 1 request", sl)
+			}
+			if tc.behaviour == "ok" && (sl[0].stallSum < block || sl[0].stallSum > block+100*time.Millisecond) {
+				t.Errorf("stall counted as %v, want the detector's own figure, just over %v", sl[0].stallSum, block)
+			}
+			ended := 1
+			if tc.behaviour == "ok" {
+				ended = 0 // the worker logs the total, not the master
+			}
+			if n := m.count(`event loop was blocked`); n != ended {
+				t.Errorf("%d end-of-stall warnings from the master, want %d", n, ended)
+			}
+			if n := m.count(`still blocked after`); n < 1 || n > 3 {
+				t.Errorf("%d progress warnings for a %v block every 1s, want 1-3", n, block)
+			}
+			if body, err := get(m.url + "/"); err != nil || body != strconv.Itoa(pid) {
+				t.Errorf("after the block: %q, %v; want the same worker %d", body, err, pid)
+			}
+			for _, re := range []string{`did not answer`, `died`, `WORKER TIMEOUT`, `killed`} {
+				if m.count(re) != 0 {
+					t.Errorf("unexpected %q in the log", re)
+				}
+			}
+			m.stopCleanly()
+		})
 	}
-	if len(st) != 1 || !st[0].stalled || st[0].sinceBeat <= StallThreshold || st[0].pid != pid {
-		t.Errorf("status during the block: %+v, want worker %d stalled", st, pid)
-	}
-	if st[0].sinceAlv > time.Second {
-		t.Errorf("process stopped answering pings while only its loop was blocked: %+v", st[0])
-	}
-	m.waitFor(fmt.Sprintf(`worker 1/1 \[%d\]: event loop blocked for \d+\.\ds so far`, pid), 5*time.Second)
-	if err := <-res; err != nil {
-		t.Fatalf("blocked request: %v", err)
-	}
-	sub := m.waitFor(fmt.Sprintf(`WARN.*worker 1/1 \[%d\]: event loop was blocked for (\d+\.\d)s`, pid), 5*time.Second)
-	took, _ := strconv.ParseFloat(sub[1], 64)
-	if took < block.Seconds()-0.1 || took > block.Seconds()+1.5 {
-		t.Errorf("reported a %vs block, want about %v", took, block)
-	}
-	if n := m.count(`event loop was blocked`); n != 1 {
-		t.Errorf("%d end-of-stall warnings, want 1", n)
-	}
-	if n := m.count(`so far`); n < 1 || n > 3 {
-		t.Errorf("%d progress warnings for a %v block every 1s, want 1-3", n, block)
-	}
-	if body, err := get(m.url + "/"); err != nil || body != strconv.Itoa(pid) {
-		t.Errorf("after the block: %q, %v; want the same worker %d", body, err, pid)
-	}
-	for _, re := range []string{`did not answer`, `died`, `WORKER TIMEOUT`, `killed`} {
-		if m.count(re) != 0 {
-			t.Errorf("unexpected %q in the log", re)
-		}
-	}
-	m.stopCleanly()
 }
 
+// TestTimeoutAbortsStalledWorker: past --timeout the master asks the worker
+// for its loop's stack (SIGABRT) and writes one WORKER TIMEOUT entry with
+// it, then kills it; a worker that does not answer is killed after
+// abortGrace, the entry saying so.
 func TestTimeoutAbortsStalledWorker(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		behaviour string
-		death     string // how the aborted worker ends
+		tail      string // how the entry's first line ends
 	}{
-		{"ok", `exit status 2`}, // Go's SIGABRT: stack dump, exit 2
-		{"ignore-abort", `signal: killed`},
+		{"ok", `; killed\. Its event loop goroutine:$`},
+		{"ignore-abort", `; killed \(its event loop's stack is unknown: it did not answer SIGABRT within 1s\)$`},
 	} {
 		t.Run(tc.behaviour, func(t *testing.T) {
 			t.Parallel()
@@ -222,20 +268,37 @@ func TestTimeoutAbortsStalledWorker(t *testing.T) {
 			}()
 			m.waitFor(`loop blocked`, 5*time.Second)
 			blocked := time.Now()
-			m.waitFor(fmt.Sprintf(`ERROR.*WORKER TIMEOUT \(pid:%d\)`, pid), 5*time.Second)
+			sub := m.waitFor(fmt.Sprintf(`ERROR.*WORKER TIMEOUT \(pid:%d\) worker 1/1: event loop blocked for (\d+\.\d)s \(--timeout 1s\) by GET /block \(request test\)%s`, pid, tc.tail), 5*time.Second)
 			if d := time.Since(blocked); d < timeout-heartbeatSlack {
 				t.Errorf("aborted %v after the block began, before the %v timeout", d, timeout)
 			}
-			if tc.behaviour == "ignore-abort" {
-				m.waitFor(fmt.Sprintf(`Child process \[%d\] still running 1s after SIGABRT, killing it`, pid), 5*time.Second)
+			if took, _ := strconv.ParseFloat(sub[1], 64); took < timeout.Seconds() || took > timeout.Seconds()+2.5 {
+				t.Errorf("entry says blocked for %ss, want just over the %v timeout", sub[1], timeout)
 			}
-			m.waitFor(fmt.Sprintf(`Child process \[%d\] died.*%s.*worker timeout`, pid, tc.death), 5*time.Second)
-			sub := m.waitFor(`Started server process \[(\d+)\] \(worker 1/1\)`, 5*time.Second)
+			if tc.behaviour == "ok" {
+				// The stack the worker sent, under the entry's first line,
+				// indented, whole.
+				at := m.next
+				m.waitFor(`^    goroutine 1 \[sleep\]:$`, time.Second)
+				if m.next != at+1 {
+					t.Errorf("the stack does not follow the WORKER TIMEOUT line")
+				}
+				m.waitFor(`^    … 3 frames: the event loop and what started it$`, time.Second)
+			}
+			m.waitFor(fmt.Sprintf(`Child process \[%d\] died.*signal: killed.*worker timeout`, pid), 5*time.Second)
+			sub = m.waitFor(`Started server process \[(\d+)\] \(worker 1/1\)`, 5*time.Second)
 			if err := <-res; err == nil {
 				t.Errorf("the request on the aborted worker succeeded")
 			}
 			if body, err := get(m.url + "/"); err != nil || body != sub[1] {
 				t.Errorf("after the abort: %q, %v; want the replacement %s", body, err, sub[1])
+			}
+			if n := m.count(`WORKER TIMEOUT`); n != 1 {
+				t.Errorf("%d WORKER TIMEOUT entries, want 1", n)
+			}
+			m.status()
+			if sl := m.slots(); len(sl) != 1 || sl[0].restarts["timeout"] != 1 || sl[0].restarts["crash"] != 0 {
+				t.Errorf("slot status: %+v, want one restart for a timeout", sl)
 			}
 			m.stopCleanly()
 		})

@@ -9,6 +9,7 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ const (
 	envTestHealth        = "DEMO_TEST_HEALTHCHECK" // Config.HealthcheckTimeout
 	envTestTimeout       = "DEMO_TEST_TIMEOUT"     // Config.Timeout
 	envTestStallEvery    = "DEMO_TEST_STALL_EVERY" // stallProgressEvery
+	envTestStartBatch    = "DEMO_TEST_START_BATCH" // startBatch
+	envTestMaxWorkers    = "DEMO_TEST_MAX_WORKERS" // Config.MaxWorkers
 	// DEMO_TEST_LISTEN: where the master's socket comes from, by package
 	// sockets: "" (ListenTCP on 127.0.0.1:0), "fd:N" (ListenFD), "systemd"
 	// (ListenSystemd), "unix:PATH" (ListenUnix) or "reuseport"
@@ -109,6 +112,17 @@ func testMaster() int {
 	if durs[3] > 0 {
 		stallProgressEvery = durs[3]
 	}
+	if v := os.Getenv(envTestStartBatch); v != "" {
+		if startBatch, err = strconv.Atoi(v); err != nil {
+			return fail(err)
+		}
+	}
+	maxWorkers := 0
+	if v := os.Getenv(envTestMaxWorkers); v != "" {
+		if maxWorkers, err = strconv.Atoi(v); err != nil {
+			return fail(err)
+		}
+	}
 	logCfg := zap.NewDevelopmentConfig()
 	logCfg.Level = zap.NewAtomicLevelAt(zapcore.DebugLevel)
 	logCfg.DisableStacktrace = true
@@ -118,6 +132,7 @@ func testMaster() int {
 	}
 	cfg := Config{
 		Workers:            n,
+		MaxWorkers:         maxWorkers,
 		GracefulTimeout:    durs[0],
 		HealthcheckTimeout: durs[1],
 		Timeout:            durs[2],
@@ -232,14 +247,23 @@ func serveStatus(c *Control) (stop func()) {
 				return
 			case <-sigs:
 			}
-			ws, err := c.Workers(ctx)
+			snap, err := c.Snapshot(ctx)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "status #%d error %v\n", q, err)
 				continue
 			}
-			for _, w := range ws {
-				fmt.Fprintf(os.Stderr, "status #%d worker=%d/%d pid=%d state=%s successor=%t stalled=%t since-beat=%v since-alive=%v\n",
-					q, w.Index, w.Total, w.PID, w.State, w.Successor, w.Stalled, w.SinceBeat, w.SinceAlive)
+			// One write per line: the workers write to the same pipe.
+			for _, w := range snap.Workers {
+				fmt.Fprintf(os.Stderr, "status #%d worker=%d/%d pid=%d state=%s successor=%t stalled=%t since-beat=%v since-alive=%v stall=%v requests=%d in-flight=%d conns=%d\n",
+					q, w.Index, w.Total, w.PID, w.State, w.Successor, w.Stalled, w.SinceBeat, w.SinceAlive, w.Stall, w.Loop.Requests, w.Loop.InFlight, w.Loop.Conns)
+			}
+			for _, sl := range snap.Slots {
+				var restarts []string
+				for _, c := range RestartCauses {
+					restarts = append(restarts, fmt.Sprintf("%s:%d", c, sl.Restarts[c]))
+				}
+				fmt.Fprintf(os.Stderr, "status #%d slot=%d wanted=%t requests=%d blocked=%v stalls=%d stall-sum=%v restarts=%s\n",
+					q, sl.Index, sl.Wanted, sl.Requests, sl.Blocked, sl.Stalls.Count, sl.Stalls.Sum, strings.Join(restarts, ","))
 			}
 			fmt.Fprintf(os.Stderr, "status #%d end\n", q)
 		}
@@ -286,6 +310,10 @@ func churnThreads(logger *zap.Logger, stop <-chan struct{}, done chan<- struct{}
 //	crash-after-ready exit 1 right after ready
 //	ignore-term       ignore SIGTERM (only SIGKILL ends it)
 //	ignore-abort      ignore SIGABRT (so --timeout must escalate to SIGKILL)
+//	no-detector       /block says nothing of its stall (the real worker
+//	                  with --slow-callback 0); by default it sends
+//	                  contract.Stall as it blocks and StallEnd after
+//	slow-boot=D       wait D before saying ready
 //	no-lifeline       do not watch the lifeline: no Alive, no master-gone check
 //	no-alive          read pings but never answer them
 //	retire=N          send contract.Retire after N requests to /
@@ -293,7 +321,9 @@ func churnThreads(logger *zap.Logger, stop <-chan struct{}, done chan<- struct{}
 //
 // Like a real worker, it has a "loop": the beat ticker, / and /block share
 // one mutex, so /block?d=2s stops both serving / and beating for 2s, while
-// the lifeline goroutine answers pings beside it.
+// the lifeline goroutine answers pings beside it, with the counters
+// (requests, in flight, connections). Like the real one, it answers
+// SIGABRT with a Stack message and kills itself.
 func testWorker(args []string) int {
 	// Before anything opens a file: which fds did we inherit?
 	fmt.Fprintf(os.Stderr, "test-worker [%d] fds: %s\n", os.Getpid(), openFDs())
@@ -321,8 +351,24 @@ func testWorker(args []string) int {
 		fmt.Fprintf(os.Stderr, "test-worker [%d] env LISTEN_PID=%q LISTEN_FDS=%q LISTEN_FDNAMES=%q\n", os.Getpid(),
 			os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"))
 	}
+	status := os.NewFile(contract.StatusFD, "status")
+	send := func(k contract.Kind, v int64) {
+		_, _ = status.Write(contract.Msg{Kind: k, Value: v}.Encode())
+	}
+	sendText := func(k contract.Kind, v int64, text string) {
+		_, _ = status.Write(contract.Msg{Kind: k, Value: v, Text: text}.Encode())
+	}
 	if is("ignore-abort") {
 		signal.Ignore(syscall.SIGABRT)
+	} else {
+		aborts := make(chan os.Signal, 1)
+		signal.Notify(aborts, syscall.SIGABRT)
+		go func() {
+			<-aborts
+			stack, _ := json.Marshal("goroutine 1 [sleep]:\ntime.Sleep\n\t/usr/local/go/src/runtime/time.go:300\ndemo/supervisor.testWorker.func2\n\t/work/supervisor/helper_test.go:1\n… 3 frames: the event loop and what started it")
+			sendText(contract.Stack, 0, string(stack))
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}()
 	}
 
 	var ln net.Listener
@@ -344,14 +390,14 @@ func testWorker(args []string) int {
 		fmt.Fprintln(os.Stderr, "test-worker:", err)
 		return contract.ExitStartupFailure
 	}
-	status := os.NewFile(contract.StatusFD, "status")
 	lifeline := os.NewFile(contract.LifelineFD, "lifeline")
-	send := func(k contract.Kind, v int64) {
-		_, _ = status.Write(contract.Msg{Kind: k, Value: v}.Encode())
-	}
 
 	var loop sync.Mutex // held by whatever "runs on the loop"
-	var served atomic.Int64
+	var served, inFlight, open, seq atomic.Int64
+	counts := func() string {
+		b, _ := json.Marshal(contract.LoopStats{Requests: uint64(served.Load()), InFlight: int(inFlight.Load()), Conns: int(open.Load()), Seq: uint64(seq.Add(1))})
+		return string(b)
+	}
 	retireAfter, _ := strconv.ParseInt(has["retire"], 10, 64)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -366,8 +412,18 @@ func testWorker(args []string) int {
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
 		loop.Lock()
 		defer loop.Unlock()
+		served.Add(1)
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		start := time.Now()
+		if !is("no-detector") {
+			sendText(contract.Stall, 0, "GET /block (request test) at supervisor.testWorker → time.Sleep")
+		}
 		fmt.Fprintf(os.Stderr, "test-worker [%d] loop blocked\n", os.Getpid())
 		time.Sleep(d) // the blocking call under test, not a synchronisation
+		if !is("no-detector") {
+			sendText(contract.StallEnd, int64(time.Since(start)), "GET /block (request test)")
+		}
 		fmt.Fprintf(w, "unblocked %d", os.Getpid())
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
@@ -386,8 +442,10 @@ func testWorker(args []string) int {
 		switch st {
 		case http.StateNew:
 			conns.Add(1)
+			open.Add(1)
 		case http.StateClosed, http.StateHijacked:
 			conns.Done()
+			open.Add(-1)
 		}
 	}}
 	serveErr := make(chan error, 1)
@@ -410,7 +468,7 @@ func testWorker(args []string) int {
 				n, err := lifeline.Read(buf)
 				for i := 0; i < n && !is("no-alive"); i++ {
 					if buf[i] == contract.Ping {
-						send(contract.Alive, time.Now().UnixNano())
+						sendText(contract.Alive, time.Now().UnixNano(), counts())
 					}
 				}
 				if err != nil {
@@ -426,6 +484,9 @@ func testWorker(args []string) int {
 		case <-sigs:
 		}
 		return 1
+	}
+	if d, err := time.ParseDuration(has["slow-boot"]); err == nil {
+		time.Sleep(d) // a worker that takes a while to boot, not a synchronisation
 	}
 	send(contract.Ready, 0)
 	if is("crash-after-ready") {
@@ -463,6 +524,7 @@ func testWorker(args []string) int {
 		<-serveErr
 		srv.SetKeepAlivesEnabled(false)
 		conns.Wait()
+		sendText(contract.Beat, time.Now().UnixNano(), counts()) // the final counts, as the real worker does
 		fmt.Fprintf(os.Stderr, "test-worker [%d] drained\n", os.Getpid())
 		return 0
 	case <-masterGone:
@@ -518,6 +580,8 @@ type master struct {
 	exited  chan struct{} // closed once cmd.Wait returned
 	waitErr error
 	exitAt  time.Time
+
+	lastQuery int // the last status query's number
 }
 
 // startMaster starts a master with n workers; behaviours apply by worker
@@ -729,10 +793,19 @@ func (m *master) stopCleanly() {
 
 // workerStatus is one line of the test master's status dump.
 type workerStatus struct {
-	index, total, pid   int
-	state               string
-	successor, stalled  bool
-	sinceBeat, sinceAlv time.Duration
+	index, total, pid          int
+	state                      string
+	successor, stalled         bool
+	sinceBeat, sinceAlv, stall time.Duration
+	requests, inFlight, conns  int
+}
+
+// slotStatus is one slot line of the test master's status dump.
+type slotStatus struct {
+	index, requests, stalls int
+	wanted                  bool
+	blocked, stallSum       time.Duration
+	restarts                map[string]int
 }
 
 // status asks the master (SIGUSR1 → Control.Workers) for its worker table.
@@ -744,7 +817,7 @@ func (m *master) status() []workerStatus {
 	m.signal(syscall.SIGUSR1)
 	m.await(fmt.Sprintf(`^status #%d end$`, q), 5*time.Second)
 	var out []workerStatus
-	for _, sub := range m.all(fmt.Sprintf(`^status #%d worker=(\d+)/(\d+) pid=(\d+) state=(\S+) successor=(\S+) stalled=(\S+) since-beat=(\S+) since-alive=(\S+)$`, q)) {
+	for _, sub := range m.all(fmt.Sprintf(`^status #%d worker=(\d+)/(\d+) pid=(\d+) state=(\S+) successor=(\S+) stalled=(\S+) since-beat=(\S+) since-alive=(\S+) stall=(\S+) requests=(\d+) in-flight=(\d+) conns=(\d+)$`, q)) {
 		var ws workerStatus
 		ws.index, _ = strconv.Atoi(sub[1])
 		ws.total, _ = strconv.Atoi(sub[2])
@@ -754,7 +827,33 @@ func (m *master) status() []workerStatus {
 		ws.stalled = sub[6] == "true"
 		ws.sinceBeat, _ = time.ParseDuration(sub[7])
 		ws.sinceAlv, _ = time.ParseDuration(sub[8])
+		ws.stall, _ = time.ParseDuration(sub[9])
+		ws.requests, _ = strconv.Atoi(sub[10])
+		ws.inFlight, _ = strconv.Atoi(sub[11])
+		ws.conns, _ = strconv.Atoi(sub[12])
 		out = append(out, ws)
+	}
+	m.lastQuery = q
+	return out
+}
+
+// slots returns the slot lines of the last status query.
+func (m *master) slots() []slotStatus {
+	m.t.Helper()
+	var out []slotStatus
+	for _, sub := range m.all(fmt.Sprintf(`^status #%d slot=(\d+) wanted=(\S+) requests=(\d+) blocked=(\S+) stalls=(\d+) stall-sum=(\S+) restarts=(\S+)$`, m.lastQuery)) {
+		st := slotStatus{restarts: map[string]int{}}
+		st.index, _ = strconv.Atoi(sub[1])
+		st.wanted = sub[2] == "true"
+		st.requests, _ = strconv.Atoi(sub[3])
+		st.blocked, _ = time.ParseDuration(sub[4])
+		st.stalls, _ = strconv.Atoi(sub[5])
+		st.stallSum, _ = time.ParseDuration(sub[6])
+		for _, kv := range strings.Split(sub[7], ",") {
+			k, v, _ := strings.Cut(kv, ":")
+			st.restarts[k], _ = strconv.Atoi(v)
+		}
+		out = append(out, st)
 	}
 	return out
 }

@@ -52,8 +52,9 @@ type slot struct {
 	// it becomes cur and the old cur drains. At most one at a time.
 	next       *worker
 	nextFor    purpose
-	fastDeaths int       // consecutive deaths within fastDeath of starting
-	respawnAt  time.Time // zero unless a backed-off respawn is pending
+	fastDeaths int          // consecutive deaths within fastDeath of starting
+	respawnAt  time.Time    // zero unless a backed-off respawn is pending
+	diedOf     RestartCause // why the process that last served it died
 }
 
 // maybeAnnounce logs the "running on" line once every slot has a ready worker.
@@ -78,6 +79,8 @@ func (s *supervisor) logStarted(w *worker) {
 // decides what its exit means for its slot.
 func (s *supervisor) reap(w *worker) {
 	w.state = Exited
+	// Its requests stay counted for its index: the metrics' counters only grow.
+	s.history(w.index).requests += w.loop.Requests
 	for i, p := range s.procs {
 		if p == w {
 			s.procs = append(s.procs[:i], s.procs[i+1:]...)
@@ -125,6 +128,7 @@ func (s *supervisor) slotDied(sl *slot, w *worker, fields []zap.Field) {
 		s.shutdown(fmt.Errorf("worker %s [%d] exited during start-up: %s", w.name(), w.pid, ps), "a worker died during start-up")
 	default:
 		s.log.Warn(fmt.Sprintf("Child process [%d] died", w.pid), fields...)
+		sl.diedOf = w.death
 		if time.Since(w.started) < fastDeath {
 			sl.fastDeaths++
 		} else {
@@ -202,6 +206,7 @@ func (s *supervisor) restart(sl *slot) {
 		return
 	}
 	sl.cur = w
+	s.countRestart(sl.index, sl.diedOf)
 	s.logStarted(w)
 }
 

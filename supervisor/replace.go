@@ -87,6 +87,12 @@ func (s *supervisor) startSuccessor(sl *slot, why purpose) {
 		return
 	}
 	sl.next, sl.nextFor = w, why
+	switch why {
+	case forRestart:
+		s.countRestart(sl.index, RestartReload)
+	case forRecycle:
+		s.countRestart(sl.index, RestartRecycle)
+	}
 	s.logStarted(w)
 }
 
@@ -134,6 +140,10 @@ func (s *supervisor) retireRequested(w *worker, served int64) {
 // scaleUp adds one slot (SIGTTIN). Workers already running keep the total
 // their argv was given; the new one is told the new total.
 func (s *supervisor) scaleUp() {
+	if m := s.cfg.MaxWorkers; m > 0 && len(s.slots) >= m {
+		s.log.Warn(fmt.Sprintf("Already at %d worker processes, the most that can share this socket; not increasing further.", m))
+		return
+	}
 	sl := &slot{index: len(s.slots) + 1}
 	s.slots = append(s.slots, sl)
 	s.startSuccessor(sl, forScaleUp)

@@ -50,6 +50,7 @@ func (s *supervisor) shutdown(reason error, why string) {
 		w.drainBy = time.Time{}
 	}
 	s.drain = time.NewTimer(s.cfg.GracefulTimeout)
+	s.drainAt = time.Now().Add(s.cfg.GracefulTimeout)
 }
 
 // terminate asks w to drain: it stops accepting, finishes its in-flight

@@ -14,11 +14,11 @@
 package supervisor
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -50,6 +50,10 @@ type Config struct {
 	// Addr is shown in the "running on" line, e.g. "http://127.0.0.1:8000".
 	Addr    string
 	Workers int
+	// MaxWorkers, if not 0, is the most workers the socket setup lets
+	// share the listener (see main's --workers check): Run refuses more,
+	// and SIGTTIN stops there.
+	MaxWorkers int
 	// GracefulTimeout bounds how long a worker may drain after SIGTERM —
 	// at shutdown, or when a rolling restart, recycling or SIGTTOU retires
 	// it — before it is killed (--timeout-graceful-shutdown). Zero means
@@ -83,6 +87,12 @@ const (
 	DefaultHealthcheckTimeout = 5 * time.Second
 )
 
+// startBatch bounds how many workers boot at once when Run starts them:
+// the rest are spawned as those get ready, so that a large --workers count
+// neither starves each boot of CPU past the healthcheck timeout nor keeps
+// the owner goroutine from its signals and health checks meanwhile.
+var startBatch = max(8, 4*runtime.GOMAXPROCS(0))
+
 // readerGrace is how long the status reader may keep going after its process
 // exited. EOF normally comes at once; only a grandchild that inherited fd 4
 // could keep the pipe open, and that must not keep Run from returning.
@@ -96,13 +106,16 @@ var handledSignals = []os.Signal{
 
 // Run supervises until a signal ends it. It returns nil after a graceful
 // shutdown (SIGINT/SIGTERM, even if stragglers had to be killed at the
-// timeout) and an error after a forced one (second SIGINT/SIGTERM, SIGQUIT),
-// when a worker fails during start-up, or when one exits with
-// contract.ExitStartupFailure where it would otherwise be respawned.
+// timeout) and an error after a forced one (SIGINT during the graceful
+// shutdown, SIGQUIT), when a worker fails during start-up, or when one
+// exits with contract.ExitStartupFailure where it would otherwise be
+// respawned.
 //
 // Signals while running: SIGHUP restarts every worker, one at a time, each
 // replacement ready before its predecessor drains; SIGTTIN adds a worker;
-// SIGTTOU retires the last one (never below one).
+// SIGTTOU retires the last one (never below one). During a graceful
+// shutdown, SIGTERM again changes nothing (tools like timeout(1) repeat
+// it), SIGINT again (Ctrl+C twice) forces it, as in Uvicorn.
 func Run(cfg Config) error {
 	if cfg.Listener != nil {
 		defer cfg.Listener.Close() // ours now, whatever happens
@@ -151,6 +164,8 @@ func (c *Config) fill() error {
 		return errors.New("supervisor: ReusePort workers bind their own sockets; Listener must be nil")
 	case c.Workers < 1:
 		return fmt.Errorf("supervisor: workers must be at least 1, got %d", c.Workers)
+	case c.MaxWorkers > 0 && c.Workers > c.MaxWorkers:
+		return fmt.Errorf("supervisor: %d workers, but at most %d can share this socket", c.Workers, c.MaxWorkers)
 	case c.WorkerArgs == nil:
 		return errors.New("supervisor: no WorkerArgs")
 	case c.GracefulTimeout < 0:
@@ -215,6 +230,11 @@ type supervisor struct {
 
 	slots []*slot   // index i holds worker i+1; len is the wanted count
 	procs []*worker // every process not yet reaped, in start order
+	// unstarted are the slots whose first process Run has not spawned
+	// yet: they start startBatch at a time (see startSome).
+	unstarted []*slot
+	// histories[i] is what worker index i+1 did across its processes.
+	histories []*slotHistory
 
 	// gen counts SIGHUPs; each worker remembers the gen it was spawned
 	// in. While rolling, every slot whose cur is older than gen is
@@ -231,6 +251,7 @@ type supervisor struct {
 	err       error // what Run returns
 
 	drain   *time.Timer // graceful-timeout deadline while stopping
+	drainAt time.Time   // when drain fires
 	respawn *time.Timer // earliest pending backed-off respawn
 }
 
@@ -250,20 +271,13 @@ func (s *supervisor) run() error {
 	health := time.NewTicker(contract.HeartbeatInterval)
 	defer health.Stop()
 
-	var queries <-chan chan []WorkerStatus
+	var queries <-chan chan Snapshot
 	if c := s.cfg.Control; c != nil {
 		queries = c.reqs
 	}
 
-	for _, sl := range s.slots {
-		w, err := s.spawn(sl)
-		if err != nil {
-			s.shutdown(err, "a worker could not be started")
-			break
-		}
-		sl.cur = w
-		s.logStarted(w)
-	}
+	s.unstarted = append([]*slot(nil), s.slots...)
+	s.startSome()
 	for !s.stopping || len(s.procs) > 0 {
 		select {
 		case sig := <-sigs:
@@ -280,6 +294,7 @@ func (s *supervisor) run() error {
 			s.respawnDue()
 		}
 		s.advance()
+		s.startSome()
 	}
 	// Every worker was reaped, so both its goroutines have sent their last
 	// event; this returns at once.
@@ -294,13 +309,25 @@ func (s *supervisor) handleSignal(sig os.Signal) {
 	name := unix.SignalName(sig.(syscall.Signal))
 	switch sig {
 	case syscall.SIGINT, syscall.SIGTERM:
-		if !s.stopping {
+		switch {
+		case !s.stopping:
 			s.shutdown(nil, "received "+name)
-			return
-		}
-		if !s.forced {
-			s.log.Warn(fmt.Sprintf("Received %s again during graceful shutdown: killing child processes", name))
-			s.kill(fmt.Errorf("forced shutdown: second %s during graceful shutdown", name))
+		case s.forced:
+		case sig == syscall.SIGTERM:
+			// timeout(1), a supervisor or an impatient script repeats
+			// SIGTERM: the requests in flight still deserve their answers.
+			left := ""
+			if s.drain != nil {
+				left = fmt.Sprintf(", up to %s left", seconds(time.Until(s.drainAt)))
+			}
+			procs := fmt.Sprintf("%d child processes", s.running())
+			if s.running() == 1 {
+				procs = "1 child process"
+			}
+			s.log.Info(fmt.Sprintf("Received SIGTERM again: still draining (%s%s); SIGINT or SIGQUIT stops them at once", procs, left))
+		default:
+			s.log.Warn("Received SIGINT during graceful shutdown: killing child processes")
+			s.kill(errors.New("forced shutdown: SIGINT during graceful shutdown"))
 		}
 	case syscall.SIGQUIT:
 		if !s.forced {
@@ -368,16 +395,15 @@ func (s *supervisor) handleMsg(w *worker, msg contract.Msg) {
 		}
 		s.maybeAnnounce()
 	case contract.Beat:
-		s.beat(w, now)
-		w.stalledBy = ""
-		if msg.Text != "" {
-			// Stats are for display only: a bad payload just isn't shown.
-			_ = json.Unmarshal([]byte(msg.Text), &w.loop)
-		}
+		s.beat(w, now, msg)
 	case contract.Alive:
-		w.lastAlive = now
+		s.alive(w, now, msg)
 	case contract.Stall:
-		w.stalledBy = msg.Text
+		s.stallReported(w, now, msg)
+	case contract.StallEnd:
+		s.stallEnded(w, now, msg)
+	case contract.Stack:
+		s.stackReceived(w, now, msg)
 	case contract.Retire:
 		s.retireRequested(w, msg.Value)
 	default:
@@ -396,4 +422,43 @@ func stopTimer(t *time.Timer) {
 	if t != nil {
 		t.Stop()
 	}
+}
+
+// startSome spawns the first process of unstarted slots while fewer than
+// startBatch workers are booting; the rest wait for those to get ready.
+func (s *supervisor) startSome() {
+	for len(s.unstarted) > 0 && !s.stopping {
+		booting := 0
+		for _, w := range s.procs {
+			if w.state == Starting {
+				booting++
+			}
+		}
+		if booting >= startBatch {
+			return
+		}
+		sl := s.unstarted[0]
+		s.unstarted = s.unstarted[1:]
+		if sl.index > len(s.slots) || s.slots[sl.index-1] != sl || sl.cur != nil {
+			continue // removed by SIGTTOU meanwhile
+		}
+		w, err := s.spawn(sl)
+		if err != nil {
+			s.shutdown(err, "a worker could not be started")
+			return
+		}
+		sl.cur = w
+		s.logStarted(w)
+	}
+}
+
+// running counts the worker processes that may still run.
+func (s *supervisor) running() int {
+	n := 0
+	for _, w := range s.procs {
+		if w.alive() {
+			n++
+		}
+	}
+	return n
 }

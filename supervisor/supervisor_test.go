@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"demo/sockets"
 )
 
@@ -127,25 +129,66 @@ func TestGracefulTimeoutKillsStuckWorker(t *testing.T) {
 	waitGone(t, pid, time.Second)
 }
 
-func TestSecondSignalForcesExit(t *testing.T) {
-	const grace = 20 * time.Second
-	m := startMaster(t, 2, grace, "ignore-term")
-	pids := m.waitRunning()
+// TestRepeatedSIGTERMKeepsDraining: timeout(1), systemd or a script may
+// send SIGTERM again; in-flight requests still finish (Uvicorn forces only
+// on a second Ctrl+C). The master says it keeps draining.
+func TestRepeatedSIGTERMKeepsDraining(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, 1, 10*time.Second)
+	pid := m.waitRunning()[1]
+	done := make(chan error, 1)
+	go func() {
+		body, err := get(m.url + "/slow?d=1s")
+		if err == nil && body != fmt.Sprintf("done %d", pid) {
+			err = fmt.Errorf("body %q", body)
+		}
+		done <- err
+	}()
+	m.waitFor(`slow request started`, 10*time.Second)
+	m.signal(syscall.SIGTERM)
+	m.waitFor(`Shutting down.*received SIGTERM`, 5*time.Second)
+	m.signal(syscall.SIGTERM)
+	m.waitFor(`Received SIGTERM again: still draining \(1 child process, up to \d+\.\ds left\); SIGINT or SIGQUIT stops them at once`, 5*time.Second)
+	m.signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("in-flight request after three SIGTERMs: %v", err)
+	}
+	if code := m.waitExit(10 * time.Second); code != 0 {
+		t.Errorf("master exit code %d, want 0", code)
+	}
+	m.waitFor(fmt.Sprintf(`test-worker \[%d\] drained`, pid), time.Second)
+	if n := m.count(`Killing child process`); n != 0 {
+		t.Errorf("%d workers killed, want none", n)
+	}
+}
 
-	m.signal(syscall.SIGINT)
-	m.waitFor(`Shutting down.*received SIGINT`, 5*time.Second)
-	sent := time.Now()
-	m.signal(syscall.SIGINT)
-	if code := m.waitExit(grace / 2); code == 0 {
-		t.Errorf("master exit code 0 after a forced shutdown, want non-zero")
-	}
-	if took := m.exitAt.Sub(sent); took > 3*time.Second {
-		t.Errorf("forced shutdown took %v", took)
-	}
-	m.waitFor(`Received SIGINT again`, time.Second)
-	m.waitFor(`master error: forced shutdown: second SIGINT`, time.Second)
-	for _, pid := range pids {
-		waitGone(t, pid, time.Second)
+// TestSIGINTDuringShutdownForcesExit: Ctrl+C twice, or Ctrl+C after a
+// SIGTERM, kills the workers at once and the master exits non-zero.
+func TestSIGINTDuringShutdownForcesExit(t *testing.T) {
+	t.Parallel()
+	for _, first := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(unix.SignalName(first), func(t *testing.T) {
+			t.Parallel()
+			const grace = 20 * time.Second
+			m := startMaster(t, 2, grace, "ignore-term")
+			pids := m.waitRunning()
+
+			m.signal(first)
+			m.waitFor(`Shutting down.*received `+unix.SignalName(first), 5*time.Second)
+			sent := time.Now()
+			m.signal(syscall.SIGINT)
+			if code := m.waitExit(grace / 2); code == 0 {
+				t.Errorf("master exit code 0 after a forced shutdown, want non-zero")
+			}
+			if took := m.exitAt.Sub(sent); took > 3*time.Second {
+				t.Errorf("forced shutdown took %v", took)
+			}
+			m.waitFor(`Received SIGINT during graceful shutdown: killing child processes`, time.Second)
+			m.waitFor(`master error: forced shutdown: SIGINT during graceful shutdown`, time.Second)
+			for _, pid := range pids {
+				waitGone(t, pid, time.Second)
+			}
+		})
 	}
 }
 

@@ -21,7 +21,8 @@ import (
 //	                     ready successor (SIGHUP, recycling) or its slot removed
 //	Starting → Killed    not ready within the healthcheck timeout
 //	Ready    → Killed    no Alive within the healthcheck timeout, or its loop
-//	                     stalled longer than Config.Timeout (SIGABRT, then SIGKILL)
+//	                     stalled longer than Config.Timeout (SIGABRT, then
+//	                     SIGKILL once it sent its loop's stack or abortGrace passed)
 //	Draining → Killed    still draining at its deadline (SIGKILL)
 //	any      → Killed    SIGQUIT, a second SIGINT/SIGTERM, or the graceful
 //	                     shutdown timed out (SIGKILL to every worker)
@@ -77,16 +78,30 @@ type worker struct {
 
 	started   time.Time
 	readyAt   time.Time
-	lastAlive time.Time          // last contract.Alive (zero: none yet)
-	lastBeat  time.Time          // last contract.Beat (zero: none yet)
-	loop      contract.LoopStats // carried by the last Beat
-	stalledBy string             // the worker's detector: what blocks its loop now
+	lastAlive time.Time // last contract.Alive (zero: none yet)
+	// lastBeat is when the loop last showed it runs: a contract.Beat, or a
+	// contract.StallEnd, which the loop sends too (zero: neither yet).
+	lastBeat time.Time
+	// loop is what the last Beat carried, except that Requests, InFlight
+	// and Conns are the latest the loop published (by Seq), which every
+	// Alive carries too, so they stay current while the loop is blocked.
+	loop contract.LoopStats
+	// The current stall as the worker's detector reported it (zero values:
+	// it did not): what blocks the loop ("GET / (request …) at …"), the
+	// label part of that, and when the stalled callback began.
+	stalledBy  string
+	stallLabel string
+	stallFrom  time.Time
 	// stallNoted is when the current stall was last reported as ongoing
 	// (zero: not yet), so long stalls log at most every stallProgressEvery.
 	stallNoted time.Time
 	abortedAt  time.Time // SIGABRT sent for --timeout; SIGKILL follows after abortGrace
-	drainBy    time.Time // SIGKILL if still draining then (zero: no deadline of its own)
-	killedFor  string    // why the master killed it, for the reap log line
+	// timeoutLogged: the WORKER TIMEOUT entry is written (with the stack
+	// the worker sent, or without it once abortGrace passed).
+	timeoutLogged bool
+	drainBy       time.Time    // SIGKILL if still draining then (zero: no deadline of its own)
+	killedFor     string       // why the master killed it, for the reap log line
+	death         RestartCause // why its slot gets a new process if it dies now
 
 	// statusR is the master's end of the status pipe; the reader goroutine
 	// owns and closes it. lifelineW is the only write end of the worker's
@@ -100,6 +115,16 @@ type worker struct {
 }
 
 func (w *worker) name() string { return fmt.Sprintf("%d/%d", w.index, w.total) }
+
+// stallSince is when w's loop stopped moving, as precisely as known: when
+// the callback the detector reported began, else the last sign the loop
+// ran. Zero before the loop's first Beat.
+func (w *worker) stallSince() time.Time {
+	if !w.stallFrom.IsZero() {
+		return w.stallFrom
+	}
+	return w.lastBeat
+}
 
 // alive reports whether the process may still be running, i.e. whether a
 // signal could reach it.

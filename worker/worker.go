@@ -250,6 +250,7 @@ func Run(cfg Config) error {
 	if err := loop.Run(); err != nil {
 		return fmt.Errorf("event loop: %w", err)
 	}
+	app.beat()
 	log.Info(fmt.Sprintf("Finished server process [%d]", os.Getpid()))
 	return nil
 }

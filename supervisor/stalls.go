@@ -1,0 +1,163 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"demo/contract"
+)
+
+// A stall is told once, by two voices that agree:
+//
+//   - the worker's detector (--slow-callback) logs the first warning, with
+//     the call that blocks the loop, and the total once the callback
+//     returns; it sends both figures here too (contract.Stall, StallEnd);
+//   - the master reminds that the stall goes on, every stallProgressEvery,
+//     from the detector's start time, and measures the stall the same way
+//     for `demo status` and the metrics. It logs a total itself only for a
+//     stall the detector did not report (the detector off).
+//
+// With --timeout, the master ends a stall it judged too long with one
+// WORKER TIMEOUT entry holding the loop's stack (see timeoutEntry).
+
+// beat handles a contract.Beat: the loop runs. A stall the detector did not
+// report is logged and counted here, by the gap between beats.
+func (s *supervisor) beat(w *worker, now time.Time, msg contract.Msg) {
+	if gap := now.Sub(w.lastBeat); !w.lastBeat.IsZero() && gap > StallThreshold {
+		if w.stallFrom.IsZero() {
+			s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop was blocked for %s", w.name(), w.pid, seconds(gap)))
+			s.history(w.index).stalls.observe(gap)
+		} else {
+			// The detector logged it, but its total never came (a full
+			// status pipe drops messages): count it as measured here.
+			s.history(w.index).stalls.observe(now.Sub(w.stallFrom))
+		}
+	}
+	w.lastBeat = now
+	w.clearStall()
+	if msg.Text != "" {
+		var st contract.LoopStats
+		// Stats are for display only: a bad payload just isn't shown.
+		if json.Unmarshal([]byte(msg.Text), &st) == nil {
+			counts := w.loop
+			w.loop = st
+			if st.Seq < counts.Seq { // an Alive brought newer counters
+				w.loop.Requests, w.loop.InFlight, w.loop.Conns, w.loop.Seq = counts.Requests, counts.InFlight, counts.Conns, counts.Seq
+			}
+		}
+	}
+}
+
+// alive handles a contract.Alive: the process answers, and the counters
+// it carries are the loop's latest, even while the loop is blocked.
+func (s *supervisor) alive(w *worker, now time.Time, msg contract.Msg) {
+	w.lastAlive = now
+	if msg.Text == "" {
+		return
+	}
+	var st contract.LoopStats
+	if json.Unmarshal([]byte(msg.Text), &st) == nil && st.Seq >= w.loop.Seq {
+		w.loop.Requests, w.loop.InFlight, w.loop.Conns, w.loop.Seq = st.Requests, st.InFlight, st.Conns, st.Seq
+	}
+}
+
+// stallReported handles a contract.Stall: the detector says what blocks
+// the loop, and for how long already.
+func (s *supervisor) stallReported(w *worker, now time.Time, msg contract.Msg) {
+	w.stalledBy = msg.Text
+	w.stallLabel, _, _ = strings.Cut(msg.Text, " at ")
+	if w.stallFrom.IsZero() {
+		w.stallFrom = now.Add(-time.Duration(msg.Value))
+	}
+}
+
+// stallEnded handles a contract.StallEnd: a callback the detector timed
+// returned, after msg.Value; the worker has logged that total, and it is
+// the one counted here. The loop sent it, so the loop runs again.
+func (s *supervisor) stallEnded(w *worker, now time.Time, msg contract.Msg) {
+	s.history(w.index).stalls.observe(time.Duration(msg.Value))
+	w.lastBeat = now
+	w.clearStall()
+}
+
+func (w *worker) clearStall() {
+	w.stalledBy, w.stallLabel, w.stallFrom, w.stallNoted = "", "", time.Time{}, time.Time{}
+}
+
+// noteStall logs that w's stall goes on.
+func (s *supervisor) noteStall(w *worker, now time.Time, stall time.Duration) {
+	w.stallNoted = now
+	by := ""
+	if w.stallLabel != "" {
+		by = " by " + w.stallLabel
+	}
+	s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop still blocked after %s%s", w.name(), w.pid, seconds(stall), by))
+}
+
+// abort starts the end of a worker whose loop stalled past --timeout: it
+// is asked for its loop's stack (SIGABRT), and killed once that arrives
+// or abortGrace passed, whichever comes first.
+func (s *supervisor) abort(w *worker, now time.Time) {
+	w.state = Killed
+	w.killedFor = "worker timeout"
+	w.death = RestartTimeout
+	w.abortedAt = now
+	if err := w.signal(syscall.SIGABRT); err != nil {
+		s.log.Debug("SIGABRT failed", zap.Int("pid", w.pid), zap.Error(err))
+		s.timedOut(w, now, "", "SIGABRT failed: "+err.Error())
+	}
+}
+
+// stackReceived handles a contract.Stack: the worker's answer to SIGABRT.
+func (s *supervisor) stackReceived(w *worker, now time.Time, msg contract.Msg) {
+	var stack string
+	if err := json.Unmarshal([]byte(msg.Text), &stack); err != nil {
+		stack = ""
+	}
+	if w.abortedAt.IsZero() {
+		// Someone else sent it SIGABRT; it ends itself now.
+		s.log.Warn(entry(fmt.Sprintf("worker %s [%d] received SIGABRT; its event loop goroutine:", w.name(), w.pid), stack))
+		return
+	}
+	s.timedOut(w, now, stack, "")
+}
+
+// timedOut writes the WORKER TIMEOUT entry, once, and kills w.
+func (s *supervisor) timedOut(w *worker, now time.Time, stack, noStack string) {
+	if w.timeoutLogged {
+		return
+	}
+	w.timeoutLogged = true
+	head := fmt.Sprintf("WORKER TIMEOUT (pid:%d) worker %s: event loop blocked for %s (--timeout %v)",
+		w.pid, w.name(), seconds(now.Sub(w.stallSince())), s.limits.timeout)
+	if w.stallLabel != "" {
+		head += " by " + w.stallLabel
+	}
+	switch {
+	case stack != "":
+		head += "; killed. Its event loop goroutine:"
+	case noStack != "":
+		head += "; killed (" + noStack + ")"
+	default:
+		head += "; killed (its event loop's stack is unknown: it did not answer SIGABRT within " + abortGrace.String() + ")"
+	}
+	// gunicorn's words first, so existing alerts keep matching; one
+	// entry, whatever the log reader: see entry.
+	s.log.Error(entry(head, stack))
+	s.sigkill(w)
+}
+
+// entry is head with body under it, each line indented: the logs package
+// writes such an entry to a pipe in one piece, so the other processes'
+// lines never cut into it.
+func entry(head, body string) string {
+	if body == "" {
+		return head
+	}
+	return head + "\n    " + strings.ReplaceAll(body, "\n", "\n    ")
+}
