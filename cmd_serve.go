@@ -15,6 +15,8 @@ import (
 
 	"demo/contract"
 	"demo/control"
+	"demo/eventloop"
+	"demo/metrics"
 	"demo/sockets"
 	"demo/supervisor"
 	"demo/worker"
@@ -39,6 +41,7 @@ func serveFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "reuse-port", Usage: "each worker binds its own SO_REUSEPORT socket instead of sharing the master's; the kernel then picks a worker per connection, even a blocked one"},
 		&cli.BoolFlag{Name: "epoll-exclusive", Usage: "workers wait on the shared socket with EPOLLEXCLUSIVE: a new connection wakes one idle worker instead of all of them, and each wake-up accepts one connection (default: every worker wakes, and the first takes up to 100 queued connections, as asyncio does)"},
 		&cli.StringFlag{Name: "control", Usage: "`PATH` of the control socket `demo status` reads (default: derived from --port or --uds)"},
+		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics from the master: each worker's requests, connections, loop stalls and restarts, and the master's own process (port 0 picks a free one)"},
 	}
 	flags = append(flags, appFlags()...)
 	flags = append(flags, limitFlags()...)
@@ -172,6 +175,25 @@ func serve(c *cli.Context) error {
 	case c.Duration("timeout") < 0:
 		return badFlag("--timeout must not be negative")
 	}
+	maxWorkers := 0
+	if !c.Bool("reuse-port") && !c.Bool("epoll-exclusive") {
+		// One more than the workers is needed while a worker is replaced.
+		maxWorkers = eventloop.MaxSharedListeners - 1
+		if workers > maxWorkers {
+			return badFlag("--workers %d: at most %d workers can share one socket this way: Linux allows %d event loops to wait on a socket through nested epoll sets, and replacing a worker needs one more; use --epoll-exclusive or --reuse-port for more",
+				workers, maxWorkers, eventloop.MaxSharedListeners)
+		}
+	}
+	var metricsSrv *metrics.Server
+	if addr := c.String("metrics"); addr != "" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return badFlag("--metrics %q: want HOST:PORT, e.g. 127.0.0.1:9464", addr)
+		}
+		if metricsSrv, err = metrics.Listen(addr); err != nil {
+			return err
+		}
+		defer metricsSrv.Close()
+	}
 	sock, err := listen(c, logger.Logger)
 	if err != nil {
 		return err
@@ -194,10 +216,15 @@ func serve(c *cli.Context) error {
 		return snap
 	})
 	logger.Info("Control socket at " + ctlPath + " (demo status reads it)")
+	if metricsSrv != nil {
+		metricsSrv.Serve(metrics.Handler(ctl))
+		logger.Info("Metrics at http://" + metricsSrv.Addr() + "/metrics")
+	}
 
 	cfg := supervisor.Config{
 		Addr:               sock.addr,
 		Workers:            workers,
+		MaxWorkers:         maxWorkers,
 		GracefulTimeout:    c.Duration("timeout-graceful-shutdown"),
 		HealthcheckTimeout: c.Duration("timeout-worker-healthcheck"),
 		Timeout:            c.Duration("timeout"),
@@ -270,8 +297,11 @@ func snapshot(ctl *supervisor.Control, addr, mode string) control.Snapshot {
 			LogLinesDropped: w.Loop.LogLinesDropped,
 		}
 		if w.Stalled {
-			row.StalledFor = w.SinceBeat
-			row.LongestStall = max(row.LongestStall, w.SinceBeat)
+			if w.State == supervisor.Ready {
+				row.State = "blocked"
+			}
+			row.StalledFor = w.Stall
+			row.LongestStall = max(row.LongestStall, w.Stall)
 			if w.StalledBy != "" {
 				row.Culprit = w.StalledBy
 			}

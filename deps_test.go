@@ -35,6 +35,8 @@ var importRules = []importRule{
 	// says why); it shares nothing else with the server it helps measure.
 	never("external", "worker", "supervisor"),
 	only("control"), // `demo status` renders the master's JSON alone
+	// The master's Prometheus endpoint reads the supervisor's table.
+	only("metrics", "supervisor", "contract", "sockets"),
 	only("contract"),
 	only("sockets"),
 	// An app file is a description the worker runs and tools may read:

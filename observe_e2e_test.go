@@ -84,14 +84,16 @@ func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
 	stalled := 0
 	for _, w := range snap.Workers {
 		pids = append(pids, w.PID)
+		want := "ready"
 		if w.StalledFor > 0 {
 			stalled++
+			want = "blocked"
 			if !strings.Contains(w.Culprit, "net/http.(*Client).Do") {
 				t.Errorf("stalled worker's culprit %q does not name the blocking call", w.Culprit)
 			}
 		}
-		if w.State != "ready" || w.RSS <= 0 {
-			t.Errorf("worker row %+v: want ready with an RSS", w)
+		if w.State != want || w.RSS <= 0 {
+			t.Errorf("worker row %+v: want %s with an RSS", w, want)
 		}
 	}
 	kids := childPids(t, p.cmd.Process.Pid)

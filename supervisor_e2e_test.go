@@ -82,8 +82,9 @@ var workerTimeoutLine = regexp.MustCompile(`WORKER TIMEOUT \(pid:(\d+)\)`)
 // (gunicorn's `WORKER TIMEOUT (pid:N)`), the request fails, and a
 // replacement serves. Without --timeout nothing is killed — not even by a
 // 1 s --timeout-worker-healthcheck, since pings are answered beside the
-// loop: the two health signals are kept apart — and the stall is reported
-// once, naming the worker, its pid and the duration.
+// loop: the two health signals are kept apart — and the stall's total is
+// logged once: by the worker's detector, or with the detector off by the
+// master, naming the worker, its pid and the duration.
 func TestTimeoutAbortsABlockedLoop(t *testing.T) {
 	ext := startExternal(t, time.Second)
 
@@ -107,38 +108,47 @@ func TestTimeoutAbortsABlockedLoop(t *testing.T) {
 		}
 	})
 
-	t.Run("no timeout", func(t *testing.T) {
-		t.Parallel()
-		p, url := startServe(t, "--mode", "mixed", "--external", ext, "--calls", "2", "--timeout-worker-healthcheck", "1s")
-		pid := onlyChild(t, p)
-		r := get(url + "/")
-		if r.err != nil || r.status != http.StatusOK {
-			t.Fatalf("request: %d %v, want 200", r.status, r.err)
-		}
-		if r.elapsed < 2*time.Second {
-			t.Fatalf("request took %v, want ≥ 2s (two blocking calls of 1s)", r.elapsed)
-		}
-		stall := regexp.MustCompile(fmt.Sprintf(`worker 1/1 \[%d\]: event loop was blocked for (\d+\.\d)s`, pid))
-		_, m := p.waitLine(stall, 0, 2*time.Second)
-		if s, _ := strconv.ParseFloat(m[1], 64); s < 1.5 || s > 4 {
-			t.Errorf("stall reported as %ss, want about 2s", m[1])
-		}
-		// Not a readiness wait: a window in which later heartbeats (every
-		// 500 ms) must not report the same stall again.
-		time.Sleep(time.Second)
-		if n := strings.Count(p.output(), "event loop was blocked for"); n != 1 {
-			t.Errorf("the stall was reported %d times, want once", n)
-		}
-		out := p.output()
-		for _, bad := range []string{"WORKER TIMEOUT", "did not answer", "died"} {
-			if strings.Contains(out, bad) {
-				t.Errorf("log mentions %q without --timeout", bad)
+	for _, tc := range []struct {
+		name, slowCallback string
+		total              string // the one line that tells the stall's total
+	}{
+		{"no timeout", "100ms", `worker-1\[%d\] event loop blocked (\d+\.\d+)s by GET /`},
+		{"no timeout, no detector", "0", `WARN worker 1/1 \[%d\]: event loop was blocked for (\d+\.\d)s$`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, url := startServe(t, "--mode", "mixed", "--external", ext, "--calls", "2", "--timeout-worker-healthcheck", "1s", "--slow-callback", tc.slowCallback)
+			pid := onlyChild(t, p)
+			r := get(url + "/")
+			if r.err != nil || r.status != http.StatusOK {
+				t.Fatalf("request: %d %v, want 200", r.status, r.err)
 			}
-		}
-		if now := onlyChild(t, p); now != pid {
-			t.Errorf("worker replaced (%d → %d) without --timeout", pid, now)
-		}
-	})
+			if r.elapsed < 2*time.Second {
+				t.Fatalf("request took %v, want ≥ 2s (two blocking calls of 1s)", r.elapsed)
+			}
+			stall := regexp.MustCompile(fmt.Sprintf(tc.total, pid))
+			_, m := p.waitLine(stall, 0, 2*time.Second)
+			if s, _ := strconv.ParseFloat(m[1], 64); s < 1.5 || s > 4 {
+				t.Errorf("stall reported as %ss, want about 2s", m[1])
+			}
+			// Not a readiness wait: a window in which later heartbeats (every
+			// 500 ms) must not report the same stall again.
+			time.Sleep(time.Second)
+			totals := regexp.MustCompile(`event loop (was )?blocked (for )?\d+\.\d+s( by|$)`)
+			if n := p.countBefore(totals, len(p.snapshotLines())); n != 1 {
+				t.Errorf("the stall's total was logged %d times, want once", n)
+			}
+			out := p.output()
+			for _, bad := range []string{"WORKER TIMEOUT", "did not answer", "died"} {
+				if strings.Contains(out, bad) {
+					t.Errorf("log mentions %q without --timeout", bad)
+				}
+			}
+			if now := onlyChild(t, p); now != pid {
+				t.Errorf("worker replaced (%d → %d) without --timeout", pid, now)
+			}
+		})
+	}
 }
 
 // TestStoppedWorkerFailsProcessHealthcheck: a SIGSTOPped worker answers no
@@ -583,9 +593,11 @@ func TestSigkillMasterLeavesNoWorkerInAnyMode(t *testing.T) {
 
 // TestShutdownSignals checks the README's exit codes: one SIGINT with
 // nothing in flight exits 0; a SIGTERM whose drain outlasts
-// --timeout-graceful-shutdown kills the straggler and still exits 0; SIGINT
-// twice with requests in flight forces an exit 1 at once; SIGQUIT exits 1 at
-// once even with a blocked loop. Workers are gone in every case.
+// --timeout-graceful-shutdown kills the straggler and still exits 0, and so
+// does a SIGTERM repeated meanwhile, which changes nothing; SIGINT twice, or
+// SIGINT after SIGTERM, with requests in flight forces an exit 1 at once;
+// SIGQUIT exits 1 at once even with a blocked loop. Workers are gone in
+// every case.
 func TestShutdownSignals(t *testing.T) {
 	ext := startExternal(t, 30*time.Second)
 	for _, tc := range []struct {
@@ -600,7 +612,10 @@ func TestShutdownSignals(t *testing.T) {
 		{"SIGINT idle", []string{"--mode", "async"}, []syscall.Signal{syscall.SIGINT}, false, 0, 0, 5 * time.Second},
 		{"SIGTERM past the graceful timeout", []string{"--mode", "async", "--timeout-graceful-shutdown", "300ms"},
 			[]syscall.Signal{syscall.SIGTERM}, true, 0, 250 * time.Millisecond, 3 * time.Second},
+		{"SIGTERM twice", []string{"--mode", "async", "--timeout-graceful-shutdown", "1s"},
+			[]syscall.Signal{syscall.SIGTERM, syscall.SIGTERM}, true, 0, 800 * time.Millisecond, 3 * time.Second},
 		{"SIGINT twice", []string{"--mode", "async"}, []syscall.Signal{syscall.SIGINT, syscall.SIGINT}, true, 1, 0, 2 * time.Second},
+		{"SIGTERM then SIGINT", []string{"--mode", "async"}, []syscall.Signal{syscall.SIGTERM, syscall.SIGINT}, true, 1, 0, 2 * time.Second},
 		{"SIGQUIT", []string{"--mode", "mixed"}, []syscall.Signal{syscall.SIGQUIT}, true, 1, 0, 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -637,6 +652,26 @@ func TestShutdownSignals(t *testing.T) {
 			}
 			t.Logf("exit %d, %v after the last signal", code, took.Round(time.Millisecond))
 		})
+	}
+}
+
+// TestRepeatedSIGTERMFinishesInFlight: timeout(1) or a supervisor may send
+// SIGTERM again; a request in flight on a blocked loop still gets its
+// answer, and the master exits 0 (Uvicorn forces only on a second Ctrl+C).
+func TestRepeatedSIGTERMFinishesInFlight(t *testing.T) {
+	ext := startExternal(t, time.Second)
+	p, url := startServe(t, "--mode", "mixed", "--external", ext, "--calls", "1")
+	inflight := getAsync(url + "/")
+	at, _ := p.waitLine(startedLine, 0, 5*time.Second)
+	p.signal(syscall.SIGTERM)
+	at, _ = p.waitLine(regexp.MustCompile(`Shutting down`), at, 5*time.Second)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(regexp.MustCompile(`Received SIGTERM again: still draining \(1 child process, up to \d+\.\ds left\); SIGINT or SIGQUIT stops them at once`), at, 5*time.Second)
+	if r := <-inflight; r.err != nil || r.status != http.StatusOK {
+		t.Errorf("in-flight request after two SIGTERMs: %d %v, want 200", r.status, r.err)
+	}
+	if code := p.wait(10 * time.Second); code != 0 {
+		t.Errorf("exit %d, want 0", code)
 	}
 }
 

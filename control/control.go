@@ -34,7 +34,8 @@ type Snapshot struct {
 	Mode      string    `json:"mode,omitempty"`
 	Taken     time.Time `json:"taken"`
 	// Refresh is how often each worker reports its counters (Requests,
-	// InFlight, Conns) to the master: a count is at most this old.
+	// InFlight, Conns) to the master, blocked or not: a count is at most
+	// this old.
 	Refresh time.Duration `json:"refresh_ns"`
 	Workers []Worker      `json:"workers"`
 	// LogLinesDropped counts the master's own log lines dropped because
@@ -44,13 +45,18 @@ type Snapshot struct {
 
 // Worker is one worker's row of `demo status`.
 type Worker struct {
-	Index    int           `json:"index"`
-	PID      int           `json:"pid"`
-	State    string        `json:"state"` // starting, ready, draining
-	Uptime   time.Duration `json:"uptime_ns"`
-	Requests uint64        `json:"requests"`
-	InFlight int           `json:"in_flight"`
-	Conns    int           `json:"conns"`
+	Index int `json:"index"`
+	PID   int `json:"pid"`
+	// State: starting, ready, blocked (ready, but its event loop has
+	// not moved for over a second), draining or killed.
+	State  string        `json:"state"`
+	Uptime time.Duration `json:"uptime_ns"`
+	// Requests, InFlight and Conns are as the worker's loop last
+	// published them, which a blocked loop cannot change: they stay
+	// true while it is blocked.
+	Requests uint64 `json:"requests"`
+	InFlight int    `json:"in_flight"`
+	Conns    int    `json:"conns"`
 	// StalledFor is how long the loop has not beaten now (0 when beating).
 	StalledFor time.Duration `json:"stalled_for_ns"`
 	// LongestStall and its Culprit: the worst stall seen so far.

@@ -244,6 +244,14 @@ func (s *Server) Close() {
 // register puts the listener in the loop: urgent, so that a new connection
 // (a health probe) does not wait behind thousands of busy ones, unless it
 // must be exclusive.
+// MaxSharedListeners is how many loops, of every process, can wait on one
+// listening socket at once unless EpollExclusive: register puts it in the
+// loop's urgent set, which is nested in the main one, and Linux allows 500
+// wake-up paths through nested epoll sets to one file (fs/eventpoll.c,
+// path_limits); the next registration fails with EINVAL. EpollExclusive
+// registers it in the main set, which no such check limits.
+const MaxSharedListeners = 500
+
 func (s *Server) register() error {
 	if s.cfg.EpollExclusive {
 		return s.loop.Add(s.lfd, EventRead|unix.EPOLLEXCLUSIVE, s.onListen)
