@@ -58,7 +58,7 @@ func trimStack(stack, project, loop string, maxFrames int) string {
 	// what started the loop, the same in every stall.
 	below := 0
 	for i, f := range frames {
-		if strings.HasPrefix(f.fn, loop) {
+		if machinery(f.fn, loop) {
 			below = len(frames) - i - 1
 			frames = frames[:i+1]
 			break
@@ -73,12 +73,12 @@ func trimStack(stack, project, loop string, maxFrames int) string {
 		}
 	}
 	for i, f := range frames { // the project's calls and what each called
-		if strings.HasPrefix(f.fn, project) && !strings.HasPrefix(f.fn, loop) {
+		if strings.HasPrefix(f.fn, project) && !machinery(f.fn, loop) {
 			take(i)
 			take(i - 1)
 		}
 	}
-	if n := len(frames) - 1; n >= 0 && strings.HasPrefix(frames[n].fn, loop) {
+	if n := len(frames) - 1; n >= 0 && machinery(frames[n].fn, loop) {
 		take(n) // the loop ran it: this is a callback, not the loop itself
 	}
 	for i := range frames { // then from where it waits, outwards
@@ -89,7 +89,7 @@ func trimStack(stack, project, loop string, maxFrames int) string {
 	skipped := 0
 	flush := func() {
 		if skipped > 0 {
-			fmt.Fprintf(&b, "\n… %d frames", skipped)
+			b.WriteString("\n… " + nFrames(skipped))
 			skipped = 0
 		}
 	}
@@ -106,7 +106,21 @@ func trimStack(stack, project, loop string, maxFrames int) string {
 	}
 	skipped += below
 	if skipped > 0 {
-		fmt.Fprintf(&b, "\n… %d frames: the event loop and what started it", skipped)
+		b.WriteString("\n… " + nFrames(skipped) + ": the event loop and what started it")
 	}
 	return b.String()
+}
+
+// machinery reports whether fn belongs to the loop's own packages (loop is
+// "demo/eventloop."): the loop, its server, its client delivering a
+// response — as culpritOf tells them.
+func machinery(fn, loop string) bool {
+	return strings.HasPrefix(fn, loop) || strings.HasPrefix(fn, strings.TrimSuffix(loop, ".")+"/")
+}
+
+func nFrames(n int) string {
+	if n == 1 {
+		return "1 frame"
+	}
+	return fmt.Sprintf("%d frames", n)
 }

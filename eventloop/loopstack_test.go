@@ -124,3 +124,31 @@ func TestLoopStackWhileBlocked(t *testing.T) {
 		t.Errorf("stack not trimmed:\n%s", s)
 	}
 }
+
+// TestTrimStackStopsAtTheClient: a handler resumed by the loop's client
+// (an async call's response) is the callback; the client delivering it is
+// machinery, as for the culprit.
+func TestTrimStackStopsAtTheClient(t *testing.T) {
+	stack := `goroutine 1 [sleep]:
+time.Sleep(0x3b9aca00)
+	/usr/local/go/src/runtime/time.go:363 +0x165
+demo/worker.(*app).sleepStep(0xc0002)
+	/work/main/worker/steps.go:100 +0x2
+demo/eventloop/client.(*call).deliver(0xc0003)
+	/work/main/eventloop/client/call.go:80 +0x3
+demo/eventloop.(*Loop).call(0xc0006, 0xc0007)
+	/work/main/eventloop/loop.go:120 +0x4
+`
+	got := trimStack(stack, "demo/", "demo/eventloop.", 10)
+	want := `goroutine 1 [sleep]:
+time.Sleep
+	/usr/local/go/src/runtime/time.go:363
+demo/worker.(*app).sleepStep
+	/work/main/worker/steps.go:100
+demo/eventloop/client.(*call).deliver
+	/work/main/eventloop/client/call.go:80
+… 1 frame: the event loop and what started it`
+	if got != want {
+		t.Errorf("trimStack:\n%s\nwant:\n%s", got, want)
+	}
+}
