@@ -126,7 +126,7 @@ func (s *supervisor) checkHealth(now time.Time) {
 		}
 		ping(w)
 		v := judge(w, now, s.limits)
-		if v.progress {
+		if v.progress && v.act != actAbort { // the WORKER TIMEOUT entry says it all
 			s.noteStall(w, now, v.stall)
 		}
 		switch v.act {

@@ -338,3 +338,28 @@ func TestTimeoutSparesDrainingWorker(t *testing.T) {
 		}
 	}
 }
+
+// TestSIGABRTFromOutside: someone else sends a worker SIGABRT (kill -ABRT,
+// as one would to see where a Go process is): the master logs the loop's
+// stack as one entry, and the worker, which ends itself, is replaced as
+// any crashed worker is.
+func TestSIGABRTFromOutside(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, 1, 5*time.Second)
+	pid := m.waitRunning()[1]
+	if err := syscall.Kill(pid, syscall.SIGABRT); err != nil {
+		t.Fatal(err)
+	}
+	m.waitFor(fmt.Sprintf(`WARN.*worker 1/1 \[%d\] received SIGABRT; its event loop goroutine:$`, pid), 5*time.Second)
+	m.waitFor(`^    goroutine 1 \[sleep\]:$`, time.Second)
+	m.waitFor(fmt.Sprintf(`Child process \[%d\] died.*signal: killed`, pid), 5*time.Second)
+	m.waitFor(`Started server process \[\d+\] \(worker 1/1\)`, 5*time.Second)
+	if n := m.count(`WORKER TIMEOUT`); n != 0 {
+		t.Errorf("a WORKER TIMEOUT for a SIGABRT the master did not send")
+	}
+	m.status()
+	if sl := m.slots(); len(sl) != 1 || sl[0].restarts["crash"] != 1 {
+		t.Errorf("slot status: %+v, want one restart for a crash", sl)
+	}
+	m.stopCleanly()
+}
