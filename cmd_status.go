@@ -20,7 +20,8 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "show a running master's workers: state, requests, connections, event-loop stalls and their culprits, RSS",
 		Description: "Reads the control socket of the `demo serve` on --port (or --uds, or --control PATH).\n" +
-			"STALLED NOW is how long a worker's event loop has not beaten; CULPRIT names the request and the call blocking it.",
+			"STATE blocked: its event loop has not moved for over a second, for STALLED NOW; CULPRIT names the request and the call blocking it.\n" +
+			"REQUESTS, IN FLIGHT and CONNS come from beside the loop, so they stay current while it is blocked.",
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "port", Value: 8000, Usage: "the --port of the demo serve to inspect"},
