@@ -23,30 +23,24 @@ func appCommand() *cli.Command {
 			"steps: external calls, sleeps, CPU work and log lines, each blocking or awaited. `demo serve --app FILE`\n" +
 			"serves it; `demo app example` prints a commented one to start from.",
 		HideHelpCommand: true,
-		OnUsageError:    usageError,
 		Subcommands: []*cli.Command{
 			{
-				Name:         "example",
-				Usage:        "print the built-in app (what `demo serve` runs without --app) as an app file",
-				Flags:        builtinFlags,
-				OnUsageError: usageError,
+				Name:  "example",
+				Usage: "print the built-in app (what `demo serve` runs without --app) as an app file",
+				Flags: builtinFlags,
 				Action: func(c *cli.Context) error {
-					if c.NArg() > 0 {
-						return badFlag("demo app example takes no arguments")
-					}
 					doc, err := appspec.Example(appspec.Mode(c.String("mode")), c.Int("calls"))
 					if err != nil {
-						return badFlag("%v", err)
+						return settingError(c, err)
 					}
 					_, err = os.Stdout.Write(doc)
 					return err
 				},
 			},
 			{
-				Name:         "check",
-				Usage:        "check an app file: exit 0 and a one-line summary, or exit 2 and FILE:LINE:COL: what is wrong",
-				ArgsUsage:    "FILE",
-				OnUsageError: usageError,
+				Name:      "check",
+				Usage:     "check an app file: exit 0 and a one-line summary, or exit 2 and FILE:LINE:COL: what is wrong",
+				ArgsUsage: "FILE",
 				Action: func(c *cli.Context) error {
 					app, err := loadAppArg(c)
 					if err != nil {
@@ -62,16 +56,15 @@ func appCommand() *cli.Command {
 				Description: "Blocking calls become requests.get, awaited ones httpx.AsyncClient().get, sleeps time.sleep or\n" +
 					"asyncio.sleep, cpu a busy loop, log logging lines; it logs the same lines as demo. The external\n" +
 					"API's URL comes from the EXTERNAL_API environment variable, else the file's `external`.",
-				ArgsUsage:    "[FILE]",
-				Flags:        builtinFlags,
-				OnUsageError: usageError,
+				ArgsUsage: "[FILE]",
+				Flags:     builtinFlags,
 				Action: func(c *cli.Context) error {
 					var app *appspec.App
 					var err error
 					if c.NArg() == 0 {
 						app, err = appspec.Builtin(appspec.Mode(c.String("mode")), c.Int("calls"))
 						if err != nil {
-							return badFlag("%v", err)
+							return settingError(c, err)
 						}
 					} else if app, err = loadAppArg(c); err != nil {
 						return err
@@ -84,12 +77,9 @@ func appCommand() *cli.Command {
 	}
 }
 
-// loadAppArg loads the one FILE argument; a bad file is a usage error
-// (exit 2) on one line: FILE:LINE:COL: what is wrong.
+// loadAppArg loads the FILE argument; a bad file is a usage error (exit
+// 2) on one line: FILE:LINE:COL: what is wrong.
 func loadAppArg(c *cli.Context) (*appspec.App, error) {
-	if c.NArg() != 1 {
-		return nil, badFlag("%s takes one app FILE", c.Command.HelpName)
-	}
 	app, err := appspec.Load(c.Args().First())
 	if err != nil {
 		return nil, cli.Exit(err.Error(), exitUsage)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -17,35 +18,67 @@ import (
 	"demo/control"
 	"demo/eventloop"
 	"demo/metrics"
+	"demo/setting"
 	"demo/sockets"
 	"demo/supervisor"
 	"demo/worker"
 )
 
-// serveFlags are `demo serve`'s own flags: the master's.
-func serveFlags() []cli.Flag {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to bind"},
-		&cli.IntFlag{Name: "port", Value: 8000, Usage: "port to bind (0 picks a free one)"},
-		&cli.StringFlag{Name: "uds", Usage: "bind a unix socket at `PATH` instead (mode 0660; a stale socket file is replaced)"},
-		&cli.IntFlag{Name: "fd", DefaultText: "none", Usage: "accept on the listening socket inherited as file descriptor `N` instead of binding"},
-		&cli.IntFlag{Name: "workers", Value: 1, Usage: "worker processes, each with one event loop"},
-		&cli.IntFlag{Name: "backlog", Value: 2048, Usage: "listen backlog: connections the kernel queues while no worker accepts"},
-		&cli.DurationFlag{Name: "timeout-graceful-shutdown", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM (and for workers replaced by SIGHUP, SIGTTOU or recycling), how long in-flight requests may finish before the worker is killed"},
-		&cli.DurationFlag{Name: "timeout-worker-healthcheck", Value: supervisor.DefaultHealthcheckTimeout, Usage: "kill and replace a worker process that has not answered the master's pings for this long (answered beside its event loop: a blocked loop still answers)"},
-		&cli.DurationFlag{Name: "timeout", Usage: "kill and replace a worker whose event loop has been blocked for longer than this, like gunicorn's --timeout (0 = never; stalls are logged either way)"},
-		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request"},
-		&cli.BoolFlag{Name: "no-access-log", Usage: "disable the access log"},
-		&cli.IntFlag{Name: "limit-max-requests", Usage: "recycle a worker after it served about N requests: a replacement starts first, so no request fails (0 = never)"},
-		&cli.IntFlag{Name: "limit-max-requests-jitter", Usage: "add a random 0..J to each worker's --limit-max-requests, so workers do not all recycle at once"},
-		&cli.BoolFlag{Name: "reuse-port", Usage: "each worker binds its own SO_REUSEPORT socket instead of sharing the master's; the kernel then picks a worker per connection, even a blocked one"},
-		&cli.BoolFlag{Name: "epoll-exclusive", Usage: "workers wait on the shared socket with EPOLLEXCLUSIVE: a new connection wakes one idle worker instead of all of them, and each wake-up accepts one connection (default: every worker wakes, and the first takes up to 100 queued connections, as asyncio does)"},
-		&cli.StringFlag{Name: "control", Usage: "`PATH` of the control socket `demo status` reads (default: derived from --port or --uds)"},
-		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics from the master: each worker's requests, connections, loop stalls and restarts, and the master's own process (port 0 picks a free one)"},
+// Flag categories of `demo serve --help`.
+const (
+	catSocket  = "Where to listen"
+	catWorkers = "Workers"
+	catApp     = "The app"
+	catLimits  = "Limits"
+	catProxy   = "Behind a proxy"
+	catLogs    = "Logs and inspection"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "run the app: a master holding the socket and --workers event-loop workers",
+		ArgsUsage: "[APP]",
+		Description: "Like `uvicorn app.application:app --workers N` (or gunicorn's `-w N -b HOST:PORT`). demo cannot\n" +
+			"import Python, so APP is only noted in the log: the app is built in (--mode picks what GET / does)\n" +
+			"or described in --app FILE. The built-in app's paths: / (per --mode), /mixed, /all-async,\n" +
+			"/threadpool, /healthcheck. Flags go before or after APP. Every flag can also come from the\n" +
+			"environment variable shown beside it ($DEMO_<FLAG>); the command line wins over the environment.\n" +
+			"Durations take seconds (30, 1.5) or a unit (30s, 500ms).",
+		Flags:  serveFlags(),
+		Action: serve,
 	}
-	flags = append(flags, appFlags()...)
-	flags = append(flags, limitFlags()...)
-	return append(flags, logFlags()...)
+}
+
+// serveFlags are `demo serve`'s flags: the master's own, and the workers'
+// it passes on.
+func serveFlags() []cli.Flag {
+	def := worker.DefaultConfig()
+	master := []cli.Flag{
+		&cli.StringFlag{Name: "host", Value: "127.0.0.1", Category: catSocket, Usage: "address to bind (\"\" or 0.0.0.0: every IPv4 address)"},
+		&cli.IntFlag{Name: "port", Value: 8000, Category: catSocket, Usage: "port to bind (0 picks a free one)"},
+		&cli.GenericFlag{Name: "bind", Aliases: []string{"b"}, Value: &bindValue{}, Category: catSocket, Usage: "gunicorn's spelling of where to listen: `ADDRESS` is HOST:PORT, HOST (port 8000), unix:PATH or fd://N (one socket: every worker shares it)"},
+		&cli.StringFlag{Name: "uds", Category: catSocket, Usage: "bind a unix socket at `PATH` instead (mode 0660; a stale socket file is replaced)"},
+		&cli.IntFlag{Name: "fd", DefaultText: "none", Category: catSocket, Usage: "accept on the listening socket inherited as file descriptor `N` instead of binding"},
+		&cli.IntFlag{Name: "backlog", Value: def.Backlog, Category: catSocket, Usage: "listen backlog: connections the kernel queues while no worker accepts"},
+		&cli.BoolFlag{Name: "reuse-port", Category: catSocket, Usage: "each worker binds its own SO_REUSEPORT socket instead of sharing the master's; the kernel then picks a worker per connection, even a blocked one (not gunicorn's --reuse-port, which sets the option on the one shared socket)"},
+		&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 1, Category: catWorkers, Usage: "worker processes, each with one event loop"},
+		&cli.DurationFlag{Name: "timeout-graceful-shutdown", Aliases: []string{"graceful-timeout"}, Value: supervisor.DefaultGracefulTimeout, Category: catWorkers, Usage: "on SIGINT/SIGTERM (and for workers replaced by SIGHUP, SIGTTOU or recycling), how long in-flight requests may finish before the worker is killed (0: at once)"},
+		&cli.DurationFlag{Name: "timeout-worker-healthcheck", Value: supervisor.DefaultHealthcheckTimeout, Category: catWorkers, Usage: "kill and replace a worker process that has not answered the master's pings for this long (answered beside its event loop: a blocked loop still answers)"},
+		&cli.DurationFlag{Name: "timeout", Aliases: []string{"t"}, Category: catWorkers, Usage: "kill and replace a worker whose event loop has been blocked for longer than this, like gunicorn's --timeout (0 = never; stalls are logged either way)"},
+		&cli.IntFlag{Name: "limit-max-requests-jitter", Aliases: []string{"max-requests-jitter"}, Category: catWorkers, Usage: "add a random 0..J to each worker's --limit-max-requests, so workers do not all recycle at once"},
+		&cli.BoolFlag{Name: "no-access-log", Category: catLogs, Usage: "disable the access log (same as --access-log=false)"},
+		&cli.BoolFlag{Name: "no-proxy-headers", Category: catProxy, Usage: "ignore X-Forwarded-For and X-Forwarded-Proto (same as --proxy-headers=false)"},
+		&cli.StringFlag{Name: "control", Category: catLogs, Usage: "`PATH` of the control socket `demo status` reads (default: derived from --port or --uds)"},
+		&cli.StringFlag{Name: "metrics", Category: catLogs, Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics from the master: each worker's requests, connections, loop stalls and restarts, and the master's own process (port 0 picks a free one)"},
+	}
+	flags := append(master, workerSharedFlags()...)
+	flags = append(flags, logFlags()...)
+	flags = fromEnvironment(flags, map[string][]string{
+		"workers":             {"WEB_CONCURRENCY"},     // Uvicorn's and Gunicorn's
+		"forwarded-allow-ips": {"FORWARDED_ALLOW_IPS"}, // Uvicorn's and Gunicorn's
+	})
+	return append(flags, notedFlags()...)
 }
 
 // listening is the socket serve ends up with, and what to call it.
@@ -57,14 +90,89 @@ type listening struct {
 	reuseAddr string // --reuse-port: where each worker binds
 }
 
+// where is where to listen, from --host/--port, --uds or --fd, or from
+// gunicorn's --bind, which says the same in one flag.
+type where struct {
+	host string
+	port int
+	uds  string
+	fd   int // -1: none
+}
+
+func whereToListen(c *cli.Context) (where, error) {
+	w := where{host: c.String("host"), port: c.Int("port"), uds: c.String("uds"), fd: -1}
+	if c.IsSet("fd") {
+		w.fd = c.Int("fd")
+	}
+	binds := *c.Generic("bind").(*bindValue)
+	if len(binds) == 0 {
+		return w, nil
+	}
+	if len(binds) > 1 {
+		return w, badFlag("%s given %d times: demo listens on one socket, which every worker shares", source(c, "bind"), len(binds))
+	}
+	for _, other := range []string{"host", "port", "uds", "fd"} {
+		if c.IsSet(other) {
+			return w, badFlag("%s and %s both say where to listen: give one", source(c, "bind"), source(c, other))
+		}
+	}
+	return parseBind(binds[0])
+}
+
+// parseBind reads gunicorn's --bind: HOST:PORT, HOST, unix:PATH, fd://N.
+func parseBind(b string) (where, error) {
+	w := where{host: "127.0.0.1", port: 8000, fd: -1}
+	switch {
+	case strings.HasPrefix(b, "unix:"):
+		w.uds = strings.TrimPrefix(b, "unix:")
+		if w.uds == "" {
+			return w, badFlag("--bind %q: want unix:PATH", b)
+		}
+		return w, nil
+	case strings.HasPrefix(b, "fd://"):
+		n, err := strconv.Atoi(strings.TrimPrefix(b, "fd://"))
+		if err != nil || n < 0 {
+			return w, badFlag("--bind %q: want fd://N, a file descriptor number", b)
+		}
+		w.fd = n
+		return w, nil
+	}
+	host, port, err := net.SplitHostPort(b)
+	if err != nil { // no port: gunicorn binds the host on 8000
+		host, port = strings.Trim(b, "[]"), "8000"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || strings.ContainsAny(host, "/ ") {
+		return w, badFlag("--bind %q: want HOST:PORT, HOST, unix:PATH or fd://N", b)
+	}
+	w.host, w.port = host, n
+	return w, nil
+}
+
+// bindValue collects --bind, which gunicorn lets repeat, so that a second
+// one is refused rather than silently replacing the first.
+type bindValue []string
+
+func (b *bindValue) Set(s string) error {
+	// urfave/cli copies a flag's value to its aliases by setting each to
+	// String(): that is not another --bind.
+	if len(*b) > 0 && s == b.String() {
+		return nil
+	}
+	*b = append(*b, s)
+	return nil
+}
+func (b *bindValue) String() string { return strings.Join(*b, ",") }
+
 // listen picks the socket, in this order: --uds, --fd, systemd socket
 // activation (LISTEN_FDS for us), --reuse-port, else a TCP socket on
-// --host:--port bound here.
-func listen(c *cli.Context, logger *zap.Logger) (*listening, error) {
-	port, backlog := c.Int("port"), c.Int("backlog")
+// --host:--port bound here. The flags a socket it did not bind makes
+// pointless are logged as ignored.
+func listen(c *cli.Context, w where, logger *zap.Logger) (*listening, error) {
+	backlog := c.Int("backlog")
 	chosen := 0
-	for _, name := range []string{"uds", "fd", "reuse-port"} {
-		if c.IsSet(name) {
+	for _, on := range []bool{w.uds != "", w.fd >= 0, c.Bool("reuse-port")} {
+		if on {
 			chosen++
 		}
 	}
@@ -74,21 +182,34 @@ func listen(c *cli.Context, logger *zap.Logger) (*listening, error) {
 	if c.Bool("epoll-exclusive") && c.Bool("reuse-port") {
 		return nil, badFlag("--epoll-exclusive is for the shared socket; with --reuse-port every worker has its own")
 	}
-	switch {
-	case c.IsSet("uds"):
-		path := c.String("uds")
-		ln, err := sockets.ListenUnix(path, backlog)
-		if err != nil {
-			return nil, err
+	systemd := os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid())
+	ignored := func(why string, names ...string) {
+		for _, name := range names {
+			if c.IsSet(name) {
+				logger.Warn(fmt.Sprintf("Ignoring %s: %s", source(c, name), why))
+			}
 		}
-		return &listening{ln: ln, addr: "unix:" + path, uds: path}, nil
-	case c.IsSet("fd"):
-		ln, err := sockets.ListenFD(c.Int("fd"))
+	}
+	switch {
+	case w.uds != "":
+		ignored("the socket is the unix socket of --uds", "host", "port")
+		if systemd {
+			logger.Warn("Ignoring the socket systemd passed (LISTEN_FDS): --uds binds its own")
+		}
+		ln, err := sockets.ListenUnix(w.uds, backlog)
 		if err != nil {
-			return nil, err
+			return nil, settingError(c, err)
+		}
+		return &listening{ln: ln, addr: "unix:" + w.uds, uds: w.uds}, nil
+	case w.fd >= 0:
+		ignored("the socket is the one inherited by --fd, already bound and listening", "host", "port", "backlog")
+		ln, err := sockets.ListenFD(w.fd)
+		if err != nil {
+			return nil, settingError(c, err)
 		}
 		return describe(ln), nil
-	case os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()):
+	case systemd:
+		ignored("the socket is the one systemd passed (socket activation), already bound and listening", "host", "port", "backlog", "reuse-port")
 		ln, name, err := sockets.ListenSystemd()
 		if err != nil {
 			return nil, err
@@ -98,16 +219,16 @@ func listen(c *cli.Context, logger *zap.Logger) (*listening, error) {
 	case c.Bool("reuse-port"):
 		// The master binds without listening: a busy port fails here, and
 		// port 0 becomes the concrete port every worker must share.
-		reserved, addr, err := sockets.ReservePort(c.String("host"), port)
+		reserved, addr, err := sockets.ReservePort(w.host, w.port)
 		if err != nil {
-			return nil, err
+			return nil, settingError(c, err)
 		}
 		// Held, not listened on, until serve returns: see ReservePort.
 		return &listening{ln: reserved, addr: "http://" + addr.String(), port: addr.Port, reuseAddr: addr.String()}, nil
 	}
-	ln, addr, err := sockets.ListenTCP(c.String("host"), port, backlog)
+	ln, addr, err := sockets.ListenTCP(w.host, w.port, backlog)
 	if err != nil {
-		return nil, err
+		return nil, settingError(c, err)
 	}
 	return &listening{ln: ln, addr: "http://" + addr.String(), port: addr.Port}, nil
 }
@@ -136,15 +257,20 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer logger.Close()
-	wcfg, err := workerConfig(c, logger.Logger)
+	wcfg, err := workerConfig(c, serveSetsItself)
 	if err != nil {
 		return err
+	}
+	if err := wcfg.Validate(); err != nil {
+		return settingError(c, err)
 	}
 	// The app: a bad file stops here, on one line, before any worker
 	// starts. Workers read it again when they start, so a SIGHUP restart
 	// serves what the file says then.
 	spec, err := worker.LoadApp(wcfg)
-	if err != nil {
+	if _, ok := setting.As(err); ok { // --mode, --calls
+		return settingError(c, err)
+	} else if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	serving := string(wcfg.Mode)
@@ -153,48 +279,51 @@ func serve(c *cli.Context) error {
 		if wcfg.AppFile, err = filepath.Abs(wcfg.AppFile); err != nil {
 			return fmt.Errorf("--app: %w", err)
 		}
-		logger.Info(spec.Summary())
 	}
-	workers, port, backlog := c.Int("workers"), c.Int("port"), c.Int("backlog")
 	jitter := c.Int("limit-max-requests-jitter")
-	switch {
+	switch { // the jitter is drawn here, for each worker: its rules are ours
 	case jitter < 0:
-		return badFlag("--limit-max-requests-jitter must be 0 or more, got %d", jitter)
+		return badFlag("%s must be 0 or more, got %d", source(c, "limit-max-requests-jitter"), jitter)
 	case jitter > 0 && wcfg.MaxRequests == 0:
-		return badFlag("--limit-max-requests-jitter needs --limit-max-requests")
-	case workers < 1:
-		return badFlag("--workers must be at least 1, got %d", workers)
-	case port < 0 || port > 65535:
-		return badFlag("--port must be 0-65535, got %d", port)
-	case backlog < 1:
-		return badFlag("--backlog must be at least 1, got %d", backlog)
-	case c.Duration("timeout-graceful-shutdown") < 0:
-		return badFlag("--timeout-graceful-shutdown must not be negative")
-	case c.Duration("timeout-worker-healthcheck") <= 0:
-		return badFlag("--timeout-worker-healthcheck must be positive")
-	case c.Duration("timeout") < 0:
-		return badFlag("--timeout must not be negative")
+		return badFlag("%s needs --limit-max-requests", source(c, "limit-max-requests-jitter"))
 	}
-	maxWorkers := 0
+	cfg := supervisor.Config{
+		Workers:            c.Int("workers"),
+		GracefulTimeout:    c.Duration("timeout-graceful-shutdown"),
+		HealthcheckTimeout: c.Duration("timeout-worker-healthcheck"),
+		Timeout:            c.Duration("timeout"),
+		Logger:             logger.Logger,
+	}
 	if !c.Bool("reuse-port") && !c.Bool("epoll-exclusive") {
 		// One more than the workers is needed while a worker is replaced.
-		maxWorkers = eventloop.MaxSharedListeners - 1
-		if workers > maxWorkers {
-			return badFlag("--workers %d: at most %d workers can share one socket this way: Linux allows %d event loops to wait on a socket through nested epoll sets, and replacing a worker needs one more; use --epoll-exclusive or --reuse-port for more",
-				workers, maxWorkers, eventloop.MaxSharedListeners)
+		cfg.MaxWorkers = eventloop.MaxSharedListeners - 1
+	}
+	if err := cfg.Validate(); err != nil {
+		if cfg.MaxWorkers > 0 && cfg.Workers > cfg.MaxWorkers {
+			return badFlag("%v: Linux lets %d event loops wait on one socket through nested epoll sets, and replacing a worker needs one more; --epoll-exclusive or --reuse-port allow more",
+				settingError(c, err), eventloop.MaxSharedListeners)
 		}
+		return settingError(c, err)
+	}
+	w, err := whereToListen(c)
+	if err != nil {
+		return err
+	}
+	noteForeign(c, logger.Logger, wcfg)
+	if wcfg.AppFile != "" {
+		logger.Info(spec.Summary())
 	}
 	var metricsSrv *metrics.Server
 	if addr := c.String("metrics"); addr != "" {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return badFlag("--metrics %q: want HOST:PORT, e.g. 127.0.0.1:9464", addr)
+			return badFlag("%s %q: want HOST:PORT, e.g. 127.0.0.1:9464", source(c, "metrics"), addr)
 		}
 		if metricsSrv, err = metrics.Listen(addr); err != nil {
 			return err
 		}
 		defer metricsSrv.Close()
 	}
-	sock, err := listen(c, logger.Logger)
+	sock, err := listen(c, w, logger.Logger)
 	if err != nil {
 		return err
 	}
@@ -221,59 +350,22 @@ func serve(c *cli.Context) error {
 		logger.Info("Metrics at http://" + metricsSrv.Addr() + "/metrics")
 	}
 
-	cfg := supervisor.Config{
-		Addr:               sock.addr,
-		Workers:            workers,
-		MaxWorkers:         maxWorkers,
-		GracefulTimeout:    c.Duration("timeout-graceful-shutdown"),
-		HealthcheckTimeout: c.Duration("timeout-worker-healthcheck"),
-		Timeout:            c.Duration("timeout"),
-		UnixSocket:         sock.uds,
-		Control:            ctl,
-		Logger:             logger.Logger,
-	}
+	cfg.Addr, cfg.UnixSocket, cfg.Control = sock.addr, sock.uds, ctl
 	if sock.reuseAddr != "" {
 		cfg.ReusePort = true
+		wcfg.ReusePortAddr, wcfg.Backlog = sock.reuseAddr, c.Int("backlog")
 	} else {
 		cfg.Listener = sock.ln
 	}
-	// Only limits the user set travel on the worker's command line.
-	var limits []string
-	for _, name := range limitFlagNames {
-		if c.IsSet(name) {
-			limits = append(limits, "--"+name, fmt.Sprint(c.Value(name)))
-		}
-	}
+	logs := logSettings{level: c.String("log-level"), format: c.String("log-format")}
 	cfg.WorkerArgs = func(index, total int) []string {
-		argv := []string{"demo", "worker", fmt.Sprintf("%d/%d", index, total)}
-		if wcfg.AppFile != "" {
-			argv = append(argv, "--app", wcfg.AppFile)
-			if wcfg.External != "" {
-				argv = append(argv, "--external", wcfg.External)
-			}
-		} else {
-			argv = append(argv, "--mode", string(wcfg.Mode), "--external", wcfg.External, "--calls", strconv.Itoa(wcfg.Calls))
-		}
-		argv = append(argv,
-			"--external-timeout", wcfg.ExternalTimeout.String(),
-			"--threadpool-size", strconv.Itoa(wcfg.ThreadpoolSize),
-			"--access-log="+strconv.FormatBool(wcfg.AccessLog),
-			"--log-level", c.String("log-level"),
-			"--log-format", c.String("log-format"),
-		)
-		argv = append(argv, limits...)
-		if c.Bool("epoll-exclusive") {
-			argv = append(argv, "--epoll-exclusive")
-		}
-		if wcfg.MaxRequests > 0 {
+		one := wcfg
+		one.Index, one.Total = index, total
+		if one.MaxRequests > 0 {
 			// Drawn per process, respawns included, and shown by ps.
-			n := wcfg.MaxRequests + rand.IntN(jitter+1)
-			argv = append(argv, "--limit-max-requests", strconv.Itoa(n))
+			one.MaxRequests += rand.IntN(jitter + 1)
 		}
-		if sock.reuseAddr != "" {
-			argv = append(argv, "--reuse-port-bind", sock.reuseAddr, "--backlog", strconv.Itoa(backlog))
-		}
-		return argv
+		return workerCommandLine(one, logs)
 	}
 	return supervisor.Run(cfg)
 }

@@ -38,12 +38,14 @@ var importRules = []importRule{
 	// The master's Prometheus endpoint reads the supervisor's table.
 	only("metrics", "supervisor", "contract", "sockets"),
 	only("contract"),
-	only("sockets"),
+	only("sockets", "setting"),
 	// An app file is a description the worker runs and tools may read:
 	// it runs nothing itself.
-	only("appspec"),
+	only("appspec", "setting"),
 	// Logging is a library every role's main sets up; it knows no role.
-	only("logs"),
+	only("logs", "setting"),
+	// How a package names a bad setting; the CLI maps the name to a flag.
+	only("setting"),
 	// Tools run the binary and read what it prints; no server internals.
 	only("experiment", "childproc", "contract"),
 	never("bench", serverInternals...),

@@ -18,11 +18,11 @@ const workerLogBatch = 20 * time.Millisecond
 func newLogger(c *cli.Context, name string, batch time.Duration) (*logs.Logger, error) {
 	level, err := logs.ParseLevel(c.String("log-level"))
 	if err != nil {
-		return nil, badFlag("%v", err)
+		return nil, settingError(c, err)
 	}
 	format, err := logs.ParseFormat(c.String("log-format"))
 	if err != nil {
-		return nil, badFlag("%v", err)
+		return nil, settingError(c, err)
 	}
 	return logs.New(logs.Config{Format: format, Level: level, Name: name, Batch: batch})
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"demo/setting"
 )
 
 // TestParseErrorsNameFileLineAndColumn: every way a file can be wrong ends
@@ -189,11 +191,11 @@ func TestBuiltinIsTheExampleFile(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Example("fast", 2); err == nil || !strings.Contains(err.Error(), "--mode") {
-		t.Errorf("Example with a bad mode: %v", err)
+	if e, ok := setting.As(exampleErr("fast", 2)); !ok || e.Name != "Mode" {
+		t.Errorf("Example with a bad mode: %v", exampleErr("fast", 2))
 	}
-	if _, err := Example(Mixed, -1); err == nil || !strings.Contains(err.Error(), "--calls") {
-		t.Errorf("Example with -1 calls: %v", err)
+	if e, ok := setting.As(exampleErr(Mixed, -1)); !ok || e.Name != "Calls" {
+		t.Errorf("Example with -1 calls: %v", exampleErr(Mixed, -1))
 	}
 }
 
@@ -279,4 +281,9 @@ steps = [{ call = "external", blocking = true }]
 		return
 	}
 	t.Log("no python3: the module's syntax is not checked")
+}
+
+func exampleErr(mode Mode, calls int) error {
+	_, err := Example(mode, calls)
+	return err
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"text/template"
+
+	"demo/setting"
 )
 
 // Mode picks what GET / does in the built-in app (--mode).
@@ -30,7 +32,7 @@ func ParseMode(s string) (Mode, error) {
 			return m, nil
 		}
 	}
-	return "", fmt.Errorf("--mode %q: want one of mixed, async, threadpool", s)
+	return "", setting.Errorf("Mode", "%q: want one of mixed, async, threadpool", s)
 }
 
 // BuiltinSource is how errors and logs name the built-in app.
@@ -49,7 +51,7 @@ func Example(mode Mode, calls int) ([]byte, error) {
 		return nil, err
 	}
 	if calls < 0 {
-		return nil, fmt.Errorf("--calls must be 0 or more, got %d", calls)
+		return nil, setting.Errorf("Calls", "must be 0 or more, got %d", calls)
 	}
 	mixed := func(first bool) string {
 		return routeBody(Async, calls, true, "requests.get(...): holds the loop in an async def", first)

@@ -80,7 +80,7 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 	c.out = s.appendResponse(c.out, status, contentType, w.header, body,
 		w.req.Method == http.MethodHead, closing, keepAlive10)
 	c.queued()
-	s.accessLog(c, w.req.Method, w.req.Target, w.req.Proto, status)
+	s.accessLog(c, w.req.Method, w.req.Target, w.req.Proto, status, w.req.Header)
 	if !c.dispatching && c.fd >= 0 {
 		c.advance()
 	}
@@ -190,7 +190,7 @@ func (c *conn) shed(req *http.Request) {
 	c.out = s.appendResponse(c.out, http.StatusServiceUnavailable, "application/json", nil,
 		bodyServiceUnavailable, req.Method == http.MethodHead, true, false)
 	c.queued()
-	s.accessLog(c, req.Method, req.RequestURI, req.Proto, http.StatusServiceUnavailable)
+	s.accessLog(c, req.Method, req.RequestURI, req.Proto, http.StatusServiceUnavailable, req.Header)
 }
 
 // fail answers with a JSON error and closes the connection afterwards,
@@ -205,9 +205,9 @@ func (c *conn) fail(status int, msg string) {
 	c.out = s.appendResponse(c.out, status, "application/json", nil, body, req != nil && req.Method == http.MethodHead, true, false)
 	c.queued()
 	if req == nil { // rejected before its header parsed
-		s.accessLog(c, "", "", "", status)
+		s.accessLog(c, "", "", "", status, nil)
 	} else {
-		s.accessLog(c, req.Method, req.RequestURI, req.Proto, status)
+		s.accessLog(c, req.Method, req.RequestURI, req.Proto, status, req.Header)
 	}
 }
 

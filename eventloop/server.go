@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -68,8 +69,9 @@ type ServerConfig struct {
 	ServerName  string // default "demo": the Server header
 	// AccessLog, if set, is called on the loop after each response is
 	// queued. For requests rejected before their header parsed, method,
-	// target and proto are empty.
-	AccessLog func(remoteAddr, method, target, proto string, status int)
+	// target and proto are empty and header is nil. header is the
+	// request's: the caller may read it (X-Forwarded-For) but not keep it.
+	AccessLog func(remoteAddr, method, target, proto string, status int, header http.Header)
 	// ErrorLog, if set, receives unexpected socket errors and handler
 	// panics; misbehaving clients are not reported here.
 	ErrorLog func(msg string, err error)
@@ -369,9 +371,9 @@ func (s *Server) logError(msg string, err error) {
 	}
 }
 
-func (s *Server) accessLog(c *conn, method, target, proto string, status int) {
+func (s *Server) accessLog(c *conn, method, target, proto string, status int, header http.Header) {
 	if s.cfg.AccessLog != nil {
-		s.cfg.AccessLog(c.remote, method, target, proto, status)
+		s.cfg.AccessLog(c.remote, method, target, proto, status, header)
 	}
 }
 

@@ -925,20 +925,25 @@ func TestServerAccessLog(t *testing.T) {
 	type entry struct {
 		remote, method, target, proto string
 		status                        int
+		forwardedFor                  string // the header handed over, nil: "-"
 	}
 	entries := make(chan entry, 4)
-	ts := startServer(t, ServerConfig{AccessLog: func(remote, method, target, proto string, status int) {
-		entries <- entry{remote, method, target, proto, status}
+	ts := startServer(t, ServerConfig{AccessLog: func(remote, method, target, proto string, status int, header http.Header) {
+		xff := "-"
+		if header != nil {
+			xff = header.Get("X-Forwarded-For")
+		}
+		entries <- entry{remote, method, target, proto, status, xff}
 	}})
 	c := ts.dial()
-	send(t, c, "GET /echo?x=1 HTTP/1.1\r\nHost: x\r\n\r\nnonsense\r\n\r\n")
+	send(t, c, "GET /echo?x=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n\r\nnonsense\r\n\r\n")
 	br := bufio.NewReader(c)
 	readResp(t, br, "GET")
 	readResp(t, br, "GET")
 	local := c.LocalAddr().String()
 	for _, want := range []entry{
-		{local, "GET", "/echo?x=1", "HTTP/1.1", 200},
-		{local, "", "", "", 400},
+		{local, "GET", "/echo?x=1", "HTTP/1.1", 200, "203.0.113.7"},
+		{local, "", "", "", 400, "-"},
 	} {
 		if got := <-entries; got != want {
 			t.Errorf("access log %+v, want %+v", got, want)
@@ -1253,7 +1258,7 @@ func TestServerUnixSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	remotes := make(chan string, 1)
-	ts := startServerOn(t, fd, "unix", path, ServerConfig{AccessLog: func(remote, _, _, _ string, _ int) {
+	ts := startServerOn(t, fd, "unix", path, ServerConfig{AccessLog: func(remote, _, _, _ string, _ int, _ http.Header) {
 		remotes <- remote
 	}}, testHandler)
 	ts.get()

@@ -41,6 +41,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/eventloop"
+	"demo/setting"
 	"demo/sockets"
 )
 
@@ -82,15 +83,21 @@ type Config struct {
 	FaultRate float64
 }
 
-// Validate checks the fault settings.
+// Validate checks the settings; its errors are *setting.Error naming the
+// Config field.
 func (c *Config) Validate() error {
 	if c.Fault != "" {
 		if _, err := ParseFault(string(c.Fault)); err != nil {
 			return err
 		}
 	}
-	if !(c.FaultRate >= 0 && c.FaultRate <= 1) { // NaN too
-		return fmt.Errorf("--fault-rate must be between 0 and 1, got %v", c.FaultRate)
+	switch {
+	case c.Delay < 0:
+		return setting.Errorf("Delay", "must not be negative, got %v", c.Delay)
+	case !(c.FaultRate >= 0 && c.FaultRate <= 1): // NaN too
+		return setting.Errorf("FaultRate", "must be between 0 and 1, got %v", c.FaultRate)
+	case c.Loops < 0:
+		return setting.Errorf("Loops", "must be 0 (one per CPU) or more, got %d", c.Loops)
 	}
 	return nil
 }
@@ -148,8 +155,11 @@ func (l *Listener) take() (int, error) {
 // use") even if that process set SO_REUSEPORT too: the port is first bound
 // without it, as a check, and released just before the real sockets bind.
 func Listen(host string, port, n, backlog int) (lns []*Listener, err error) {
-	if n < 1 || backlog < 1 {
-		return nil, fmt.Errorf("listen: want at least 1 listener and a backlog of 1, got %d and %d", n, backlog)
+	switch {
+	case n < 1:
+		return nil, setting.Errorf("Listeners", "must be at least 1, got %d", n)
+	case backlog < 1:
+		return nil, setting.Errorf("Backlog", "must be at least 1, got %d", backlog)
 	}
 	probe, addr, err := sockets.BindTCP(host, port, false)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/eventloop"
+	"demo/setting"
 )
 
 // Fault is how the external API misbehaves on purpose (`--fault`), for
@@ -57,7 +58,7 @@ func ParseFault(s string) (Fault, error) {
 	for i, f := range Faults {
 		names[i] = string(f)
 	}
-	return "", fmt.Errorf("--fault %q: want one of %s", s, strings.Join(names, ", "))
+	return "", setting.Errorf("Fault", "%q: want one of %s", s, strings.Join(names, ", "))
 }
 
 // spread decides which connections fail at a given rate, deterministically:

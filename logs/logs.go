@@ -11,10 +11,13 @@ package logs
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"demo/setting"
 )
 
 // Format is how lines are written.
@@ -33,13 +36,19 @@ func ParseFormat(s string) (Format, error) {
 	case Console, JSON:
 		return f, nil
 	}
-	return "", fmt.Errorf("--log-format %q: want console or json", s)
+	return "", setting.Errorf("Format", "%q: want console or json", s)
 }
 
-// ParseLevel accepts uvicorn's level names: debug, info, warning, error.
+// Levels lists the level names ParseLevel accepts, Uvicorn's, most
+// detailed first.
+var Levels = []string{"trace", "debug", "info", "warning", "error", "critical"}
+
+// ParseLevel accepts Uvicorn's level names. demo has nothing finer than its
+// debug lines, so trace shows what debug does; it logs nothing at
+// critical, so critical shows nothing but what main prints on the way out.
 func ParseLevel(s string) (zapcore.Level, error) {
 	switch s {
-	case "debug":
+	case "trace", "debug":
 		return zap.DebugLevel, nil
 	case "info":
 		return zap.InfoLevel, nil
@@ -47,8 +56,10 @@ func ParseLevel(s string) (zapcore.Level, error) {
 		return zap.WarnLevel, nil
 	case "error":
 		return zap.ErrorLevel, nil
+	case "critical":
+		return zap.DPanicLevel, nil
 	}
-	return 0, fmt.Errorf("--log-level %q: want debug, info, warning or error", s)
+	return 0, setting.Errorf("Level", "%q: want one of %s", s, strings.Join(Levels, ", "))
 }
 
 // Config is what New needs.

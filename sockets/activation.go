@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"demo/setting"
 )
 
 // ListenFD adopts an inherited listening socket for --fd N (a parent such as
@@ -16,10 +18,10 @@ import (
 // it as fd 3 only); on error fd is left alone.
 func ListenFD(fd int) (*os.File, error) {
 	if fd < 0 {
-		return nil, fmt.Errorf("--fd %d: not a file descriptor", fd)
+		return nil, setting.Errorf("FD", "%d: not a file descriptor", fd)
 	}
 	if err := CheckListening(fd); err != nil {
-		return nil, fmt.Errorf("--fd %d: %w", fd, err)
+		return nil, setting.Errorf("FD", "%d: %w", fd, err)
 	}
 	unix.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), "fd:"+strconv.Itoa(fd)), nil

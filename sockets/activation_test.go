@@ -62,7 +62,7 @@ func TestListenFD(t *testing.T) {
 		if f, err := ListenFD(fd); err == nil {
 			f.Close()
 			t.Errorf("ListenFD(%d) succeeded", fd)
-		} else if !strings.Contains(err.Error(), fmt.Sprintf("--fd %d: ", fd)) || !strings.Contains(err.Error(), want) {
+		} else if !strings.Contains(err.Error(), fmt.Sprintf("FD %d: ", fd)) || !strings.Contains(err.Error(), want) {
 			t.Errorf("ListenFD(%d): %v, want %q", fd, err, want)
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"demo/setting"
 )
 
 // BindTCP creates a close-on-exec TCP socket bound to host:port, with
@@ -27,7 +29,7 @@ import (
 func BindTCP(host string, port int, reusePort bool) (int, *net.TCPAddr, error) {
 	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
 	if port < 0 || port > 65535 {
-		return -1, nil, fmt.Errorf("listen %s: port must be 0-65535", hostPort)
+		return -1, nil, setting.Errorf("Port", "must be 0-65535, got %d", port)
 	}
 	want, err := net.ResolveTCPAddr("tcp", hostPort)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"demo/setting"
 )
 
 // ListenTCP binds and listens once, the way uvicorn's master does before it
@@ -17,7 +19,7 @@ import (
 func ListenTCP(host string, port, backlog int) (*os.File, *net.TCPAddr, error) {
 	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
 	if backlog < 1 {
-		return nil, nil, fmt.Errorf("listen %s: backlog must be at least 1, got %d", hostPort, backlog)
+		return nil, nil, setting.Errorf("Backlog", "must be at least 1, got %d", backlog)
 	}
 	fd, addr, err := BindTCP(host, port, false)
 	if err != nil {

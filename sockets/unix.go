@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"demo/setting"
 )
 
 // unixPathMax is sizeof(sockaddr_un.sun_path) minus its NUL on Linux.
@@ -21,11 +23,11 @@ const unixPathMax = 107
 func ListenUnix(path string, backlog int) (*os.File, error) {
 	switch {
 	case path == "":
-		return nil, errors.New("listen unix: empty socket path")
+		return nil, setting.Errorf("Path", "is empty: want the socket file's path")
 	case len(path) > unixPathMax:
-		return nil, fmt.Errorf("listen unix %s: path longer than %d bytes", path, unixPathMax)
+		return nil, setting.Errorf("Path", "%s: longer than %d bytes", path, unixPathMax)
 	case backlog < 1:
-		return nil, fmt.Errorf("listen unix %s: backlog must be at least 1, got %d", path, backlog)
+		return nil, setting.Errorf("Backlog", "must be at least 1, got %d", backlog)
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err

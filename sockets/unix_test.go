@@ -67,8 +67,8 @@ func TestListenUnix(t *testing.T) {
 		regular:                        "a regular file is there, not a socket; refusing to remove it",
 		dir:                            "a directory is there",
 		filepath.Join(dir, "no", "s"):  "bind " + filepath.Join(dir, "no", "s") + ": no such file or directory",
-		"/" + strings.Repeat("x", 120): "path longer than 107 bytes",
-		"":                             "empty socket path",
+		"/" + strings.Repeat("x", 120): ": longer than 107 bytes",
+		"":                             "Path is empty",
 	} {
 		if f, err := ListenUnix(p, 16); err == nil {
 			f.Close()

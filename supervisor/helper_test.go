@@ -101,7 +101,7 @@ func testMaster() int {
 	if err != nil {
 		return fail(err)
 	}
-	var durs [4]time.Duration
+	durs := [4]time.Duration{DefaultGracefulTimeout, DefaultHealthcheckTimeout}
 	for i, k := range []string{envTestGrace, envTestHealth, envTestTimeout, envTestStallEvery} {
 		if v := os.Getenv(k); v != "" {
 			if durs[i], err = time.ParseDuration(v); err != nil {

@@ -87,7 +87,7 @@ func TestMaxWorkers(t *testing.T) {
 	if code := over.waitExit(5 * time.Second); code == 0 {
 		t.Errorf("3 workers with at most 2: exit code 0")
 	}
-	over.waitFor(`master error: supervisor: 3 workers, but at most 2 can share this socket`, time.Second)
+	over.waitFor(`master error: supervisor: Workers is 3, but at most 2 workers can share this socket`, time.Second)
 	if n := over.count(`Started server process`); n != 0 {
 		t.Errorf("%d workers started", n)
 	}

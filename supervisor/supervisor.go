@@ -57,11 +57,11 @@ type Config struct {
 	// GracefulTimeout bounds how long a worker may drain after SIGTERM —
 	// at shutdown, or when a rolling restart, recycling or SIGTTOU retires
 	// it — before it is killed (--timeout-graceful-shutdown). Zero means
-	// DefaultGracefulTimeout.
+	// no grace: killed at once, as gunicorn's --graceful-timeout 0 does.
 	GracefulTimeout time.Duration
 	// HealthcheckTimeout: a ready worker that answers no Ping for this
 	// long, or a new one not ready within it, is killed and replaced
-	// (--timeout-worker-healthcheck). Zero means DefaultHealthcheckTimeout.
+	// (--timeout-worker-healthcheck). It must be positive.
 	HealthcheckTimeout time.Duration
 	// Timeout: a worker whose event loop has not beaten for longer than
 	// this is aborted (SIGABRT, then SIGKILL) and replaced (--timeout,
@@ -81,7 +81,7 @@ type Config struct {
 	Control *Control
 }
 
-// Defaults for zero Config durations.
+// Defaults of the command line (Uvicorn's).
 const (
 	DefaultGracefulTimeout    = 30 * time.Second
 	DefaultHealthcheckTimeout = 5 * time.Second
@@ -162,24 +162,11 @@ func (c *Config) fill() error {
 		return errors.New("supervisor: no listener")
 	case c.Listener != nil && c.ReusePort:
 		return errors.New("supervisor: ReusePort workers bind their own sockets; Listener must be nil")
-	case c.Workers < 1:
-		return fmt.Errorf("supervisor: workers must be at least 1, got %d", c.Workers)
-	case c.MaxWorkers > 0 && c.Workers > c.MaxWorkers:
-		return fmt.Errorf("supervisor: %d workers, but at most %d can share this socket", c.Workers, c.MaxWorkers)
 	case c.WorkerArgs == nil:
 		return errors.New("supervisor: no WorkerArgs")
-	case c.GracefulTimeout < 0:
-		return fmt.Errorf("supervisor: negative graceful timeout %v", c.GracefulTimeout)
-	case c.HealthcheckTimeout < 0:
-		return fmt.Errorf("supervisor: negative healthcheck timeout %v", c.HealthcheckTimeout)
-	case c.Timeout < 0:
-		return fmt.Errorf("supervisor: negative timeout %v", c.Timeout)
 	}
-	if c.GracefulTimeout == 0 {
-		c.GracefulTimeout = DefaultGracefulTimeout
-	}
-	if c.HealthcheckTimeout == 0 {
-		c.HealthcheckTimeout = DefaultHealthcheckTimeout
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("supervisor: %w", err)
 	}
 	if c.Executable == "" {
 		exe, err := os.Executable()

@@ -357,12 +357,13 @@ func TestRunConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"no listener", Config{Workers: 1, WorkerArgs: args}, "no listener"},
-		{"no workers", Config{Workers: 0, WorkerArgs: args}, "workers must be at least 1"},
+		{"no workers", Config{Workers: 0, WorkerArgs: args, HealthcheckTimeout: time.Second}, "Workers must be at least 1, got 0"},
 		{"no argv", Config{Workers: 1}, "no WorkerArgs"},
 		{"reuse-port with a listener", Config{Workers: 1, WorkerArgs: args, ReusePort: true}, "Listener must be nil"},
-		{"negative timeout", Config{Workers: 1, WorkerArgs: args, Timeout: -time.Second}, "negative timeout"},
-		{"negative healthcheck", Config{Workers: 1, WorkerArgs: args, HealthcheckTimeout: -time.Second}, "negative healthcheck timeout"},
-		{"missing executable", Config{Workers: 1, WorkerArgs: args, Executable: "/nonexistent/demo"}, "start worker 1/1: fork/exec /nonexistent/demo: no such file or directory"},
+		{"negative timeout", Config{Workers: 1, WorkerArgs: args, HealthcheckTimeout: time.Second, Timeout: -time.Second}, "Timeout must be 0 (off) or more"},
+		{"negative grace", Config{Workers: 1, WorkerArgs: args, HealthcheckTimeout: time.Second, GracefulTimeout: -time.Second}, "GracefulTimeout must be 0 (no grace) or more"},
+		{"no healthcheck timeout", Config{Workers: 1, WorkerArgs: args}, "HealthcheckTimeout must be positive, got 0s"},
+		{"missing executable", Config{Workers: 1, WorkerArgs: args, HealthcheckTimeout: time.Second, Executable: "/nonexistent/demo"}, "start worker 1/1: fork/exec /nonexistent/demo: no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name != "no listener" {

@@ -79,13 +79,13 @@ for p in sys.argv[1:]:
 func TestAccessLogCannotBeForged(t *testing.T) {
 	rec := &lineRecorder{Core: zapcore.NewNopCore(), record: true}
 	a := newTestApp(t, zap.New(rec).Named("worker-1[123]"))
-	a.accessLog("127.0.0.1:54321", "GET", `/x"%20200%20"?"a"`, "HTTP/1.1", 404)
+	a.accessLog("127.0.0.1:54321", "GET", `/x"%20200%20"?"a"`, "HTTP/1.1", 404, nil)
 	if want := `127.0.0.1:54321 - "GET /x%22%20200%20%22?%22a%22 HTTP/1.1" 404`; len(rec.msgs) != 1 || rec.msgs[0] != want {
 		t.Errorf("access line %q, want %q", rec.msgs, want)
 	}
 	rec.record = false
 	if n := testing.AllocsPerRun(100, func() {
-		a.accessLog("127.0.0.1:54321", "GET", `/p'q!*@$,;=+&~?a="b"`, "HTTP/1.1", 200)
+		a.accessLog("127.0.0.1:54321", "GET", `/p'q!*@$,;=+&~?a="b"`, "HTTP/1.1", 200, nil)
 	}); n != 0 {
 		t.Errorf("%v allocations per access line", n)
 	}

@@ -1,6 +1,12 @@
 package worker
 
-import "strconv"
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+)
 
 // The lines a worker logs per request: uvicorn's access line and the
 // article's story (`<id>: started processing`, one `<id> N: <Response
@@ -28,17 +34,31 @@ func (a *app) info(msg []byte) {
 }
 
 // accessLog logs uvicorn's access line: 127.0.0.1:54321 - "GET / HTTP/1.1" 200.
-// Built by appending into a reused buffer: this runs once per request.
-func (a *app) accessLog(remote, method, target, proto string, status int) {
-	b := append(a.line[:0], remote...)
+// The client is the peer, or with ProxyHeaders what a trusted proxy says;
+// the path has RootPath in front. Built by appending into a reused
+// buffer: this runs once per request. header is nil for a request
+// rejected before its header was read.
+func (a *app) accessLog(peer, method, target, proto string, status int, header http.Header) {
+	client, scheme := peer, "http"
+	if a.proxies != nil && header != nil {
+		client, scheme = a.proxies.forwarded(peer, header)
+	}
+	b := append(a.line[:0], client...)
 	b = append(b, ` - "`...)
 	b = append(b, method...)
 	b = append(b, ' ')
+	if a.cfg.RootPath != "" && strings.HasPrefix(target, "/") {
+		b = appendTarget(b, a.cfg.RootPath)
+	}
 	b = appendTarget(b, target)
 	b = append(b, ' ')
 	b = append(b, proto...)
 	b = append(b, `" `...)
 	a.line = strconv.AppendInt(b, int64(status), 10)
+	if a.cfg.StructuredLog {
+		a.log.Info(string(a.line), zap.String("client", client), zap.String("scheme", scheme))
+		return
+	}
 	a.info(a.line)
 }
 

@@ -53,7 +53,7 @@ func TestPerRequestLinesSkipZapWhenTheCoreCan(t *testing.T) {
 
 	rec := &lineRecorder{Core: zapcore.NewNopCore(), record: true}
 	a := newTestApp(t, zap.New(rec).Named("worker-1[123]"))
-	a.accessLog("127.0.0.1:54321", "GET", "/healthcheck", "HTTP/1.1", 200)
+	a.accessLog("127.0.0.1:54321", "GET", "/healthcheck", "HTTP/1.1", 200, nil)
 	a.line = appendCallLine(a.line[:0], "id", 1, "200 OK")
 	a.info(a.line)
 	if len(rec.msgs) != 2 || rec.msgs[0] != want || rec.msgs[1] != "id 1: <Response [200 OK]>" || rec.names[0] != "worker-1[123]" {
@@ -62,7 +62,7 @@ func TestPerRequestLinesSkipZapWhenTheCoreCan(t *testing.T) {
 
 	rec.record = false
 	allocs := testing.AllocsPerRun(100, func() {
-		a.accessLog("127.0.0.1:54321", "GET", "/healthcheck", "HTTP/1.1", 200)
+		a.accessLog("127.0.0.1:54321", "GET", "/healthcheck", "HTTP/1.1", 200, nil)
 	})
 	if allocs != 0 || rec.count != 2+101 {
 		t.Errorf("%v allocations per access line, %d lines", allocs, rec.count)
@@ -70,7 +70,7 @@ func TestPerRequestLinesSkipZapWhenTheCoreCan(t *testing.T) {
 
 	core, logs := observer.New(zap.InfoLevel)
 	a = newTestApp(t, zap.New(core).Named("worker-1[123]"))
-	a.accessLog("127.0.0.1:54321", "GET", "/healthcheck", "HTTP/1.1", 200)
+	a.accessLog("127.0.0.1:54321", "GET", "/healthcheck", "HTTP/1.1", 200, nil)
 	if got := logs.All(); len(got) != 1 || got[0].Message != want || got[0].LoggerName != "worker-1[123]" || got[0].Level != zap.InfoLevel {
 		t.Errorf("through zap: %+v", got)
 	}

@@ -70,6 +70,9 @@ type app struct {
 	// direct writes the per-request INFO lines without zap, when the
 	// Config offers it (see info); nil otherwise.
 	direct InfoLineWriter
+	// proxies are the peers whose X-Forwarded-* headers the access log
+	// believes (--proxy-headers); nil when off.
+	proxies *trustedProxies
 
 	// step is the label of the step the loop is running itself (set
 	// around it), for the detector, which reads it from its own goroutine.
@@ -111,6 +114,9 @@ func newApp(loop *eventloop.Loop, cfg Config, spec *appspec.App, log *zap.Logger
 		a.external = appspec.DefaultExternal
 	}
 	a.direct = cfg.InfoLines
+	if cfg.ProxyHeaders {
+		a.proxies, _ = parseTrusted(cfg.ForwardedAllowIPs) // Validate checked it
+	}
 	health := newRoute(appspec.Healthcheck, http.MethodGet)
 	health.health = true
 	a.routes = map[string]*route{appspec.Healthcheck: health}
@@ -135,6 +141,7 @@ func (a *app) serverConfig() eventloop.ServerConfig {
 		KeepAliveTimeout:     a.cfg.KeepAliveTimeout,
 		RequestHeaderTimeout: a.cfg.RequestHeaderTimeout,
 		MaxBodyBytes:         a.cfg.MaxBodyBytes,
+		MaxHeaderBytes:       a.cfg.MaxHeaderBytes,
 		ErrorLog: func(msg string, err error) {
 			a.log.Error(msg, zap.Error(err))
 		},

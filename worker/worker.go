@@ -27,57 +27,6 @@ import (
 	"demo/sockets"
 )
 
-// Config is what `demo worker` takes; the master builds it from `demo serve`'s flags.
-type Config struct {
-	Index, Total int // 1-based position among the master's workers
-	// AppFile is the app file the worker serves (read when it starts, so a
-	// SIGHUP restart picks up changes); "" serves the built-in app, made
-	// of Mode (what GET / does) and Calls (external calls per request).
-	AppFile         string
-	Mode            Mode
-	Calls           int
-	External        string // base URL of the slow external API; "" takes the app file's, else the default
-	ExternalTimeout time.Duration
-	ThreadpoolSize  int
-	AccessLog       bool
-	Logger          *zap.Logger
-	// InfoLines, when set, writes the plain INFO lines logged per request
-	// (article lines, access log) cheaper than Logger would, to the same
-	// place; main sets it from package logs. Nil means Logger.
-	InfoLines InfoLineWriter
-	// LogDrops, when set, counts the log lines the process dropped
-	// because stderr was not being read (package logs' Logger does); the
-	// count rides on every Beat.
-	LogDrops interface{ Dropped() uint64 }
-
-	// Server limits (eventloop.ServerConfig); zero takes its default.
-	LimitConcurrency     int           // > 0: 503 beyond this many connections or requests in flight
-	KeepAliveTimeout     time.Duration // idle connections, brand new ones included
-	RequestHeaderTimeout time.Duration // a begun header must complete within it, or 408
-	MaxBodyBytes         int64         // larger bodies get 413
-
-	// SlowCallback, when > 0, turns on the blocked-loop detector: a loop
-	// callback running longer is logged while it still runs, with the
-	// request it serves and the call it is stuck in (asyncio's debug mode
-	// threshold is 100ms).
-	SlowCallback time.Duration
-
-	// MaxRequests, when > 0, is this worker's share of --limit-max-requests
-	// (jitter already added by the master): after serving that many requests
-	// it sends contract.Retire once and keeps serving until SIGTERM.
-	MaxRequests int
-
-	// ReusePortAddr, when set (host:port with a concrete port), makes the
-	// worker bind its own SO_REUSEPORT socket there with Backlog instead of
-	// accepting on the inherited fd 3.
-	ReusePortAddr string
-	Backlog       int
-
-	// EpollExclusive: wait on the shared socket with EPOLLEXCLUSIVE, so a
-	// new connection wakes one idle worker instead of all of them.
-	EpollExclusive bool
-}
-
 // ErrNotStartedByMaster is returned when `demo worker` is run by hand.
 var ErrNotStartedByMaster = errors.New("demo worker is started by 'demo serve'; run that instead")
 
@@ -88,49 +37,6 @@ type StartupError struct{ Err error }
 
 func (e *StartupError) Error() string { return "worker start-up failed: " + e.Err.Error() }
 func (e *StartupError) Unwrap() error { return e.Err }
-
-// Validate checks what can be checked before anything starts.
-func (c *Config) Validate() error {
-	if c.AppFile == "" {
-		if _, err := ParseMode(string(c.Mode)); err != nil {
-			return err
-		}
-		if c.Calls < 0 {
-			return fmt.Errorf("--calls must be 0 or more, got %d", c.Calls)
-		}
-	}
-	if c.External != "" || c.AppFile == "" {
-		if err := ValidateExternal(c.External); err != nil {
-			return err
-		}
-	}
-	if c.ThreadpoolSize < 1 {
-		return fmt.Errorf("--threadpool-size must be at least 1, got %d", c.ThreadpoolSize)
-	}
-	switch {
-	case c.LimitConcurrency < 0:
-		return fmt.Errorf("--limit-concurrency must be 0 (off) or more, got %d", c.LimitConcurrency)
-	case c.KeepAliveTimeout < 0:
-		return fmt.Errorf("--timeout-keep-alive must not be negative, got %v", c.KeepAliveTimeout)
-	case c.RequestHeaderTimeout < 0:
-		return fmt.Errorf("--timeout-request-header must not be negative, got %v", c.RequestHeaderTimeout)
-	case c.MaxBodyBytes < 0:
-		return fmt.Errorf("--limit-request-body must not be negative, got %d", c.MaxBodyBytes)
-	case c.MaxRequests < 0:
-		return fmt.Errorf("--limit-max-requests must be 0 (off) or more, got %d", c.MaxRequests)
-	case c.ReusePortAddr != "" && c.Backlog < 1:
-		return fmt.Errorf("--backlog must be at least 1, got %d", c.Backlog)
-	}
-	return nil
-}
-
-// ValidateExternal rejects an --external URL the async client could not call.
-func ValidateExternal(raw string) error {
-	if err := appspec.CheckURL(raw); err != nil {
-		return fmt.Errorf("--external %w", err)
-	}
-	return nil
-}
 
 // LoadApp is the app a worker with cfg serves: its app file, or the
 // built-in app for its mode and calls.

@@ -64,10 +64,10 @@ func runHelper(spec string) int {
 
 // baseConfig is a worker with nothing slow in it.
 func baseConfig() Config {
-	return Config{
-		Index: 1, Total: 1, Mode: Async, External: "http://127.0.0.1:1", Calls: 1,
-		ExternalTimeout: 10 * time.Second, ThreadpoolSize: 4, AccessLog: true,
-	}
+	cfg := DefaultConfig()
+	cfg.Mode, cfg.External, cfg.Calls = Async, "http://127.0.0.1:1", 1
+	cfg.ExternalTimeout, cfg.ThreadpoolSize = 10*time.Second, 4
+	return cfg
 }
 
 type timedMsg struct {
