@@ -95,6 +95,11 @@ func flagsFirst(cmds []*cli.Command, flags []cli.Flag, args []string) []string {
 			positional = append(positional, a)
 		}
 	}
+	if slices.Contains(opts, "--help") || slices.Contains(opts, "-h") {
+		// urfave/cli would take the first argument for a help topic
+		// (`demo serve app:app --help`: "No help topic for 'app:app'").
+		return opts
+	}
 	if len(positional) > 0 && slices.ContainsFunc(positional, func(p string) bool { return strings.HasPrefix(p, "-") }) {
 		opts = append(opts, "--")
 	}

@@ -23,7 +23,9 @@ func TestNormalizeArgsPutsFlagsFirst(t *testing.T) {
 		// The worker's index comes first on its command line (ps).
 		{"worker 2/4 --mode mixed --calls 2", "worker --mode mixed --calls 2 2/4"},
 		// Subcommands: each level's flags go with it.
-		{"app check f.toml --help", "app check --help f.toml"},
+		{"app check f.toml --help", "app check --help"},
+		// --help shows the command's help, whatever the arguments.
+		{"serve app:app -h", "serve -h"},
 		{"app fastapi f.toml --mode async", "app fastapi --mode async f.toml"},
 		{"bench probe --url http://x", "bench probe --url http://x"},
 		// An unknown flag is left for the parser to refuse.

@@ -298,7 +298,8 @@ func TestEnvironmentConfiguresServe(t *testing.T) {
 // --graceful-timeout, --max-requests, --max-requests-jitter, --keep-alive
 // and -t set demo's own settings.
 func TestGunicornSpellings(t *testing.T) {
-	p, _ := startServe(t, "-w", "2", "--graceful-timeout", "1", "--max-requests", "100", "--max-requests-jitter", "5", "--keep-alive", "2", "-t", "30", "--mode", "async")
+	ext := startExternal(t, 5*time.Second)
+	p, url := startServe(t, "-w", "2", "--graceful-timeout", "0.5", "--max-requests", "100", "--max-requests-jitter", "5", "--keep-alive", "2", "-t", "30", "--mode", "mixed", "--external", ext)
 	if n := workers(t, p); n != 2 {
 		t.Errorf("-w 2: %d workers", n)
 	}
@@ -314,8 +315,12 @@ func TestGunicornSpellings(t *testing.T) {
 			t.Errorf("worker argv %q: want --timeout-keep-alive 2s and --limit-max-requests 100..105", argv)
 		}
 	}
-	// SIGTERM with nothing in flight: exits 0 well within the grace.
+	// SIGTERM while a request blocks a worker for 5 s: the grace of 0.5 s
+	// runs out first.
+	getAsync(url + "/")
+	p.waitLine(startedLine, 0, 5*time.Second)
 	p.signal(15)
+	p.waitLine(regexp.MustCompile(`Graceful shutdown timed out after 500ms`), 0, 3*time.Second)
 	if code := p.wait(5 * time.Second); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
 	}

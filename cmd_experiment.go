@@ -101,10 +101,7 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 		return experiment.Config{}, nil, badFlag("--paths and --mix both pick routes: with --rate give them in --mix")
 	}
 
-	concurrency := c.Int("concurrency")
-	if concurrency < 1 || concurrency > experiment.MaxConcurrency {
-		return experiment.Config{}, nil, badFlag("--concurrency must be 1 to %d, got %d", experiment.MaxConcurrency, concurrency)
-	}
+	concurrency := c.Int("concurrency") // its range is experiment.Config.Validate's
 	burstSize := concurrency
 	if openLoop {
 		burstSize = 0

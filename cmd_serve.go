@@ -43,7 +43,7 @@ func serveCommand() *cli.Command {
 			"import Python, so APP is only noted in the log: the app is built in (--mode picks what GET / does)\n" +
 			"or described in --app FILE. The built-in app's paths: / (per --mode), /mixed, /all-async,\n" +
 			"/threadpool, /healthcheck. Flags go before or after APP. Every flag can also come from the\n" +
-			"environment variable shown beside it ($DEMO_<FLAG>); the command line wins over the environment.\n" +
+			"environment variable shown beside it ($DEMO_WORKERS for --workers); the command line wins over it.\n" +
 			"Durations take seconds (30, 1.5) or a unit (30s, 500ms).",
 		Flags:  serveFlags(),
 		Action: serve,
