@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"demo/contract"
 )
 
 // The command line as Uvicorn's and Gunicorn's users type it, run on the
@@ -264,6 +266,15 @@ func TestEnvironmentConfiguresServe(t *testing.T) {
 		}
 		if !strings.Contains(help, "[$"+envName(name)) {
 			t.Errorf("serve --help does not show $%s for --%s", envName(name), name)
+		}
+	}
+	for _, f := range findCommand(app.Commands, "serve").VisibleFlags() {
+		if env, ok := f.(interface{ GetEnvVars() []string }); ok {
+			for _, v := range env.GetEnvVars() {
+				if len(contract.WithoutConfigEnv([]string{v + "=1"})) != 0 {
+					t.Errorf("%s configures demo serve, but the tools' children would inherit it (contract.WithoutConfigEnv)", v)
+				}
+			}
 		}
 	}
 	if !strings.Contains(help, "[$DEMO_WORKERS, $WEB_CONCURRENCY]") || !strings.Contains(help, "[$DEMO_FORWARDED_ALLOW_IPS, $FORWARDED_ALLOW_IPS]") {

@@ -82,14 +82,6 @@ func workerSharedFlags() []cli.Flag {
 	}
 }
 
-// logFlags are every command's logging flags.
-func logFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "log-level", Value: "info", Category: catLogs, Usage: strings.Join(logs.Levels, ", ") + " (demo has nothing below debug, and logs nothing at critical)"},
-		&cli.StringFlag{Name: "log-format", Value: "console", Category: catLogs, Usage: "console (uvicorn's lines) or json (one object per line, for tools)"},
-	}
-}
-
 func workerCommand() *cli.Command {
 	def := worker.DefaultConfig()
 	flags := append(workerSharedFlags(),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"demo/contract"
 	"demo/setting"
 )
 
@@ -89,7 +90,7 @@ func isDuration(f cli.Flag) bool {
 // envName is the environment variable a serve flag also reads: DEMO_ and
 // its name in capitals, dashes as underscores (DEMO_TIMEOUT_KEEP_ALIVE).
 func envName(flag string) string {
-	return "DEMO_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	return contract.ConfigEnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // fromEnvironment makes each visible flag read DEMO_<FLAG> too, then the

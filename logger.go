@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -25,4 +26,12 @@ func newLogger(c *cli.Context, name string, batch time.Duration) (*logs.Logger, 
 		return nil, settingError(c, err)
 	}
 	return logs.New(logs.Config{Format: format, Level: level, Name: name, Batch: batch})
+}
+
+// logFlags are every command's logging flags.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-level", Value: "info", Category: catLogs, Usage: strings.Join(logs.Levels, ", ") + " (demo has nothing below debug, and logs nothing at critical)"},
+		&cli.StringFlag{Name: "log-format", Value: "console", Category: catLogs, Usage: "console (uvicorn's lines) or json (one object per line, for tools)"},
+	}
 }

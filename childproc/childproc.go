@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"demo/contract"
 )
 
 // Spec describes a child to start.
@@ -28,7 +30,7 @@ type Spec struct {
 	Name       string     // for messages: "demo serve"
 	Path       string     // the executable
 	Args       []string   // without the program name
-	Env        []string   // added to our environment
+	Env        []string   // added to our environment, less contract.WithoutConfigEnv's variables
 	ExtraFiles []*os.File // become fds 3, 4, ... in the child
 	Dir        string     // working directory; empty: ours
 
@@ -118,9 +120,9 @@ func Start(s Spec) (*Child, error) {
 	cmd.Stderr = outW
 	cmd.ExtraFiles = s.ExtraFiles
 	cmd.Dir = s.Dir
-	if len(s.Env) > 0 {
-		cmd.Env = append(os.Environ(), s.Env...)
-	}
+	// Without the variables a user sets for their own servers: a tool's
+	// children are configured by their command lines alone.
+	cmd.Env = append(contract.WithoutConfigEnv(os.Environ()), s.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Pdeathsig: syscall.SIGKILL,
 		// Own process group: a terminal's Ctrl+C reaches only us, and we

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,6 +57,13 @@ func helper(role string) int {
 	case "fail": // cannot start
 		fmt.Fprintln(os.Stderr, "demo: listen tcp 127.0.0.1:1: bind: address already in use")
 		return 1
+	case "env": // prints the variables that would configure a demo serve, then waits
+		for _, name := range []string{"DEMO_WORKERS", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "DEMO_GIVEN"} {
+			fmt.Fprintf(os.Stderr, "%s=%q\n", name, os.Getenv(name))
+		}
+		fmt.Fprintln(os.Stderr, "running on http://127.0.0.1:4")
+		time.Sleep(time.Hour)
+		return 0
 	case "silent": // never ready; SIGTERM's default action ends it
 		time.Sleep(time.Hour)
 		return 0
@@ -365,5 +373,30 @@ func TestStopGivesUpOnOutputHeldByAGrandchild(t *testing.T) {
 	}
 	if c.ExitErr() != nil {
 		t.Errorf("ExitErr %v, want exit 0", c.ExitErr())
+	}
+}
+
+// TestChildrenGetNoServerVariables: what the user exported for their own
+// demo serve (DEMO_WORKERS, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS) does not
+// reach the servers a tool starts; what the tool passes does.
+func TestChildrenGetNoServerVariables(t *testing.T) {
+	t.Setenv("DEMO_WORKERS", "7")
+	t.Setenv("WEB_CONCURRENCY", "3")
+	t.Setenv("FORWARDED_ALLOW_IPS", "*")
+	c, err := childproc.Start(childproc.Spec{Name: "helper env", Path: os.Args[0], Env: []string{helperEnv + "=env", "DEMO_GIVEN=yes"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop(time.Second) })
+	if _, err := c.WaitLine(context.Background(), readyRe, 0, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range c.Lines() {
+		got = append(got, l.Text)
+	}
+	want := []string{`DEMO_WORKERS=""`, `WEB_CONCURRENCY=""`, `FORWARDED_ALLOW_IPS=""`, `DEMO_GIVEN="yes"`}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Errorf("the child saw %q, want %q", got, want)
 	}
 }
