@@ -138,7 +138,8 @@ func TestEverySettingErrorNamesAFlag(t *testing.T) {
 		return names
 	}
 	serve, external, example := flagsOf("serve"), flagsOf("external"), flagsOf("app", "example")
-	for setting, flag := range settingFlags {
+	for setting := range settingFlags {
+		flag, _ := flagOfSetting(setting)
 		if !serve[flag] && !external[flag] && !example[flag] && !flagsOf("worker")[flag] {
 			t.Errorf("setting %s maps to --%s, which no command has", setting, flag)
 		}

@@ -18,8 +18,10 @@ import (
 )
 
 // experimentRun is a running `demo experiment`. Its children inherit a
-// marker in their environment, so the test can find every process it
-// started — even one that escaped to init — by reading /proc.
+// marker in their environment (not named DEMO_…: the tools' children get
+// no such variable, see contract.WithoutConfigEnv), so the test can find
+// every process it started — even one that escaped to init — by reading
+// /proc.
 type experimentRun struct {
 	cmd    *exec.Cmd
 	marker string
@@ -31,7 +33,7 @@ type experimentRun struct {
 func startExperiment(t *testing.T, args ...string) *experimentRun {
 	t.Helper()
 	r := &experimentRun{
-		marker: fmt.Sprintf("DEMO_E2E_EXPERIMENT=%s-%d", t.Name(), time.Now().UnixNano()),
+		marker: fmt.Sprintf("E2E_EXPERIMENT_MARKER=%s-%d", t.Name(), time.Now().UnixNano()),
 		stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{},
 		done: make(chan struct{}),
 	}

@@ -240,8 +240,8 @@ func badFlag(format string, args ...any) error {
 }
 
 // settingFlags maps each setting a package names in its *setting.Error to
-// the flag that sets it: the packages own the rules, the command line only
-// says where the value came from.
+// the flag that sets it (the worker's are in workerSettings): the packages
+// own the rules, the command line only says where the value came from.
 var settingFlags = map[string]string{
 	// supervisor
 	"Workers":            "workers",
@@ -266,11 +266,15 @@ var settingFlags = map[string]string{
 	"Listeners": "listeners",
 }
 
-func init() {
-	// worker: its settings' flags are those its command line carries.
+// flagOfSetting returns the flag that sets a package's setting name.
+func flagOfSetting(name string) (string, bool) {
 	for _, s := range workerSettings {
-		settingFlags[s.field] = s.flag
+		if s.field == name {
+			return s.flag, true
+		}
 	}
+	flag, ok := settingFlags[name]
+	return flag, ok
 }
 
 // settingError maps a package's *setting.Error to the flag or environment
@@ -281,7 +285,7 @@ func settingError(c *cli.Context, err error) error {
 	if !ok {
 		return err
 	}
-	name, ok := settingFlags[e.Name]
+	name, ok := flagOfSetting(e.Name)
 	if !ok || lookupFlag(c, name) == nil {
 		return badFlag("%v", err) // a setting no flag of this command sets
 	}
@@ -292,9 +296,12 @@ func settingError(c *cli.Context, err error) error {
 // (--keep-alive for --timeout-keep-alive), or the environment variable.
 func source(c *cli.Context, name string) string {
 	f := lookupFlag(c, name)
+	if f == nil {
+		return dashed(name)
+	}
 	typed := ""
 	for _, n := range f.Names() {
-		if flagTyped(c, n) {
+		if flagTyped(n) {
 			typed = n
 		}
 	}
@@ -313,7 +320,7 @@ func source(c *cli.Context, name string) string {
 
 // flagTyped reports whether name itself (not an alias of it) is on the
 // command line.
-func flagTyped(_ *cli.Context, name string) bool {
+func flagTyped(name string) bool {
 	for _, a := range os.Args[1:] {
 		if a == "--" {
 			return false
