@@ -425,7 +425,7 @@ func TestBadInputEndsWithOneLineAndNonZeroExit(t *testing.T) {
 		{[]string{"serve", "--port", busyPort}, 1, "address already in use"},
 		// More workers than can share one socket through nested epoll
 		// sets: refused at once, saying the limit, why, and what to use.
-		{[]string{"serve", "--port", "0", "--workers", "500"}, 2, "--workers 500: at most 499 workers can share one socket this way: Linux allows 500 event loops to wait on a socket through nested epoll sets, and replacing a worker needs one more; use --epoll-exclusive or --reuse-port for more"},
+		{[]string{"serve", "--port", "0", "--workers", "500"}, 2, "--workers is 500, but at most 499 workers can share this socket: Linux lets 500 event loops wait on one socket through nested epoll sets, and replacing a worker needs one more; --epoll-exclusive or --reuse-port allow more"},
 		{[]string{"serve", "--port", "0", "--metrics", "9464"}, 2, `--metrics "9464": want HOST:PORT`},
 		{[]string{"serve", "--port", "0", "--metrics", "127.0.0.1:" + busyPort}, 1, "--metrics 127.0.0.1:" + busyPort + ": listen tcp 127.0.0.1:" + busyPort + ": bind: address already in use"},
 		{[]string{"external", "--port", busyPort}, 1, "address already in use"},

@@ -72,7 +72,7 @@ func readmeCommands(readme string) []readmeCommand {
 			shows = lines[i+1]
 		}
 		for _, part := range regexp.MustCompile(`\s(?:&&|&|;|\|)\s?`).Split(stripComment(cmd), -1) {
-			words := shellWords(part)
+			words := withoutRedirection(shellWords(part)) // deploy_e2e_test.go's
 			var env []string
 			for len(words) > 0 && regexp.MustCompile(`^[A-Z_]+=`).MatchString(words[0]) {
 				env, words = append(env, words[0]), words[1:]
@@ -104,37 +104,10 @@ func stripComment(s string) string {
 	return s
 }
 
-// shellWords splits a command line as sh would, for the quoting the README
-// uses: "double" and 'single' quotes, no escapes or expansions; a
-// redirection and what follows it are dropped.
-func shellWords(s string) []string {
-	var words []string
-	var cur strings.Builder
-	inWord, quote := false, rune(0)
-	for _, r := range s {
-		switch {
-		case quote != 0 && r == quote:
-			quote = 0
-		case quote != 0:
-			cur.WriteRune(r)
-		case r == '"' || r == '\'':
-			quote, inWord = r, true
-		case r == ' ' || r == '\t':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(r)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
+// withoutRedirection drops a redirection and what follows it.
+func withoutRedirection(words []string) []string {
 	if i := slices.IndexFunc(words, func(w string) bool { return w == ">" || w == "<" || w == "2>" || w == "2>&1" }); i >= 0 {
-		words = words[:i]
+		return words[:i]
 	}
 	return words
 }
@@ -235,7 +208,8 @@ func TestREADMEFlagsTableIsComplete(t *testing.T) {
 
 // readmeForeignFlags are flags of other programs the README shows.
 var readmeForeignFlags = map[string]bool{
-	"forest": true, // ps
+	"forest":       true, // ps
+	"stop-timeout": true, // docker run
 }
 
 // spellingsTable renders foreign.go's table for the README.
