@@ -36,7 +36,7 @@ var importRules = []importRule{
 	never("external", "worker", "supervisor"),
 	only("control"), // `demo status` renders the master's JSON alone
 	// The master's Prometheus endpoint reads the supervisor's table.
-	only("metrics", "supervisor", "contract", "sockets"),
+	only("metrics", "supervisor", "contract", "sockets", "setting"),
 	only("contract"),
 	only("sockets", "setting"),
 	// An app file is a description the worker runs and tools may read:
