@@ -515,6 +515,13 @@ func TestSocketActivationWarnsAboutIgnoredFlags(t *testing.T) {
 	q.waitLine(regexp.MustCompile(`WARN Ignoring --host: the socket is the one systemd passed`), 0, 10*time.Second)
 	q.waitLine(regexp.MustCompile(`WARN Ignoring --reuse-port: the socket is the one systemd passed`), 0, 10*time.Second)
 	q.waitLine(serveRunning, 0, 10*time.Second)
+
+	h, _ := listenerFile(t)
+	cmd = exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" serve "$@"`, demoBin, "--mode", "async", "-b", "0.0.0.0:80")
+	cmd.ExtraFiles = []*os.File{h}
+	r := startCmd(t, cmd)
+	r.waitLine(regexp.MustCompile(`WARN Ignoring -b: the socket is the one systemd passed`), 0, 10*time.Second)
+	r.waitLine(serveRunning, 0, 10*time.Second)
 }
 
 // TestShellCompletion: bash, with the script demo prints, completes

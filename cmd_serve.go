@@ -209,7 +209,7 @@ func listen(c *cli.Context, w where, logger *zap.Logger) (*listening, error) {
 		}
 		return describe(ln), nil
 	case systemd:
-		ignored("the socket is the one systemd passed (socket activation), already bound and listening", "host", "port", "backlog", "reuse-port")
+		ignored("the socket is the one systemd passed (socket activation), already bound and listening", "host", "port", "bind", "backlog", "reuse-port")
 		ln, name, err := sockets.ListenSystemd()
 		if err != nil {
 			return nil, err
