@@ -3,6 +3,7 @@ package worker
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"demo/appspec"
 	"demo/eventloop"
 )
 
@@ -128,8 +130,24 @@ func serveAppInProcess(tb testing.TB, cfg Config) string {
 	}
 	lines := &lineRecorder{Core: zapcore.NewNopCore()}
 	cfg.InfoLines = lines // as main does with package logs' console logger
+	return serveAppSpec(tb, cfg, spec, zap.New(lines))
+}
+
+// serveAppWithLogger is serveAppInProcess with every line through log.
+func serveAppWithLogger(tb testing.TB, cfg Config, log *zap.Logger) string {
+	tb.Helper()
+	spec, err := LoadApp(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.InfoLines = nil
+	return serveAppSpec(tb, cfg, spec, log)
+}
+
+func serveAppSpec(tb testing.TB, cfg Config, spec *appspec.App, log *zap.Logger) string {
+	tb.Helper()
 	return serveInProcess(tb, func(loop *eventloop.Loop) (eventloop.ServerConfig, eventloop.Handler, func(*eventloop.Server)) {
-		a := newApp(loop, cfg, spec, zap.New(lines), nil)
+		a := newApp(loop, cfg, spec, log, nil)
 		return a.serverConfig(), a.serve, func(srv *eventloop.Server) { a.srv = srv }
 	})
 }
@@ -176,4 +194,41 @@ func serveInProcess(tb testing.TB, setup func(*eventloop.Loop) (eventloop.Server
 		loop.Close()
 	})
 	return ln.Addr().String()
+}
+
+// BenchmarkAppRouteLines measures an app route's whole per-request log
+// path: GET /all-async with no external call logs `<id>: started
+// processing`, `<id>: finished!` and the access line. "console" writes them
+// through the direct line writer, as `demo worker` does by default; "json"
+// through zap's JSON encoder, as with --log-format json. The bare eventloop
+// server beside it answers the same request without a line; app-allocs/req
+// minus bare-allocs/req is what the route, its request id and its lines
+// cost.
+func BenchmarkAppRouteLines(b *testing.B) {
+	body := []byte(`{"message":"hello world"}`)
+	bare := serveInProcess(b, func(*eventloop.Loop) (eventloop.ServerConfig, eventloop.Handler, func(*eventloop.Server)) {
+		return eventloop.ServerConfig{}, func(w *eventloop.ResponseWriter, _ *eventloop.Request) { w.Respond(200, jsonType, body) }, nil
+	})
+	cfg := baseConfig()
+	cfg.Calls = 0
+	req := []byte("GET /all-async HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	for _, format := range []string{"console", "json"} {
+		b.Run(format, func(b *testing.B) {
+			var app string
+			if format == "console" {
+				app = serveAppInProcess(b, cfg)
+			} else {
+				enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+				app = serveAppWithLogger(b, cfg, zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zap.InfoLevel)).Named("worker-1[123]"))
+			}
+			clients := []*rawClient{newRawClient(b, bare, req), newRawClient(b, app, req)}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				clients[i%2].roundTrip(b)
+			}
+			b.StopTimer()
+			b.ReportMetric(allocsPerRoundTrip(b, clients[0]), "bare-allocs/req")
+			b.ReportMetric(allocsPerRoundTrip(b, clients[1]), "app-allocs/req")
+		})
+	}
 }
