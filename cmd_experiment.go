@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"demo/contract"
 	"demo/experiment"
 )
 
@@ -42,7 +43,7 @@ func experimentCommand() *cli.Command {
 			"Results go to stdout, progress to stderr.",
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "modes", Value: "mixed,async,threadpool", Usage: "comma-separated handler modes to run (with --workers: their cross product)", DefaultText: "the story: mixed×1, async×1, mixed×2, threadpool×1"},
+			&cli.StringFlag{Name: "modes", Value: contract.JoinModes(","), Usage: "comma-separated handler modes to run (with --workers: their cross product)", DefaultText: "the story: mixed×1, async×1, mixed×2, threadpool×1"},
 			&cli.StringFlag{Name: "workers", Value: "1", Usage: "comma-separated worker counts to run, e.g. 1,2,4 (with --modes: their cross product)", DefaultText: "1"},
 			&cli.IntFlag{Name: "concurrency", Value: 2, Usage: "requests fired at the same instant in each scenario (a burst)"},
 			&cli.DurationFlag{Name: "delay", Value: 2 * time.Second, Usage: "how long the external API takes per call"},

@@ -40,8 +40,8 @@ var importRules = []importRule{
 	only("contract"),
 	only("sockets", "setting"),
 	// An app file is a description the worker runs and tools may read:
-	// it runs nothing itself.
-	only("appspec", "setting"),
+	// it runs nothing itself. Its built-in app's modes are the contract's.
+	only("appspec", "contract", "setting"),
 	// Logging is a library every role's main sets up; it knows no role.
 	only("logs", "setting"),
 	// How a package names a bad setting; the CLI maps the name to a flag.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"demo/contract"
 	"demo/setting"
 )
 
@@ -154,7 +155,7 @@ func TestBuiltinIsTheExampleFile(t *testing.T) {
 		}
 		return s
 	}
-	for _, mode := range Modes {
+	for _, mode := range contract.Modes {
 		for _, calls := range []int{0, 1, 2, 3} {
 			doc, err := Example(mode, calls)
 			if err != nil {
@@ -183,7 +184,7 @@ func TestBuiltinIsTheExampleFile(t *testing.T) {
 				return s
 			}
 			mixed, async, pool := calling("async", "call blocking"), calling("async", "call"), calling("sync", "call blocking")
-			root := map[Mode]string{Mixed: mixed, AsyncMode: async, Threadpool: pool}[mode]
+			root := map[Mode]string{contract.Mixed: mixed, contract.Async: async, contract.Threadpool: pool}[mode]
 			for path, want := range map[string]string{"/": root, "/mixed": mixed, "/all-async": async, "/threadpool": pool} {
 				if byPath[path] != want {
 					t.Errorf("%s×%d: %s is %q, want %q", mode, calls, path, byPath[path], want)
@@ -194,8 +195,8 @@ func TestBuiltinIsTheExampleFile(t *testing.T) {
 	if e, ok := setting.As(exampleErr("fast", 2)); !ok || e.Name != "Mode" {
 		t.Errorf("Example with a bad mode: %v", exampleErr("fast", 2))
 	}
-	if e, ok := setting.As(exampleErr(Mixed, -1)); !ok || e.Name != "Calls" {
-		t.Errorf("Example with -1 calls: %v", exampleErr(Mixed, -1))
+	if e, ok := setting.As(exampleErr(contract.Mixed, -1)); !ok || e.Name != "Calls" {
+		t.Errorf("Example with -1 calls: %v", exampleErr(contract.Mixed, -1))
 	}
 }
 

@@ -7,32 +7,21 @@ import (
 	"strings"
 	"text/template"
 
+	"demo/contract"
 	"demo/setting"
 )
 
-// Mode picks what GET / does in the built-in app (--mode).
-type Mode string
+// Mode picks what GET / does in the built-in app (--mode). The list is
+// the contract's: tools that start `demo serve` pass it on.
+type Mode = contract.Mode
 
-const (
-	// Mixed is `async def` calling `requests`: a blocking call on the loop.
-	Mixed Mode = "mixed"
-	// AsyncMode is `async def` awaiting httpx.AsyncClient: the loop keeps serving.
-	AsyncMode Mode = "async"
-	// Threadpool is a plain `def` endpoint that Starlette runs in a thread pool.
-	Threadpool Mode = "threadpool"
-)
-
-// Modes lists every mode, in the order help text shows them.
-var Modes = []Mode{Mixed, AsyncMode, Threadpool}
-
-// ParseMode accepts one of Modes.
+// ParseMode accepts one of contract.Modes, as --mode.
 func ParseMode(s string) (Mode, error) {
-	for _, m := range Modes {
-		if string(m) == s {
-			return m, nil
-		}
+	m, err := contract.ParseMode(s)
+	if err != nil {
+		return "", setting.Errorf("Mode", "%w", err)
 	}
-	return "", setting.Errorf("Mode", "%q: want one of mixed, async, threadpool", s)
+	return m, nil
 }
 
 // BuiltinSource is how errors and logs name the built-in app.
@@ -67,11 +56,11 @@ func Example(mode Mode, calls int) ([]byte, error) {
 		RootStory, Root, Mixed, AllAsync, Threadpool string
 	}{Mode: mode, Mixed: mixed(false), AllAsync: allAsync(false), Threadpool: pool(false)}
 	switch mode {
-	case Mixed:
+	case contract.Mixed:
 		data.RootStory, data.Root = "like /mixed, an async def whose calls hold the loop.", mixed(true)
-	case AsyncMode:
+	case contract.Async:
 		data.RootStory, data.Root = "like /all-async, an async def awaiting its calls.", allAsync(true)
-	case Threadpool:
+	case contract.Threadpool:
 		data.RootStory, data.Root = "like /threadpool, a plain def on the thread pool.", pool(true)
 	}
 	var b bytes.Buffer

@@ -43,3 +43,15 @@ func TestBadLineIsAnError(t *testing.T) {
 		t.Fatal("a non-numeric value was accepted")
 	}
 }
+
+func TestParseMode(t *testing.T) {
+	for _, m := range Modes {
+		if got, err := ParseMode(string(m)); got != m || err != nil {
+			t.Errorf("ParseMode(%q) = %q, %v", m, got, err)
+		}
+	}
+	_, err := ParseMode("sync")
+	if err == nil || err.Error() != `"sync": want one of mixed, async, threadpool` {
+		t.Errorf("ParseMode(sync): %v", err)
+	}
+}

@@ -32,20 +32,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"demo/contract"
 )
 
-// Mode is the server's --mode: what GET / does.
-type Mode string
+// Mode is the server's --mode: what GET / does. The modes and their list
+// are the contract's, which `demo serve` parses them by.
+type Mode = contract.Mode
 
-// The server's handler modes (see DESIGN.md).
+// The server's handler modes, by the contract's names.
 const (
-	Mixed      Mode = "mixed"
-	Async      Mode = "async"
-	Threadpool Mode = "threadpool"
+	Mixed      = contract.Mixed
+	Async      = contract.Async
+	Threadpool = contract.Threadpool
 )
-
-// Modes lists every mode in the order help text shows them.
-var Modes = []Mode{Mixed, Async, Threadpool}
 
 // Scenario is one cell of the matrix: one `demo serve` configuration (or
 // one route of a --target) under one load.
@@ -129,8 +129,8 @@ func ParseModes(s string) ([]Mode, error) {
 	var out []Mode
 	for _, f := range strings.Split(s, ",") {
 		m := Mode(strings.TrimSpace(f))
-		if !slices.Contains(Modes, m) {
-			return nil, fmt.Errorf("--modes %q: %q is not one of mixed, async, threadpool", s, m)
+		if !slices.Contains(contract.Modes, m) {
+			return nil, fmt.Errorf("--modes %q: %q is not one of %s", s, m, contract.JoinModes(", "))
 		}
 		if !slices.Contains(out, m) {
 			out = append(out, m)
@@ -232,7 +232,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("no scenarios to run"))
 	}
 	for _, s := range c.Scenarios {
-		if c.Target == "" && s.Mode != "" && !slices.Contains(Modes, s.Mode) {
+		if c.Target == "" && s.Mode != "" && !slices.Contains(contract.Modes, s.Mode) {
 			errs = append(errs, fmt.Errorf("--modes: unknown mode %q", s.Mode))
 		}
 		if c.Target == "" && (s.Workers < 1 || s.Workers > MaxWorkers) {

@@ -14,27 +14,23 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"demo/appspec"
+	"demo/contract"
 	"demo/eventloop"
 	"demo/eventloop/client"
 )
 
 // Mode decides what GET / does in the built-in app; the other paths stay
-// reachable in every mode.
-type Mode = appspec.Mode
+// reachable in every mode. The list is the contract's.
+type Mode = contract.Mode
 
+// The modes, as the contract names them.
 const (
-	// Mixed is `async def` calling `requests`: a blocking call on the loop.
-	Mixed = appspec.Mixed
-	// Async is `async def` awaiting httpx.AsyncClient: the loop keeps serving.
-	Async = appspec.AsyncMode
-	// Threadpool is a plain `def` endpoint that Starlette runs in a thread pool.
-	Threadpool = appspec.Threadpool
+	Mixed      = contract.Mixed
+	Async      = contract.Async
+	Threadpool = contract.Threadpool
 )
 
-// Modes lists every mode, in the order help text shows them.
-var Modes = appspec.Modes
-
-// ParseMode accepts one of Modes.
+// ParseMode accepts one of contract.Modes, as --mode.
 func ParseMode(s string) (Mode, error) { return appspec.ParseMode(s) }
 
 // Bodies of the hot paths, built once.
