@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"demo/contract"
 )
 
 // sideBySidePython returns a python3 that can run the FastAPI module `demo
@@ -198,11 +200,10 @@ steps = [{ call = "external", blocking = true }, { sleep = "200ms", blocking = t
 		}
 	}
 	// Both told the same story in their logs.
-	for _, want := range []string{`[0-9a-f-]{36} 1: <Response \[200\]>`, `[0-9a-f-]{36} 1: <Response \[200 OK\]>`, `[0-9a-f-]{36}: log line 2 of 2`, `[0-9a-f-]{36}: finished!`} {
-		re := regexp.MustCompile(want)
+	for _, re := range []*regexp.Regexp{contract.CallLine("", 1, "200"), contract.CallLine("", 1, "200 OK"), contract.LogStepLine("", 2, 2), contract.FinishedLine("")} {
 		for name, p := range map[string]*proc{"demo": demo, "uvicorn": uv} {
 			if !re.MatchString(p.output()) {
-				t.Errorf("%s logged no line matching %q", name, want)
+				t.Errorf("%s logged no line matching %q", name, re)
 			}
 		}
 	}

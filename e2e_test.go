@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/contract"
 )
 
 // The article's experiment with a short delay: each request makes 2 calls
@@ -65,7 +67,7 @@ func checkSerialised(t *testing.T, p *proc, url string) {
 		t.Errorf("healthcheck answered in %v while the loop was blocked; want at least one external call (%v)", health.elapsed, delay)
 	}
 	// The article's log: the second request starts only after the first finished.
-	done, _ := p.waitLine(regexp.MustCompile(`: finished!`), 0, time.Second)
+	done, _ := p.waitLine(contract.FinishedLine(""), 0, time.Second)
 	if n := p.countBefore(startedLine, done); n != 1 {
 		t.Errorf("%d requests started before the first finished, want 1", n)
 	}
@@ -93,7 +95,7 @@ func checkOverlapped(t *testing.T, p *proc, url string) {
 		t.Errorf("healthcheck took %v while requests waited on the external API; want well under %v", health.elapsed, delay)
 	}
 	// httpx-style response lines.
-	p.waitLine(regexp.MustCompile(`[0-9a-f-]{36} 2: <Response \[200 OK\]>`), 0, time.Second)
+	p.waitLine(contract.CallLine("", 2, "200 OK"), 0, time.Second)
 }
 
 // plainExternal is the slow external API written with net/http alone, so
@@ -225,11 +227,15 @@ func TestEveryPathAndTheArticleLogLines(t *testing.T) {
 		if len(id) != 36 {
 			t.Fatalf("GET %s: X-Request-ID %q is not a uuid", path, id)
 		}
-		q := regexp.QuoteMeta(id)
-		at, _ := p.waitLine(regexp.MustCompile(q+`: started processing`), 0, time.Second)
-		at, _ = p.waitLine(regexp.MustCompile(q+` 1: <Response \[200( OK)?\]>`), at, time.Second)
-		at, _ = p.waitLine(regexp.MustCompile(q+` 2: <Response \[200( OK)?\]>`), at, time.Second)
-		p.waitLine(regexp.MustCompile(q+`: finished!`), at, time.Second)
+		at, _ := p.waitLine(contract.StartedLine(id), 0, time.Second)
+		for n := 1; n <= 2; n++ {
+			var m []string
+			at, m = p.waitLine(contract.CallLine(id, n, ""), at, time.Second)
+			if m[2] != "200" && m[2] != "200 OK" {
+				t.Errorf("GET %s: call %d answered %q, want 200", path, n, m[2])
+			}
+		}
+		p.waitLine(contract.FinishedLine(id), at, time.Second)
 	}
 	// uvicorn's access log format, with the client's port.
 	p.waitLine(regexp.MustCompile(`127\.0\.0\.1:\d+ - "GET /threadpool HTTP/1\.1" 200`), 0, time.Second)
@@ -448,10 +454,12 @@ func TestBadInputEndsWithOneLineAndNonZeroExit(t *testing.T) {
 func TestLogFormatJSONAndLevels(t *testing.T) {
 	// JSON: every line is an object with the fields tools read.
 	p, url := startServe(t, "--mode", "async", "--log-format", "json", "--external", "http://127.0.0.1:1")
-	if r := get(url + "/"); r.status != 502 {
+	r := get(url + "/")
+	if r.status != 502 {
 		t.Fatalf("unreachable external: %d %v", r.status, r.err)
 	}
 	p.waitLine(regexp.MustCompile(`"GET / HTTP/1.1\\" 502`), 0, 5*time.Second)
+	events := map[contract.Event]contract.LogEntry{}
 	for _, line := range p.snapshotLines() {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
@@ -462,6 +470,19 @@ func TestLogFormatJSONAndLevels(t *testing.T) {
 				t.Errorf("line %q lacks %q", line, k)
 			}
 		}
+		if e, ok := contract.ParseLogEntry(line); ok && e.Event != "" {
+			events[e.Event] = e
+		}
+	}
+	// The entries tools read carry their facts as fields.
+	if e := events[contract.EventRunning]; e.URL != url {
+		t.Errorf("running entry %+v, want url %s", e, url)
+	}
+	if e := events[contract.EventWorkerReady]; e.Worker != 1 || e.Workers != 1 {
+		t.Errorf("worker ready entry %+v, want worker 1 of 1", e)
+	}
+	if e := events[contract.EventRequestStarted]; e.RequestID != r.header.Get("X-Request-ID") || e.Worker != 1 {
+		t.Errorf("request started entry %+v, want request %s on worker 1", e, r.header.Get("X-Request-ID"))
 	}
 
 	// --log-level error: the failure is logged, nothing below it is. The

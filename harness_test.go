@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/contract"
 )
 
 // The end-to-end tests run the real binary: built once here, then started
@@ -164,9 +166,9 @@ func (p *proc) signal(sig syscall.Signal) {
 }
 
 var (
-	externalRunning = regexp.MustCompile(`demo external running on (http://\S+)`)
-	serveRunning    = regexp.MustCompile(`demo running on (http://\S+)`)
-	startedLine     = regexp.MustCompile(`([0-9a-f-]{36}): started processing`)
+	externalRunning = contract.RunningLine(contract.ExternalName)
+	serveRunning    = contract.RunningLine(contract.ServeName)
+	startedLine     = contract.StartedLine("")
 )
 
 // startExternal runs the slow external API and returns its URL.

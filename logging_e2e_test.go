@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"demo/contract"
 	"demo/control"
 )
 
@@ -330,7 +331,7 @@ func TestTostopTerminal(t *testing.T) {
 	}()
 	_, m := p.waitLine(serveRunning, 0, 10*time.Second)
 	url := m[1]
-	p.waitLine(regexp.MustCompile(`worker-1\[\d+\] Worker 1/1 ready`), 0, 5*time.Second)
+	p.waitLine(regexp.MustCompile(`worker-1\[\d+\] `+contract.WorkerReadyLine(1, 1).String()), 0, 5*time.Second)
 	worker := childPids(t, cmd.Process.Pid)
 	for i := range 5 {
 		c := &http.Client{Timeout: 3 * time.Second}

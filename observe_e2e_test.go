@@ -4,33 +4,31 @@ import (
 	"encoding/json"
 	"net/url"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"demo/contract"
 	"demo/control"
 )
-
-var detectorWarning = regexp.MustCompile(`event loop blocked for \S+ so far by GET / \(request ([0-9a-f-]{36})\) at (.*)`)
 
 func TestDetectorNamesTheBlockingCallWhileItBlocks(t *testing.T) {
 	ext := startExternal(t, time.Second)
 	p, url := startServe(t, "--mode", "mixed", "--calls", "1", "--external", ext)
 	r := getAsync(url + "/")
 
-	warned, m := p.waitLine(detectorWarning, 0, 5*time.Second)
-	id, culprit := m[1], m[2]
+	warned, m := p.waitLine(contract.StallingLine("GET /", ""), 0, 5*time.Second)
+	id, culprit := m[3], m[4]
 	if !strings.Contains(culprit, "worker.(*app).mixed") || !strings.HasSuffix(culprit, "net/http.(*Client).Do") {
 		t.Errorf("culprit %q: want the handler down to net/http.(*Client).Do", culprit)
 	}
 	// The warning is logged while the call is still running: before its response.
-	answered, _ := p.waitLine(regexp.MustCompile(regexp.QuoteMeta(id)+` 1: <Response \[200\]>`), 0, 5*time.Second)
+	answered, _ := p.waitLine(contract.CallLine(id, 1, "200"), 0, 5*time.Second)
 	if warned > answered {
 		t.Errorf("the warning came after the blocking call returned")
 	}
-	_, total := p.waitLine(regexp.MustCompile(`event loop blocked (\S+) by GET / \(request `+regexp.QuoteMeta(id)+`\)$`), answered, 5*time.Second)
+	_, total := p.waitLine(contract.StallLine("GET /", id), answered, 5*time.Second)
 	if d, err := time.ParseDuration(total[1]); err != nil || d < time.Second {
 		t.Errorf("final stall %q, want at least the 1s call", total[1])
 	}
@@ -49,7 +47,7 @@ func TestDetectorStaysQuietInAsyncMode(t *testing.T) {
 		}
 	}
 	// Both finished, so every line they caused is logged; none is a stall.
-	if n := p.countBefore(regexp.MustCompile(`event loop blocked`), len(p.snapshotLines())); n != 0 {
+	if n := p.countBefore(contract.StallLine("", ""), len(p.snapshotLines())); n != 0 {
 		t.Errorf("%d stall warnings in async/threadpool mode, want none", n)
 	}
 }
@@ -59,7 +57,7 @@ func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
 	p, base := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext)
 	u, _ := url.Parse(base)
 	stuck := getAsync(base + "/")
-	p.waitLine(detectorWarning, 0, 5*time.Second)
+	p.waitLine(contract.StallingLine("GET /", ""), 0, 5*time.Second)
 
 	// The master calls a loop stalled after a second without beats.
 	var snap control.Snapshot

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"demo/contract"
 	"demo/control"
 )
 
@@ -30,18 +31,18 @@ func TestWorkerTimeoutIsOneEntry(t *testing.T) {
 	ext := startExternal(t, 3*time.Second)
 	p, base := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext, "--calls", "1", "--timeout", "1s")
 	first := getAsync(base + "/")
-	at, m := p.waitLine(detectorWarning, 0, 5*time.Second)
-	ids := []string{m[1]}
+	at, m := p.waitLine(contract.StallingLine("GET /", ""), 0, 5*time.Second)
+	ids := []string{m[3]}
 	// The first worker is blocked and accepts nothing: this one goes to the other.
 	second := getAsync(base + "/")
-	_, m = p.waitLine(detectorWarning, at+1, 5*time.Second)
-	ids = append(ids, m[1])
+	_, m = p.waitLine(contract.StallingLine("GET /", ""), at+1, 5*time.Second)
+	ids = append(ids, m[3])
 	for _, r := range []<-chan result{first, second} {
 		if res := <-r; res.err == nil && res.status < 500 {
 			t.Errorf("a request on an aborted worker got %d", res.status)
 		}
 	}
-	p.waitLine(regexp.MustCompile(`Started server process \[\d+\] \(worker \d/2\)`), at, 5*time.Second) // replaced
+	p.waitLine(contract.WorkerStartedLine(""), at, 5*time.Second) // replaced
 	lines := p.snapshotLines()
 	head := regexp.MustCompile(`ERROR WORKER TIMEOUT \(pid:(\d+)\) worker [12]/2: event loop blocked for (\d+\.\d)s \(--timeout 1s\) by GET / \(request ([0-9a-f-]{36})\); killed\. Its event loop goroutine:$`)
 	entries := 0
@@ -99,8 +100,8 @@ func TestStallToldOnceAndAgreed(t *testing.T) {
 	metricsURL := m[1]
 	u, _ := url.Parse(base)
 	stuck := getAsync(base + "/")
-	_, m = p.waitLine(detectorWarning, 0, 5*time.Second)
-	id := m[1]
+	_, m = p.waitLine(contract.StallingLine("GET /", ""), 0, 5*time.Second)
+	id := m[3]
 
 	// demo status, once the master calls it stalled (after a second).
 	var snap control.Snapshot
@@ -154,7 +155,7 @@ func TestStallToldOnceAndAgreed(t *testing.T) {
 	if r := <-stuck; r.status != 200 {
 		t.Fatalf("request: %d %v", r.status, r.err)
 	}
-	_, total := p.waitLine(regexp.MustCompile(`event loop blocked (\S+) by GET / \(request `+regexp.QuoteMeta(id)+`\)$`), 0, 5*time.Second)
+	_, total := p.waitLine(contract.StallLine("GET /", id), 0, 5*time.Second)
 	took, err := time.ParseDuration(total[1])
 	if err != nil || took < 6*time.Second {
 		t.Fatalf("total %q, want at least the 6 s of calls", total[1])

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/contract"
 )
 
 // End-to-end proofs of the supervisor (issue 3): health checks, rolling
@@ -298,7 +300,7 @@ func TestSigttinSigttouScale(t *testing.T) {
 	if argv := workerArgv(t, second); len(argv) < 3 || argv[1] != "worker" || argv[2] != "2/2" {
 		t.Errorf("new worker's argv %q, want `demo worker 2/2 ...`", argv)
 	}
-	at, _ = p.waitLine(regexp.MustCompile(`Worker 2/2 ready`), at, 5*time.Second)
+	at, _ = p.waitLine(contract.WorkerReadyLine(2, 2), at, 5*time.Second)
 
 	p.signal(syscall.SIGTTOU)
 	at, _ = p.waitLine(regexp.MustCompile(fmt.Sprintf(`Stopping child process \[%d\] \(worker 2/2\)`, second)), at, 5*time.Second)
@@ -389,8 +391,6 @@ func getVia(c *http.Client, url string) (int, error) {
 	return resp.StatusCode, err
 }
 
-var udsRunning = regexp.MustCompile(`demo running on unix:(\S+)`)
-
 // TestUnixSocket serves over --uds with mode 0660, replaces the stale file a
 // SIGKILLed master left behind, and removes the file at a clean exit.
 func TestUnixSocket(t *testing.T) {
@@ -398,7 +398,7 @@ func TestUnixSocket(t *testing.T) {
 	c := unixClient(path)
 
 	crashed := startDemo(t, "serve", "--mode", "async", "--uds", path)
-	crashed.waitLine(udsRunning, 0, 10*time.Second)
+	crashed.waitLine(serveRunning, 0, 10*time.Second)
 	if code, err := getVia(c, "http://demo/healthcheck"); err != nil || code != 200 {
 		t.Fatalf("over the unix socket: %d %v", code, err)
 	}
@@ -411,9 +411,9 @@ func TestUnixSocket(t *testing.T) {
 	}
 
 	p := startDemo(t, "serve", "--mode", "async", "--uds", path)
-	_, m := p.waitLine(udsRunning, 0, 10*time.Second)
-	if m[1] != path {
-		t.Errorf("running on %s, want %s", m[1], path)
+	_, m := p.waitLine(serveRunning, 0, 10*time.Second)
+	if m[1] != "unix:"+path {
+		t.Errorf("running on %s, want unix:%s", m[1], path)
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {

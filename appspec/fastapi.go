@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"demo/contract"
 )
 
 // FastAPI renders app as the equivalent FastAPI module, ready for
@@ -94,7 +96,7 @@ async def healthcheck():
 		w("%s %s(request: Request, response: Response):\n", def, name)
 		w("    request_id = request.state.request_id = str(uuid.uuid4())\n")
 		w("    response.headers[\"X-Request-ID\"] = request_id\n")
-		w("    log.info(f\"{request_id}: started processing\")\n")
+		w("    log.info(f\"{request_id}%s\")\n", contract.StartedText)
 		calls := 0
 		for i, s := range r.Steps {
 			w("    # steps[%d] %s%s\n", i+1, stepWords(&s), pyWhy(&r, &s))
@@ -133,7 +135,7 @@ async def healthcheck():
 				w("        log.info(f\"{request_id}: log line {line} of %d\")\n", s.Lines)
 			}
 		}
-		w("    log.info(f\"{request_id}: finished!\")\n")
+		w("    log.info(f\"{request_id}%s\")\n", contract.FinishedText)
 		w("    return {\"message\": \"hello world\"}\n")
 	}
 	return []byte(b.String())

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"demo/childproc"
+	"demo/contract"
 )
 
 // server is one server under test, started by the bench.
@@ -110,10 +111,12 @@ func (s *server) lastLines() string {
 
 const startTimeout = 20 * time.Second
 
+// The servers' readiness lines. demo's servers log to the console here, as
+// users run them: the bench measures that format's cost, not JSON's.
 var (
-	serveRunning    = regexp.MustCompile(`demo running on (http://\S+)`)
-	baselineRunning = regexp.MustCompile(`demo baseline running on (http://\S+)`)
-	externalRunning = regexp.MustCompile(`demo external running on (http://\S+)`)
+	serveRunning    = contract.RunningLine(contract.ServeName)
+	baselineRunning = contract.RunningLine(contract.BaselineName)
+	externalRunning = contract.RunningLine(contract.ExternalName)
 	uvicornRunning  = regexp.MustCompile(`Uvicorn running on`)
 )
 

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"demo/childproc"
+	"demo/contract"
 )
 
 // startupResult holds, per round, how long demo took to get ready.
@@ -25,9 +25,11 @@ type startupResult struct {
 
 const startupWorkers = 4
 
+// The lines timed after a kill: the master's for the replacement's spawn,
+// the replacement's own once it serves.
 var (
-	startedProcess = regexp.MustCompile(`Started server process \[(\d+)\]`)
-	workerReady    = regexp.MustCompile(`Worker 1/1 ready`)
+	startedProcess = contract.WorkerStartedLine("1/1")
+	workerReady    = contract.WorkerReadyLine(1, 1)
 )
 
 // runStartup measures, cfg.Rounds times: how long `demo serve --workers 4`

@@ -264,16 +264,28 @@ func (c *Child) Lines() []Line {
 // It fails when the child's output ends first (it exited), ctx ends or
 // timeout passes.
 func (c *Child) WaitLine(ctx context.Context, re *regexp.Regexp, from int, timeout time.Duration) (Match, error) {
+	var groups []string
+	m, err := c.WaitFor(ctx, fmt.Sprintf("a line matching %q", re), func(l Line) bool {
+		groups = re.FindStringSubmatch(l.Text)
+		return groups != nil
+	}, from, timeout)
+	m.Groups = groups
+	return m, err
+}
+
+// WaitFor is WaitLine for any test of a line: match, which must not call
+// c, says whether a line is the one; what names it in errors ("a line
+// matching …"). The Match has no Groups.
+func (c *Child) WaitFor(ctx context.Context, what string, match func(Line) bool, from int, timeout time.Duration) (Match, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	seen := from
 	for {
 		c.mu.Lock()
 		for ; seen < len(c.lines); seen++ {
-			if m := re.FindStringSubmatch(c.lines[seen].Text); m != nil {
-				l := c.lines[seen]
+			if l := c.lines[seen]; match(l) {
 				c.mu.Unlock()
-				return Match{Index: seen, Line: l, Groups: m}, nil
+				return Match{Index: seen, Line: l}, nil
 			}
 		}
 		grew := c.grew
@@ -285,11 +297,11 @@ func (c *Child) WaitLine(ctx context.Context, re *regexp.Regexp, from int, timeo
 				continue // one last look at what arrived before EOF
 			}
 			<-c.exited
-			return Match{}, fmt.Errorf("%s exited (%v) before a line matching %q%s", c.name, c.waitErr, re, c.Tail())
+			return Match{}, fmt.Errorf("%s exited (%v) before %s%s", c.name, c.waitErr, what, c.Tail())
 		case <-ctx.Done():
 			return Match{}, ctx.Err()
 		case <-deadline.C:
-			return Match{}, fmt.Errorf("%s: no line matching %q within %v%s", c.name, re, timeout, c.Tail())
+			return Match{}, fmt.Errorf("%s: no %s within %v%s", c.name, strings.TrimPrefix(what, "a "), timeout, c.Tail())
 		}
 	}
 }

@@ -203,6 +203,26 @@ func TestWaitLineFrom(t *testing.T) {
 	}
 }
 
+// TestWaitForTestsWholeLines: WaitFor hands the test the whole line, raw
+// and text.
+func TestWaitForTestsWholeLines(t *testing.T) {
+	c := start(t, "serve", func(raw string) string { return strings.TrimPrefix(raw, "INFO: ") })
+	m, err := c.WaitFor(context.Background(), "a second tick", func(l childproc.Line) bool {
+		return strings.HasPrefix(l.Raw, "INFO: ") && l.Text == "tick 2"
+	}, 0, 10*time.Second)
+	if err != nil || m.Index != 1 || m.Groups != nil {
+		t.Fatalf("WaitFor: %+v %v", m, err)
+	}
+}
+
+func TestWaitForNamesWhatItWaitedFor(t *testing.T) {
+	c := start(t, "fail", nil)
+	_, err := c.WaitFor(context.Background(), "a ready entry", func(childproc.Line) bool { return false }, 0, 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "exited (exit status 1) before a ready entry") || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("WaitFor: %v, want an early-exit error naming what it waited for", err)
+	}
+}
+
 func TestIgnoringSigtermIsKilledAfterGrace(t *testing.T) {
 	c := start(t, "stubborn", nil)
 	if _, err := c.WaitLine(context.Background(), readyRe, 0, 10*time.Second); err != nil {

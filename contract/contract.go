@@ -1,7 +1,11 @@
-// Package contract is the whole agreement between the master (supervisor) and
-// a worker process: which file descriptors a worker inherits, which
-// environment variables it reads, and the messages that travel on the status
-// pipe. Both sides import this file and nothing else of each other.
+// Package contract is what crosses a process boundary. Between the master
+// (supervisor) and a worker process: which file descriptors a worker
+// inherits, which environment variables it reads, and the messages that
+// travel on the status pipe (this file); both sides import it and nothing
+// else of each other. Between demo and the tools that run it (experiment,
+// bench, the tests): the handler modes they pass on (mode.go), and the log
+// lines they read — readiness, request starts, loop stalls — as console
+// text and as the fields of JSON entries (logs.go).
 package contract
 
 import (

@@ -1,62 +1,42 @@
 package experiment
 
 import (
-	"encoding/json"
-	"regexp"
-	"strconv"
-	"strings"
+	"context"
 	"sync"
 	"time"
+
+	"demo/childproc"
+	"demo/contract"
 )
 
-// logLine is one line of a child's stderr. The children run with
-// --log-format json; Msg holds the raw text of any line that is not JSON (a
-// panic, a usage error) so that it still shows up in error messages.
-type logLine struct {
-	Time   time.Time
-	Logger string
-	Msg    string
-	JSON   bool
+// The children run with --log-format json: what the experiment learns from
+// them it reads from the fields of their entries (package contract names
+// them), never from the message text, which is for people.
+
+// lineText is the text of one line of a child's output: an entry's
+// message, or the raw line if it is not JSON (a panic, a usage error), so
+// that error messages quote what a person would read.
+func lineText(raw string) string {
+	if e, ok := contract.ParseLogEntry(raw); ok {
+		return e.Msg
+	}
+	return raw
 }
 
-func parseLogLine(raw string) logLine {
-	var j struct {
-		Time   string `json:"time"`
-		Logger string `json:"logger"`
-		Msg    string `json:"msg"`
-	}
-	if err := json.Unmarshal([]byte(raw), &j); err != nil || j.Msg == "" {
-		return logLine{Msg: raw}
-	}
-	t, err := time.Parse(time.RFC3339Nano, j.Time)
-	if err != nil {
-		return logLine{Msg: raw}
-	}
-	return logLine{Time: t, Logger: j.Logger, Msg: j.Msg, JSON: true}
+// waitEvent waits up to timeout for c's first entry reporting ev.
+func waitEvent(ctx context.Context, c *childproc.Child, ev contract.Event, timeout time.Duration) (contract.LogEntry, error) {
+	var found contract.LogEntry
+	_, err := c.WaitFor(ctx, "a log entry saying "+string(ev), func(l childproc.Line) bool {
+		e, ok := contract.ParseLogEntry(l.Raw)
+		if ok && e.Event == ev {
+			found = e
+		}
+		return ok && e.Event == ev
+	}, 0, timeout)
+	return found, err
 }
 
-var (
-	externalRunningRe = regexp.MustCompile(`demo external running on (http://[^\s"]+)`)
-	serveRunningRe    = regexp.MustCompile(`demo running on (http://[^\s"]+)`)
-	startedRe         = regexp.MustCompile(`^([0-9a-f-]{36}): started processing$`)
-	// The worker's blocked-loop detector: `event loop blocked 1.20s by GET /
-	// (request <id>)`, logged once per stall, when it ends.
-	stallRe  = regexp.MustCompile(`event loop blocked (\S+) by (.*?)(?: \(request ([0-9a-f-]{36})\))?$`)
-	workerRe = regexp.MustCompile(`^worker-(\d+)\[`)
-)
-
-// workerIndex reads the index out of a worker's logger name
-// ("worker-2[4242]"); 0 for any other logger.
-func workerIndex(logger string) int {
-	m := workerRe.FindStringSubmatch(logger)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
-}
-
-// started is a request's "started processing" line.
+// started is when and where a request started processing.
 type started struct {
 	at     time.Time
 	worker int
@@ -65,40 +45,18 @@ type started struct {
 // serverLog is what one scenario learns from its server's log.
 type serverLog struct {
 	started map[string]started // by request id
-	stalls  []stallLine
+	stalls  []contract.LogEntry
 }
 
-type stallLine struct {
-	end       time.Time
-	worker    int
-	duration  time.Duration
-	cause     string
-	requestID string
-}
+func newServerLog() serverLog { return serverLog{started: map[string]started{}} }
 
-func readServerLog(lines []logLine) serverLog {
-	sl := serverLog{started: map[string]started{}}
-	for _, l := range lines {
-		sl.add(l)
-	}
-	return sl
-}
-
-// add takes in one line, if it is one the experiment reads.
-func (sl *serverLog) add(l logLine) {
-	if !l.JSON {
-		return
-	}
-	if m := startedRe.FindStringSubmatch(l.Msg); m != nil {
-		sl.started[m[1]] = started{l.Time, workerIndex(l.Logger)}
-		return
-	}
-	if m := stallRe.FindStringSubmatch(l.Msg); m != nil {
-		d, err := time.ParseDuration(m[1])
-		if err != nil {
-			return
-		}
-		sl.stalls = append(sl.stalls, stallLine{l.Time, workerIndex(l.Logger), d, m[2], m[3]})
+// add takes in one entry, if it is one the experiment reads.
+func (sl *serverLog) add(e contract.LogEntry) {
+	switch e.Event {
+	case contract.EventRequestStarted:
+		sl.started[e.RequestID] = started{e.Time, e.Worker}
+	case contract.EventStall:
+		sl.stalls = append(sl.stalls, e)
 	}
 }
 
@@ -111,17 +69,20 @@ type logTap struct {
 	sl serverLog
 }
 
-func newLogTap() *logTap { return &logTap{sl: serverLog{started: map[string]started{}}} }
+func newLogTap() *logTap { return &logTap{sl: newServerLog()} }
 
-// text parses raw, keeps what matters and returns the line's message.
+// text keeps what matters of a raw line and returns its text.
 func (t *logTap) text(raw string) string {
-	l := parseLogLine(raw)
-	if l.JSON && (strings.HasSuffix(l.Msg, ": started processing") || strings.HasPrefix(l.Msg, "event loop blocked ")) {
+	e, ok := contract.ParseLogEntry(raw)
+	if !ok {
+		return raw
+	}
+	if e.Event == contract.EventRequestStarted || e.Event == contract.EventStall {
 		t.mu.Lock()
-		t.sl.add(l)
+		t.sl.add(e)
 		t.mu.Unlock()
 	}
-	return l.Msg
+	return e.Msg
 }
 
 // log returns what was read; call it once the server has exited.
@@ -140,16 +101,17 @@ func (sl serverLog) apply(res *Result, t0 time.Time) {
 			q.Started, q.HasStart, q.Worker = s.at.Sub(t0), true, s.worker
 		}
 	}
-	for _, s := range sl.stalls {
-		if s.end.Before(t0) {
+	for _, e := range sl.stalls {
+		if e.Time.Before(t0) {
 			continue // start-up, not the experiment
 		}
+		d := e.Stall()
 		res.Stalls = append(res.Stalls, Stall{
-			Worker:    s.worker,
-			Start:     s.end.Add(-s.duration).Sub(t0),
-			Duration:  s.duration,
-			RequestID: s.requestID,
-			Cause:     s.cause,
+			Worker:    e.Worker,
+			Start:     e.Time.Add(-d).Sub(t0),
+			Duration:  d,
+			RequestID: e.RequestID,
+			Cause:     e.Cause,
 		})
 	}
 }

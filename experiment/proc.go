@@ -7,13 +7,13 @@ import (
 )
 
 // startChild starts `demo <args>` with --log-format json among args:
-// WaitLine then matches a line's message, and error messages quote it.
+// error messages quote a line's message.
 func startChild(name, bin string, args ...string) (*childproc.Child, error) {
 	return childproc.Start(childproc.Spec{
 		Name: name,
 		Path: bin,
 		Args: args,
-		Text: func(raw string) string { return parseLogLine(raw).Msg },
+		Text: lineText,
 	})
 }
 

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"demo/childproc"
+	"demo/contract"
 )
 
 // The test binary doubles as the child processes (as os/exec's tests do):
@@ -26,14 +27,15 @@ func TestMain(m *testing.M) {
 }
 
 func helper(role string) int {
-	logf := func(msg string) {
-		fmt.Fprintf(os.Stderr, `{"level":"INFO","time":%q,"logger":"helper","msg":%q}`+"\n", time.Now().Format(time.RFC3339Nano), msg)
+	logf := func(msg string, fields ...string) {
+		fmt.Fprintf(os.Stderr, `{"level":"INFO","time":%q,"logger":"helper","msg":%q%s}`+"\n", time.Now().Format(time.RFC3339Nano), msg, strings.Join(fields, ""))
 	}
 	switch role {
 	case "serve": // ready, then exit 0 on SIGTERM, like demo serve
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM)
-		logf("demo running on http://127.0.0.1:1 (Press CTRL+C to quit)")
+		logf("not the one", `,"url":"http://127.0.0.1:2"`)
+		logf("running", `,"event":"running","url":"http://127.0.0.1:1"`)
 		<-sigs
 		logf("Shutting down")
 		return 0
@@ -51,18 +53,19 @@ func TestChildReadyThenStoppedCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = stopChild(c, time.Second) })
-	// The regexp sees the message, not the JSON around it.
-	m, err := c.WaitLine(context.Background(), serveRunningRe, 0, 10*time.Second)
-	if err != nil || m.Groups[1] != "http://127.0.0.1:1" {
-		t.Fatalf("WaitLine: %v %v", m.Groups, err)
+	// The entry is found by its event, the URL read from its field.
+	running, err := waitEvent(context.Background(), c, contract.EventRunning, 10*time.Second)
+	if err != nil || running.URL != "http://127.0.0.1:1" || running.Msg != "running" {
+		t.Fatalf("waitEvent: %+v %v", running, err)
 	}
 	if err := stopChild(c, 5*time.Second); err != nil {
 		t.Fatalf("stop after SIGTERM: %v", err)
 	}
 	// The stop waited for the end of the output: the last line is in.
-	out := logLines(c)
-	if last := out[len(out)-1]; last.Msg != "Shutting down" || !last.JSON || last.Logger != "helper" {
-		t.Errorf("last line %+v, want the shutdown line", last)
+	lines := c.Lines()
+	last, ok := contract.ParseLogEntry(lines[len(lines)-1].Raw)
+	if !ok || last.Msg != "Shutting down" || last.Logger != "helper" || lines[len(lines)-1].Text != "Shutting down" {
+		t.Errorf("last line %+v, want the shutdown line", lines[len(lines)-1])
 	}
 }
 
@@ -77,14 +80,4 @@ func TestStopWantsExitStatusZero(t *testing.T) {
 	if err := stopChild(c, 5*time.Second); err == nil {
 		t.Error("stop of a child killed by SIGTERM reported success")
 	}
-}
-
-// logLines parses every line c wrote.
-func logLines(c *childproc.Child) []logLine {
-	raw := c.Lines()
-	lines := make([]logLine, len(raw))
-	for i, l := range raw {
-		lines[i] = parseLogLine(l.Raw)
-	}
-	return lines
 }

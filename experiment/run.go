@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"demo/childproc"
+	"demo/contract"
 )
 
 const (
@@ -89,11 +90,11 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 				rep, err = nil, stopErr
 			}
 		}()
-		m, err := ext.WaitLine(ctx, externalRunningRe, 0, readyTimeout)
+		running, err := waitEvent(ctx, ext, contract.EventRunning, readyTimeout)
 		if err != nil {
 			return nil, err
 		}
-		extURL := m.Groups[1]
+		extURL := running.URL
 		serverFor = func(ctx context.Context, s Scenario) (*server, error) {
 			return startServe(ctx, bin, extURL, s, cfg.Settings)
 		}
@@ -170,10 +171,10 @@ func startServe(ctx context.Context, bin, extURL string, s Scenario, st Settings
 	if err != nil {
 		return nil, err
 	}
-	m, err := child.WaitLine(ctx, serveRunningRe, 0, readyTimeout+time.Duration(s.Workers)*perWorkerStart)
+	running, err := waitEvent(ctx, child, contract.EventRunning, readyTimeout+time.Duration(s.Workers)*perWorkerStart)
 	if err == nil {
 		var ep endpoint
-		if ep, err = parseEndpoint(m.Groups[1]); err == nil {
+		if ep, err = parseEndpoint(running.URL); err == nil {
 			return &server{ep: ep, name: "demo serve", child: child, tap: tap}, nil
 		}
 	}

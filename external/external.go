@@ -40,7 +40,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"demo/contract"
 	"demo/eventloop"
+	"demo/logs"
 	"demo/setting"
 	"demo/sockets"
 )
@@ -270,11 +272,13 @@ func serveWith(ctx context.Context, lns []*Listener, cfg Config, started func([]
 		a.servers = append(a.servers, srv)
 	}
 
-	faulty := ""
+	notes := []string{"delay " + cfg.Delay.String()}
 	if cfg.Fault != "" {
-		faulty = fmt.Sprintf(", fault %s on %g%% of connections", cfg.Fault, 100*cfg.FaultRate)
+		notes = append(notes, fmt.Sprintf("fault %s on %g%% of connections", cfg.Fault, 100*cfg.FaultRate))
 	}
-	cfg.Logger.Info(fmt.Sprintf("demo external running on http://%s (delay %s%s, Press CTRL+C to quit)", lns[0].Addr(), cfg.Delay, faulty))
+	url := "http://" + lns[0].Addr().String()
+	cfg.Logger.Info(contract.RunningMsg(contract.ExternalName, url, notes...), logs.ForTools(
+		zap.String(contract.FieldEvent, string(contract.EventRunning)), zap.String(contract.FieldURL, url)))
 	if started != nil {
 		started(apis)
 	}

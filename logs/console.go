@@ -25,7 +25,7 @@ func newCore(format Format, level zapcore.Level, out zapcore.WriteSyncer) (zapco
 	switch format {
 	case Console:
 		encoder := newConsoleEncoder(enc)
-		core := zapcore.NewCore(encoder, out, level)
+		core := zapcore.NewCore(hideToolFields{encoder}, out, level)
 		if _, fast := encoder.(*consoleEncoder); fast {
 			// The fast encoder's format is zap's (newConsoleEncoder
 			// checked): plain INFO lines may skip zap altogether.

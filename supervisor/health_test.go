@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"demo/contract"
 )
 
 func TestJudge(t *testing.T) {
@@ -133,7 +135,7 @@ func TestHealthcheckKillsSilentWorker(t *testing.T) {
 	old := m.waitRunning()[1]
 	m.waitFor(fmt.Sprintf(`Child process \[%d\] did not answer for 1s, killed`, old), 5*time.Second)
 	m.waitFor(fmt.Sprintf(`Child process \[%d\] died.*"worker": "1/1".*signal: killed.*did not answer pings`, old), 5*time.Second)
-	sub := m.waitFor(`Started server process \[(\d+)\] \(worker 1/1\)`, 5*time.Second)
+	sub := m.waitFor(contract.WorkerStartedLine("1/1").String(), 5*time.Second)
 	if sub[1] == strconv.Itoa(old) {
 		t.Fatalf("no new process")
 	}
@@ -195,13 +197,13 @@ func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 			if tc.behaviour == "ok" {
 				by = ` by GET /block \(request test\)$`
 			}
-			m.waitFor(fmt.Sprintf(`worker 1/1 \[%d\]: event loop still blocked after \d+\.\ds%s`, pid, by), 5*time.Second)
+			m.waitFor(contract.WorkerStallingLine("1/1", pid).String()+by, 5*time.Second)
 			if err := <-res; err != nil {
 				t.Fatalf("blocked request: %v", err)
 			}
 			if tc.behaviour == "no-detector" {
-				sub := m.waitFor(fmt.Sprintf(`WARN.*worker 1/1 \[%d\]: event loop was blocked for (\d+\.\d)s`, pid), 5*time.Second)
-				took, _ := strconv.ParseFloat(sub[1], 64)
+				sub := m.waitFor(`WARN.*`+contract.WorkerStallLine("1/1", pid).String(), 5*time.Second)
+				took, _ := strconv.ParseFloat(sub[3], 64)
 				if took < block.Seconds()-0.1 || took > block.Seconds()+1.5 {
 					t.Errorf("reported a %vs block, want about %v", took, block)
 				}
@@ -224,10 +226,10 @@ func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 			if tc.behaviour == "ok" {
 				ended = 0 // the worker logs the total, not the master
 			}
-			if n := m.count(`event loop was blocked`); n != ended {
+			if n := m.count(contract.WorkerStallLine("", 0).String()); n != ended {
 				t.Errorf("%d end-of-stall warnings from the master, want %d", n, ended)
 			}
-			if n := m.count(`still blocked after`); n < 1 || n > 3 {
+			if n := m.count(contract.WorkerStallingLine("", 0).String()); n < 1 || n > 3 {
 				t.Errorf("%d progress warnings for a %v block every 1s, want 1-3", n, block)
 			}
 			if body, err := get(m.url + "/"); err != nil || body != strconv.Itoa(pid) {
@@ -286,7 +288,7 @@ func TestTimeoutAbortsStalledWorker(t *testing.T) {
 				m.waitFor(`^    … 3 frames: the event loop and what started it$`, time.Second)
 			}
 			m.waitFor(fmt.Sprintf(`Child process \[%d\] died.*signal: killed.*worker timeout`, pid), 5*time.Second)
-			sub = m.waitFor(`Started server process \[(\d+)\] \(worker 1/1\)`, 5*time.Second)
+			sub = m.waitFor(contract.WorkerStartedLine("1/1").String(), 5*time.Second)
 			if err := <-res; err == nil {
 				t.Errorf("the request on the aborted worker succeeded")
 			}
@@ -353,7 +355,7 @@ func TestSIGABRTFromOutside(t *testing.T) {
 	m.waitFor(fmt.Sprintf(`WARN.*worker 1/1 \[%d\] received SIGABRT; its event loop goroutine:$`, pid), 5*time.Second)
 	m.waitFor(`^    goroutine 1 \[sleep\]:$`, time.Second)
 	m.waitFor(fmt.Sprintf(`Child process \[%d\] died.*signal: killed`, pid), 5*time.Second)
-	m.waitFor(`Started server process \[\d+\] \(worker 1/1\)`, 5*time.Second)
+	m.waitFor(contract.WorkerStartedLine("1/1").String(), 5*time.Second)
 	if n := m.count(`WORKER TIMEOUT`); n != 0 {
 		t.Errorf("a WORKER TIMEOUT for a SIGABRT the master did not send")
 	}

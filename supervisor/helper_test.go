@@ -749,12 +749,12 @@ func (m *master) all(re string) [][]string {
 // started so far, by index.
 func (m *master) waitRunning() map[int]int {
 	m.t.Helper()
-	sub := m.waitFor(`demo running on (\S+) \(Press CTRL\+C to quit\)`, 10*time.Second)
+	sub := m.waitFor(contract.RunningLine(contract.ServeName).String(), 10*time.Second)
 	m.url = sub[1]
 	pids := map[int]int{}
-	for _, s := range m.all(`Started server process \[(\d+)\] \(worker (\d+)/\d+\)`) {
+	for _, s := range m.all(contract.WorkerStartedLine("").String()) {
 		pid, _ := strconv.Atoi(s[1])
-		idx, _ := strconv.Atoi(s[2])
+		idx, _ := strconv.Atoi(strings.Split(s[2], "/")[0])
 		pids[idx] = pid
 	}
 	return pids

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"demo/contract"
+	"demo/logs"
 )
 
 // Crash-loop backoff: a worker slot whose processes die within fastDeath of
@@ -68,11 +69,14 @@ func (s *supervisor) maybeAnnounce() {
 		}
 	}
 	s.announced = true
-	s.log.Info(fmt.Sprintf("demo running on %s (Press CTRL+C to quit)", s.cfg.Addr))
+	s.log.Info(contract.RunningMsg(contract.ServeName, s.cfg.Addr), logs.ForTools(
+		zap.String(contract.FieldEvent, string(contract.EventRunning)), zap.String(contract.FieldURL, s.cfg.Addr)))
 }
 
 func (s *supervisor) logStarted(w *worker) {
-	s.log.Info(fmt.Sprintf("Started server process [%d] (worker %s)", w.pid, w.name()))
+	s.log.Info(contract.WorkerStartedMsg(w.pid, w.name()), logs.ForTools(
+		zap.String(contract.FieldEvent, string(contract.EventWorkerStarted)),
+		zap.Int(contract.FieldWorker, w.index), zap.Int(contract.FieldWorkers, w.total), zap.Int(contract.FieldPID, w.pid)))
 }
 
 // reap forgets a worker that exited and whose status pipe is drained, and

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"demo/contract"
+	"demo/logs"
 )
 
 // A stall is told once, by two voices that agree:
@@ -30,7 +31,7 @@ import (
 func (s *supervisor) beat(w *worker, now time.Time, msg contract.Msg) {
 	if gap := now.Sub(w.lastBeat); !w.lastBeat.IsZero() && gap > StallThreshold {
 		if w.stallFrom.IsZero() {
-			s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop was blocked for %s", w.name(), w.pid, seconds(gap)))
+			s.log.Warn(contract.WorkerStallMsg(w.name(), w.pid, gap), stallFields(contract.EventWorkerStall, w, gap, ""))
 			s.history(w.index).stalls.observe(gap)
 		} else {
 			// The detector logged it, but its total never came (a full
@@ -92,11 +93,22 @@ func (w *worker) clearStall() {
 // noteStall logs that w's stall goes on.
 func (s *supervisor) noteStall(w *worker, now time.Time, stall time.Duration) {
 	w.stallNoted = now
-	by := ""
-	if w.stallLabel != "" {
-		by = " by " + w.stallLabel
+	s.log.Warn(contract.WorkerStallingMsg(w.name(), w.pid, stall, w.stallLabel), stallFields(contract.EventWorkerStalling, w, stall, w.stallLabel))
+}
+
+// stallFields are the fields for tools of the master's report on w's
+// stall; label, when the detector named it, splits into cause and request.
+func stallFields(ev contract.Event, w *worker, d time.Duration, label string) zap.Field {
+	fields := []zap.Field{zap.String(contract.FieldEvent, string(ev)),
+		zap.Int(contract.FieldWorker, w.index), zap.Float64(contract.FieldStall, d.Seconds())}
+	if label != "" {
+		cause, id := contract.SplitRequestLabel(label)
+		fields = append(fields, zap.String(contract.FieldCause, cause))
+		if id != "" {
+			fields = append(fields, zap.String(contract.FieldRequestID, id))
+		}
 	}
-	s.log.Warn(fmt.Sprintf("worker %s [%d]: event loop still blocked after %s%s", w.name(), w.pid, seconds(stall), by))
+	return logs.ForTools(fields...)
 }
 
 // abort starts the end of a worker whose loop stalled past --timeout: it

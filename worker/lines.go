@@ -6,13 +6,17 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"demo/contract"
+	"demo/logs"
 )
 
 // The lines a worker logs per request: uvicorn's access line and the
 // article's story (`<id>: started processing`, one `<id> N: <Response
-// [200]>` per call, `<id>: finished!`), plus a log step's lines. They are
-// built by appending into reused buffers and written without zap when the
-// logger can, so the hot path allocates nothing for them.
+// [200]>` per call, `<id>: finished!`, in the formats package contract
+// writes down), plus a log step's lines. They are built by appending into
+// reused buffers and written without zap when the logger can, so the hot
+// path allocates nothing for them.
 
 // InfoLineWriter writes a plain INFO line itself, cheaper than zap:
 // `demo worker`'s console logger can (package logs). WriteInfo must write
@@ -31,6 +35,19 @@ func (a *app) info(msg []byte) {
 		return
 	}
 	a.log.Info(string(msg))
+}
+
+// infoEvent is info for a line tools read: through zap (--log-format json)
+// it carries the event, the request id and the worker's index as fields;
+// the direct path, console only, writes the line alone and allocates
+// nothing for them.
+func (a *app) infoEvent(msg []byte, ev contract.Event, id string) {
+	if a.direct != nil {
+		a.direct.WriteInfo(a.log.Name(), msg)
+		return
+	}
+	a.log.Info(string(msg), logs.ForTools(zap.String(contract.FieldEvent, string(ev)),
+		zap.String(contract.FieldRequestID, id), zap.Int(contract.FieldWorker, a.cfg.Index)))
 }
 
 // accessLog logs uvicorn's access line: 127.0.0.1:54321 - "GET / HTTP/1.1" 200.
@@ -60,28 +77,4 @@ func (a *app) accessLog(peer, method, target, proto string, status int, header h
 		return
 	}
 	a.info(a.line)
-}
-
-// appendIDLine renders `<id><text>`, e.g. `<id>: finished!`.
-func appendIDLine(b []byte, id, text string) []byte {
-	return append(append(b, id...), text...)
-}
-
-// appendCallLine renders an external call's line, `<id> <n>: <Response [<status>]>`.
-func appendCallLine(b []byte, id string, n int, status string) []byte {
-	b = append(b, id...)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(n), 10)
-	b = append(b, ": <Response ["...)
-	b = append(b, status...)
-	return append(b, "]>"...)
-}
-
-// appendLogLine renders line i of a log step of n: `<id>: log line <i> of <n>`.
-func appendLogLine(b []byte, id string, i, n int) []byte {
-	b = append(b, id...)
-	b = append(b, ": log line "...)
-	b = strconv.AppendInt(b, int64(i), 10)
-	b = append(b, " of "...)
-	return strconv.AppendInt(b, int64(n), 10)
 }

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"demo/contract"
 	"demo/eventloop"
 )
 
@@ -54,7 +55,7 @@ func TestPerRequestLinesSkipZapWhenTheCoreCan(t *testing.T) {
 	rec := &lineRecorder{Core: zapcore.NewNopCore(), record: true}
 	a := newTestApp(t, zap.New(rec).Named("worker-1[123]"))
 	a.accessLog("127.0.0.1:54321", "GET", "/healthcheck", "HTTP/1.1", 200, nil)
-	a.line = appendCallLine(a.line[:0], "id", 1, "200 OK")
+	a.line = contract.AppendCall(a.line[:0], "id", 1, "200 OK")
 	a.info(a.line)
 	if len(rec.msgs) != 2 || rec.msgs[0] != want || rec.msgs[1] != "id 1: <Response [200 OK]>" || rec.names[0] != "worker-1[123]" {
 		t.Errorf("direct lines %q named %q", rec.msgs, rec.names)

@@ -78,6 +78,7 @@ type app struct {
 	// blocked, and from the loop when the stall ends.
 	stallMu      sync.Mutex
 	culprit      string        // of the stall in progress
+	culpritStep  string        // the route's step the culprit was caught in, if any
 	longestStall time.Duration // the worst so far, sent with every Beat
 	longestBy    string
 
@@ -190,17 +191,17 @@ func (a *app) handle(w *eventloop.ResponseWriter, rt *route) {
 // begin gives an async route's request its label and logs the article's
 // first line.
 func (a *app) begin(q *request) {
-	q.label = a.loop.Label() + " (request " + q.id + ")"
+	q.label = contract.RequestLabel(a.loop.Label(), q.id)
 	a.loop.AnnotateWith(&q.label)
-	a.line = appendIDLine(a.line[:0], q.id, ": started processing")
-	a.info(a.line)
+	a.line = contract.AppendStarted(a.line[:0], q.id)
+	a.infoEvent(a.line, contract.EventRequestStarted, q.id)
 }
 
 // end answers the request: hello world, or 502/504 naming the failed call.
 func (a *app) end(w *eventloop.ResponseWriter, id string, err error) {
 	if err == nil {
-		a.line = appendIDLine(a.line[:0], id, ": finished!")
-		a.info(a.line)
+		a.line = contract.AppendFinished(a.line[:0], id)
+		a.infoEvent(a.line, contract.EventRequestFinished, id)
 		w.Respond(http.StatusOK, jsonType, bodyHello)
 		return
 	}

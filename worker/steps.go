@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"demo/appspec"
+	"demo/contract"
 	"demo/eventloop"
 	"demo/eventloop/client"
 )
@@ -89,7 +90,7 @@ func (q *request) onCall(resp *client.Response, err error) {
 	a.loop.AnnotateWith(&q.label)
 	if err == nil {
 		// httpx prints the reason phrase: <Response [200 OK]>
-		a.line = appendCallLine(a.line[:0], q.id, q.calls, resp.Status)
+		a.line = contract.AppendCall(a.line[:0], q.id, q.calls, resp.Status)
 		a.info(a.line)
 		err = statusError(resp.StatusCode)
 	}
@@ -131,8 +132,8 @@ func (a *app) onPool(q *request) {
 			return // the worker is exiting; nobody is left to answer
 		}
 		defer a.pool.Release(1)
-		line := appendIDLine(nil, q.id, ": started processing") // a.line is the loop's
-		a.info(line)
+		line := contract.AppendStarted(nil, q.id) // a.line is the loop's
+		a.infoEvent(line, contract.EventRequestStarted, q.id)
 		var err error
 		for i := range q.spec.Steps {
 			if err = a.blockingStep(ctx, q, &q.spec.Steps[i], &line); err != nil {
@@ -154,7 +155,7 @@ func (a *app) blockingStep(ctx context.Context, q *request, s *appspec.Step, lin
 		code, err := a.blockingGet(ctx, a.url(s), a.timeout(s))
 		if err == nil {
 			// requests prints the bare code: <Response [200]>
-			*line = appendCallLine((*line)[:0], q.id, q.calls, strconv.Itoa(code))
+			*line = contract.AppendCall((*line)[:0], q.id, q.calls, strconv.Itoa(code))
 			a.info(*line)
 			err = statusError(code)
 		}
@@ -177,7 +178,7 @@ func (a *app) blockingStep(ctx context.Context, q *request, s *appspec.Step, lin
 		burnCPU(ctx, s.Duration)
 	case appspec.Log:
 		for i := 1; i <= s.Lines; i++ {
-			*line = appendLogLine((*line)[:0], q.id, i, s.Lines)
+			*line = contract.AppendLogStep((*line)[:0], q.id, i, s.Lines)
 			a.info(*line)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"demo/appspec"
 	"demo/contract"
 	"demo/eventloop"
+	"demo/logs"
 	"demo/sockets"
 )
 
@@ -146,7 +147,9 @@ func Run(cfg Config) error {
 	if cfg.AppFile != "" {
 		serving = "app " + cfg.AppFile
 	}
-	log.Info(fmt.Sprintf("Worker %d/%d ready, %s (loop thread %s)", cfg.Index, cfg.Total, serving, name))
+	log.Info(contract.WorkerReadyMsg(cfg.Index, cfg.Total, serving, name), logs.ForTools(
+		zap.String(contract.FieldEvent, string(contract.EventWorkerReady)),
+		zap.Int(contract.FieldWorker, cfg.Index), zap.Int(contract.FieldWorkers, cfg.Total)))
 	_ = log.Sync() // say it now, not when the logger's timer next fires
 	loop.Post(func() { setThreadName(name) })
 	// The first Beat goes out now, from the goroutine about to run the
