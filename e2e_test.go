@@ -391,7 +391,7 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	died, _ := p.waitLine(regexp.MustCompile(fmt.Sprintf(`Child process \[%d\] died`, kids[0])), 0, 5*time.Second)
-	p.waitLine(regexp.MustCompile(`Started server process \[\d+\]`), died, 5*time.Second)
+	p.waitLine(contract.WorkerStartedLine(""), died, 5*time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		r := get(url + "/healthcheck")

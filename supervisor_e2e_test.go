@@ -164,7 +164,7 @@ func TestStoppedWorkerFailsProcessHealthcheck(t *testing.T) {
 	}
 	at, _ := p.waitLine(regexp.MustCompile(fmt.Sprintf(`Child process \[%d\] did not answer for 1s, killed`, pid)), 0, 5*time.Second)
 	killedAfter := time.Since(stopped)
-	p.waitLine(regexp.MustCompile(`Started server process \[\d+\] \(worker 1/1\)`), at, 5*time.Second)
+	p.waitLine(contract.WorkerStartedLine("1/1"), at, 5*time.Second)
 	waitHealthy(t, url, 5*time.Second)
 	waitGone(t, []int{pid}, time.Second)
 	if killedAfter < 900*time.Millisecond {
@@ -291,7 +291,7 @@ func TestSigttinSigttouScale(t *testing.T) {
 
 	p.signal(syscall.SIGTTIN)
 	at, _ := p.waitLine(regexp.MustCompile(`Received SIGTTIN, increasing the number of processes`), 0, 5*time.Second)
-	at, m := p.waitLine(regexp.MustCompile(`Started server process \[(\d+)\] \(worker 2/2\)`), at, 5*time.Second)
+	at, m := p.waitLine(contract.WorkerStartedLine("2/2"), at, 5*time.Second)
 	second, _ := strconv.Atoi(m[1])
 	kids := waitChildren(t, master, 5*time.Second, func(k []int) bool { return len(k) == 2 })
 	if !slices.Contains(kids, first) || !slices.Contains(kids, second) {
@@ -681,7 +681,7 @@ func TestRepeatedSIGTERMFinishesInFlight(t *testing.T) {
 // is left alone it serves.
 func TestCrashLoopBacksOff(t *testing.T) {
 	p, url := startServe(t, "--mode", "async")
-	started := regexp.MustCompile(`Started server process \[(\d+)\] \(worker 1/1\)`)
+	started := contract.WorkerStartedLine("1/1")
 	at, m := p.waitLine(started, 0, 5*time.Second)
 	for i := 1; i <= 6; i++ {
 		pid, _ := strconv.Atoi(m[1])
