@@ -478,10 +478,10 @@ func TestLogFormatJSONAndLevels(t *testing.T) {
 	if e := events[contract.EventRunning]; e.URL != url {
 		t.Errorf("running entry %+v, want url %s", e, url)
 	}
-	if e := events[contract.EventWorkerReady]; e.Worker != 1 || e.Workers != 1 {
+	if e := events[contract.EventWorkerReady]; e.Worker != "1/1" {
 		t.Errorf("worker ready entry %+v, want worker 1 of 1", e)
 	}
-	if e := events[contract.EventRequestStarted]; e.RequestID != r.header.Get("X-Request-ID") || e.Worker != 1 {
+	if e := events[contract.EventRequestStarted]; e.RequestID != r.header.Get("X-Request-ID") || e.WorkerIndex() != 1 {
 		t.Errorf("request started entry %+v, want request %s on worker 1", e, r.header.Get("X-Request-ID"))
 	}
 

@@ -165,20 +165,34 @@ func TestRequestLabelSplits(t *testing.T) {
 }
 
 func TestParseLogEntry(t *testing.T) {
-	e, ok := ParseLogEntry(`{"level":"WARN","time":"2026-03-04T05:06:07.123456789Z","logger":"worker-2[12]","msg":"event loop blocked 1.2s by GET /","event":"stall","stall_s":1.2,"cause":"GET /","request_id":"x","step":"routes./ steps[1] call blocking","worker":2}`)
+	e, ok := ParseLogEntry(`{"level":"WARN","time":"2026-03-04T05:06:07.123456789Z","logger":"worker-2[12]","msg":"event loop blocked 1.2s by GET /","event":"stall","stall_s":1.2,"cause":"GET /","request_id":"x","step":"routes./ steps[1] call blocking","worker":"2/3"}`)
 	want := LogEntry{Time: time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC), Level: "WARN", Logger: "worker-2[12]",
 		Msg: "event loop blocked 1.2s by GET /", Event: EventStall, StallS: 1.2, Cause: "GET /", RequestID: "x",
-		Step: "routes./ steps[1] call blocking", Worker: 2}
+		Step: "routes./ steps[1] call blocking", Worker: "2/3"}
 	if !ok || !e.Time.Equal(want.Time) {
 		t.Fatalf("ParseLogEntry: %+v, %v", e, ok)
 	}
 	e.Time = want.Time
-	if e != want || e.Stall() != 1200*time.Millisecond {
+	if e != want || e.Stall() != 1200*time.Millisecond || e.WorkerIndex() != 2 {
 		t.Errorf("ParseLogEntry:\n%+v\nwant\n%+v", e, want)
+	}
+	if e, ok := ParseLogEntry(`{"time":"2026-03-04T05:06:07Z","msg":"m","worker":1,"url":"u"}`); !ok || e.Msg != "m" || e.URL != "u" || e.Worker != "" {
+		t.Errorf("a field of another type: %+v, %v; want it skipped and the rest read", e, ok)
 	}
 	for _, raw := range []string{`demo: --mode "x": want one of mixed, async, threadpool`, `{"msg":"no time"}`, `{"time":"2026-03-04T05:06:07Z"}`, `panic: boom`, `{`} {
 		if _, ok := ParseLogEntry(raw); ok {
 			t.Errorf("ParseLogEntry(%q) took it for a log entry", raw)
+		}
+	}
+}
+
+func TestWorkerNames(t *testing.T) {
+	if got := WorkerName(2, 4); got != "2/4" {
+		t.Errorf("WorkerName(2, 4) = %q", got)
+	}
+	for name, want := range map[string]int{"2/4": 2, "12/12": 12, "": 0, "x/2": 0, "0/1": 0} {
+		if got := (LogEntry{Worker: name}).WorkerIndex(); got != want {
+			t.Errorf("WorkerIndex of %q = %d, want %d", name, got, want)
 		}
 	}
 }

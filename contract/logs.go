@@ -2,6 +2,7 @@ package contract
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -30,10 +31,10 @@ const (
 	// Fields: url.
 	EventRunning Event = "running"
 	// EventWorkerStarted: the master started a worker process (it is not
-	// ready yet). Fields: worker, workers, pid.
+	// ready yet). Fields: worker, pid.
 	EventWorkerStarted Event = "worker_started"
 	// EventWorkerReady: a worker's loop runs and its listener is
-	// registered. Fields: worker, workers.
+	// registered. Fields: worker.
 	EventWorkerReady Event = "worker_ready"
 	// EventRequestStarted: an app route began a request (for a `def` route,
 	// once a pool thread took it). Fields: request_id, worker.
@@ -63,8 +64,7 @@ const (
 const (
 	FieldEvent     = "event"
 	FieldURL       = "url"        // where a server serves: http://127.0.0.1:8000, unix:/path
-	FieldWorker    = "worker"     // a worker's index, from 1
-	FieldWorkers   = "workers"    // how many workers the master runs
+	FieldWorker    = "worker"     // which worker: "2/4", its index (from 1) of how many (WorkerName)
 	FieldPID       = "pid"        // a worker's process id
 	FieldRequestID = "request_id" // the request's id, also its X-Request-ID header
 	FieldStall     = "stall_s"    // how long a loop was blocked, in seconds
@@ -81,8 +81,7 @@ type LogEntry struct {
 	Msg       string    `json:"msg"`
 	Event     Event     `json:"event"`
 	URL       string    `json:"url"`
-	Worker    int       `json:"worker"`
-	Workers   int       `json:"workers"`
+	Worker    string    `json:"worker"`
 	PID       int       `json:"pid"`
 	RequestID string    `json:"request_id"`
 	StallS    float64   `json:"stall_s"`
@@ -99,11 +98,30 @@ func ParseLogEntry(line string) (LogEntry, bool) {
 		return LogEntry{}, false // cheap: most lines a tool skips are not JSON
 	}
 	var e LogEntry
-	if err := json.Unmarshal([]byte(line), &e); err != nil || e.Msg == "" || e.Time.IsZero() {
+	err := json.Unmarshal([]byte(line), &e)
+	// A field of ours that some other line uses for another type is
+	// skipped, not the whole line.
+	var wrongType *json.UnmarshalTypeError
+	if err != nil && !errors.As(err, &wrongType) || e.Msg == "" || e.Time.IsZero() {
 		return LogEntry{}, false
 	}
 	return e, true
 }
+
+// WorkerIndex is the index of the worker the entry is about (its Worker
+// field's first number); 0 if it names none.
+func (e LogEntry) WorkerIndex() int {
+	index, _, _ := strings.Cut(e.Worker, "/")
+	n, err := strconv.Atoi(index)
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
+}
+
+// WorkerName names worker index of total, as the master's lines, the
+// worker's command line (`demo worker 2/4`) and FieldWorker do: "2/4".
+func WorkerName(index, total int) string { return strconv.Itoa(index) + "/" + strconv.Itoa(total) }
 
 // Stall is StallS as a duration, to the nanosecond it was written with.
 func (e LogEntry) Stall() time.Duration {

@@ -54,7 +54,7 @@ func newServerLog() serverLog { return serverLog{started: map[string]started{}} 
 func (sl *serverLog) add(e contract.LogEntry) {
 	switch e.Event {
 	case contract.EventRequestStarted:
-		sl.started[e.RequestID] = started{e.Time, e.Worker}
+		sl.started[e.RequestID] = started{e.Time, e.WorkerIndex()}
 	case contract.EventStall:
 		sl.stalls = append(sl.stalls, e)
 	}
@@ -107,7 +107,7 @@ func (sl serverLog) apply(res *Result, t0 time.Time) {
 		}
 		d := e.Stall()
 		res.Stalls = append(res.Stalls, Stall{
-			Worker:    e.Worker,
+			Worker:    e.WorkerIndex(),
 			Start:     e.Time.Add(-d).Sub(t0),
 			Duration:  d,
 			RequestID: e.RequestID,

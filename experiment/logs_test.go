@@ -23,14 +23,14 @@ func TestReadServerLogFillsInStartsAndStalls(t *testing.T) {
 	t0 := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339Nano) }
 	lines := []string{
-		`{"level":"WARN","time":"` + at(-ms(900)) + `","logger":"worker-1[11]","msg":"event loop blocked 150ms by start-up","event":"stall","stall_s":0.15,"cause":"start-up","worker":1}`,
+		`{"level":"WARN","time":"` + at(-ms(900)) + `","logger":"worker-1[11]","msg":"event loop blocked 150ms by start-up","event":"stall","stall_s":0.15,"cause":"start-up","worker":"1/2"}`,
 		`{"level":"INFO","time":"` + at(-ms(100)) + `","msg":"demo running on http://127.0.0.1:1234 (Press CTRL+C to quit)","event":"running","url":"http://127.0.0.1:1234"}`,
-		`{"level":"INFO","time":"` + at(ms(5)) + `","logger":"worker-2[12]","msg":"a person's words","event":"request_started","request_id":"` + uuid(1) + `","worker":2}`,
+		`{"level":"INFO","time":"` + at(ms(5)) + `","logger":"worker-2[12]","msg":"a person's words","event":"request_started","request_id":"` + uuid(1) + `","worker":"2/2"}`,
 		`{"level":"INFO","time":"` + at(ms(2005)) + `","logger":"worker-2[12]","msg":"` + uuid(1) + ` 1: <Response [200]>"}`,
-		`{"level":"INFO","time":"` + at(ms(4010)) + `","logger":"worker-2[12]","msg":"` + uuid(1) + `: finished!","event":"request_finished","request_id":"` + uuid(1) + `","worker":2}`,
-		`{"level":"INFO","time":"` + at(ms(4011)) + `","logger":"worker-2[12]","msg":"` + uuid(2) + `: started processing","event":"request_started","request_id":"` + uuid(2) + `","worker":2}`,
-		`{"level":"WARN","time":"` + at(ms(4012)) + `","logger":"worker-2[12]","msg":"event loop blocked for 4.0s so far","event":"stalling","stall_s":4.0,"cause":"GET /","worker":2}`,
-		`{"level":"WARN","time":"` + at(ms(4012)) + `","logger":"worker-2[12]","msg":"words","event":"stall","stall_s":4.007,"cause":"GET /","request_id":"` + uuid(1) + `","step":"routes./ steps[1] call blocking","worker":2}`,
+		`{"level":"INFO","time":"` + at(ms(4010)) + `","logger":"worker-2[12]","msg":"` + uuid(1) + `: finished!","event":"request_finished","request_id":"` + uuid(1) + `","worker":"2/2"}`,
+		`{"level":"INFO","time":"` + at(ms(4011)) + `","logger":"worker-2[12]","msg":"` + uuid(2) + `: started processing","event":"request_started","request_id":"` + uuid(2) + `","worker":"2/2"}`,
+		`{"level":"WARN","time":"` + at(ms(4012)) + `","logger":"worker-2[12]","msg":"event loop blocked for 4.0s so far","event":"stalling","stall_s":4.0,"cause":"GET /","worker":"2/2"}`,
+		`{"level":"WARN","time":"` + at(ms(4012)) + `","logger":"worker-2[12]","msg":"words","event":"stall","stall_s":4.007,"cause":"GET /","request_id":"` + uuid(1) + `","step":"routes./ steps[1] call blocking","worker":"2/2"}`,
 		`not json at all`,
 	}
 	tap := newLogTap()

@@ -19,7 +19,7 @@ import (
 func TestToolFieldsOnlyInJSON(t *testing.T) {
 	at := time.Date(2021, 7, 7, 20, 8, 57, 962_345_678, zone)
 	tools := ForTools(zap.String(contract.FieldEvent, string(contract.EventStall)), zap.Float64(contract.FieldStall, 1.25),
-		zap.String(contract.FieldRequestID, "id-1"), zap.Int(contract.FieldWorker, 2))
+		zap.String(contract.FieldRequestID, "id-1"), zap.String(contract.FieldWorker, "2/3"))
 	log := func(format Format, fields ...zap.Field) string {
 		var out bytes.Buffer
 		core, err := newCore(format, zap.InfoLevel, zapcore.AddSync(&out))
@@ -46,7 +46,7 @@ func TestToolFieldsOnlyInJSON(t *testing.T) {
 		t.Fatalf("json: %q", lines)
 	}
 	e, ok := contract.ParseLogEntry(string(lines[0]))
-	if !ok || e.Event != contract.EventStall || e.Stall() != 1250*time.Millisecond || e.RequestID != "id-1" || e.Worker != 2 ||
+	if !ok || e.Event != contract.EventStall || e.Stall() != 1250*time.Millisecond || e.RequestID != "id-1" || e.Worker != "2/3" ||
 		e.Msg != "event loop blocked 1.25s by GET /" || e.Logger != "worker-2[12]" || !e.Time.Equal(at) {
 		t.Errorf("json %s read as %+v, %v", lines[0], e, ok)
 	}

@@ -76,7 +76,7 @@ func (s *supervisor) maybeAnnounce() {
 func (s *supervisor) logStarted(w *worker) {
 	s.log.Info(contract.WorkerStartedMsg(w.pid, w.name()), logs.ForTools(
 		zap.String(contract.FieldEvent, string(contract.EventWorkerStarted)),
-		zap.Int(contract.FieldWorker, w.index), zap.Int(contract.FieldWorkers, w.total), zap.Int(contract.FieldPID, w.pid)))
+		zap.String(contract.FieldWorker, w.name()), zap.Int(contract.FieldPID, w.pid)))
 }
 
 // reap forgets a worker that exited and whose status pipe is drained, and

@@ -100,7 +100,7 @@ func (s *supervisor) noteStall(w *worker, now time.Time, stall time.Duration) {
 // stall; label, when the detector named it, splits into cause and request.
 func stallFields(ev contract.Event, w *worker, d time.Duration, label string) zap.Field {
 	fields := []zap.Field{zap.String(contract.FieldEvent, string(ev)),
-		zap.Int(contract.FieldWorker, w.index), zap.Float64(contract.FieldStall, d.Seconds())}
+		zap.String(contract.FieldWorker, w.name()), zap.Float64(contract.FieldStall, d.Seconds())}
 	if label != "" {
 		cause, id := contract.SplitRequestLabel(label)
 		fields = append(fields, zap.String(contract.FieldCause, cause))

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -114,7 +113,7 @@ type worker struct {
 	readerDone bool // status pipe drained to EOF (or given up on)
 }
 
-func (w *worker) name() string { return fmt.Sprintf("%d/%d", w.index, w.total) }
+func (w *worker) name() string { return contract.WorkerName(w.index, w.total) }
 
 // stallSince is when w's loop stopped moving, as precisely as known: when
 // the callback the detector reported began, else the last sign the loop

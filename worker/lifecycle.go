@@ -162,7 +162,7 @@ func (a *app) stallFields(ev contract.Event, d time.Duration, label, step, culpr
 		zap.String(contract.FieldEvent, string(ev)),
 		zap.Float64(contract.FieldStall, d.Seconds()),
 		zap.String(contract.FieldCause, cause),
-		zap.Int(contract.FieldWorker, a.cfg.Index),
+		zap.String(contract.FieldWorker, a.name),
 	}
 	for _, f := range [...]struct{ key, value string }{{contract.FieldRequestID, id}, {contract.FieldStep, step}, {contract.FieldCulprit, culprit}} {
 		if f.value != "" {

@@ -47,7 +47,7 @@ func (a *app) infoEvent(msg []byte, ev contract.Event, id string) {
 		return
 	}
 	a.log.Info(string(msg), logs.ForTools(zap.String(contract.FieldEvent, string(ev)),
-		zap.String(contract.FieldRequestID, id), zap.Int(contract.FieldWorker, a.cfg.Index)))
+		zap.String(contract.FieldRequestID, id), zap.String(contract.FieldWorker, a.name)))
 }
 
 // accessLog logs uvicorn's access line: 127.0.0.1:54321 - "GET / HTTP/1.1" 200.

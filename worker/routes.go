@@ -49,6 +49,7 @@ const jsonType = "application/json"
 type app struct {
 	loop     *eventloop.Loop
 	cfg      Config
+	name     string // "1/2", how log entries name this worker for tools
 	log      *zap.Logger
 	client   *client.Client
 	pool     *semaphore.Weighted
@@ -98,6 +99,7 @@ func newApp(loop *eventloop.Loop, cfg Config, spec *appspec.App, log *zap.Logger
 	a := &app{
 		loop:     loop,
 		cfg:      cfg,
+		name:     contract.WorkerName(cfg.Index, cfg.Total),
 		log:      log,
 		client:   client.New(loop, client.Config{}),
 		pool:     semaphore.NewWeighted(int64(cfg.ThreadpoolSize)),

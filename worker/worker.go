@@ -149,7 +149,7 @@ func Run(cfg Config) error {
 	}
 	log.Info(contract.WorkerReadyMsg(cfg.Index, cfg.Total, serving, name), logs.ForTools(
 		zap.String(contract.FieldEvent, string(contract.EventWorkerReady)),
-		zap.Int(contract.FieldWorker, cfg.Index), zap.Int(contract.FieldWorkers, cfg.Total)))
+		zap.String(contract.FieldWorker, contract.WorkerName(cfg.Index, cfg.Total))))
 	_ = log.Sync() // say it now, not when the logger's timer next fires
 	loop.Post(func() { setThreadName(name) })
 	// The first Beat goes out now, from the goroutine about to run the
