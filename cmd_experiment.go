@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"demo/appspec"
 	"demo/contract"
 	"demo/experiment"
 )
@@ -38,6 +40,8 @@ func experimentCommand() *cli.Command {
 			"answered, spread over --mix; per route it counts failures by cause and latency\n" +
 			"percentiles, and runs a Kubernetes-style liveness probe. With --slo \"p99<1s\" and\n" +
 			"--workers 1,2,4,8 it names the fewest workers that meet the objective.\n\n" +
+			"--app FILE serves your app file instead of the built-in app: a burst per GET route,\n" +
+			"or with --rate its routes alike (--mix picks others).\n\n" +
 			"--target http://HOST:PORT starts nothing and loads a server already running\n" +
 			"(yours): a burst per --paths route, judging whether it blocks the event loop.\n\n" +
 			"Results go to stdout, progress to stderr.",
@@ -55,6 +59,7 @@ func experimentCommand() *cli.Command {
 			&cli.StringFlag{Name: "mix", Usage: "open loop: routes and weights, e.g. \"/mixed=1,/all-async=9\"", DefaultText: "/, or every --paths route alike"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "open loop: seed of the arrivals; the same seed gives every scenario the same arrivals"},
 			&cli.StringFlag{Name: "slo", Usage: "open loop: latency objective over every request, e.g. \"p99<1s\" (p50, p90, p99 or max; < or <=; failed requests count as too slow); with --workers, names the fewest workers that meet it with no liveness restart"},
+			&cli.StringFlag{Name: "app", Usage: "serve this app `FILE` (see demo app) in every scenario instead of the built-in app"},
 			&cli.StringFlag{Name: "target", Usage: "base `URL` of a server already running, e.g. http://127.0.0.1:8000: start nothing and load it"},
 			&cli.StringFlag{Name: "paths", Value: "/", Usage: "with --target: comma-separated routes, one burst each"},
 			&cli.StringFlag{Name: "healthcheck", Value: "/healthcheck", Usage: "with --target: the path health checks probe (must answer 200)"},
@@ -70,7 +75,7 @@ func experimentCommand() *cli.Command {
 var (
 	openLoopFlags    = []string{"duration", "mix", "seed", "slo"}
 	targetOnlyFlags  = []string{"paths", "healthcheck"}
-	localServerFlags = []string{"modes", "workers", "delay", "calls", "threadpool-size"}
+	localServerFlags = []string{"modes", "workers", "delay", "calls", "threadpool-size", "app"}
 )
 
 func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective, error) {
@@ -95,6 +100,10 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 			}
 		}
 	}
+	app, err := experimentApp(c)
+	if err != nil {
+		return experiment.Config{}, nil, err
+	}
 	if openLoop && c.IsSet("concurrency") {
 		return experiment.Config{}, nil, badFlag("--concurrency is the burst's; with --rate requests arrive open-loop")
 	}
@@ -114,7 +123,11 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 			ProbeInterval:  c.Duration("probe-interval"),
 			ThreadpoolSize: c.Int("threadpool-size"),
 			RequestTimeout: c.Duration("request-timeout"),
+			App:            app,
 		},
+	}
+	if app != nil {
+		cfg.Calls = 0 // the file's steps make the calls
 	}
 	if c.IsSet("request-timeout") && cfg.RequestTimeout <= 0 {
 		return experiment.Config{}, nil, badFlag("--request-timeout must be positive, got %v", cfg.RequestTimeout)
@@ -146,6 +159,8 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 			o.Mix = m
 		case target:
 			o.Mix = experiment.EvenMix(paths)
+		case app != nil:
+			o.Mix = experiment.EvenMix(app.Routes)
 		default:
 			o.Mix = experiment.EvenMix([]string{"/"})
 		}
@@ -161,6 +176,12 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 	switch {
 	case target:
 		cfg.Scenarios = experiment.TargetScenarios(paths, burstSize)
+	case app != nil:
+		workers, err := experiment.ParseWorkers(c.String("workers"))
+		if err != nil {
+			return experiment.Config{}, nil, badFlag("%v", err)
+		}
+		cfg.Scenarios = experiment.AppScenarios(app.Routes, workers, burstSize)
 	case c.IsSet("modes") || c.IsSet("workers") || (openLoop && !cfg.Open.Mix.Has("/")):
 		workers, err := experiment.ParseWorkers(c.String("workers"))
 		if err != nil {
@@ -192,6 +213,33 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 	return cfg, objectives, nil
 }
 
+// experimentApp reads --app: the file, checked as `demo app check` checks
+// it (a bad one is one line, FILE:LINE:COL, and exit 2 before anything
+// starts), and its GET routes, which the experiment loads. Nil without
+// --app.
+func experimentApp(c *cli.Context) (*experiment.App, error) {
+	path := c.String("app")
+	if path == "" {
+		return nil, nil
+	}
+	for _, name := range []string{"modes", "calls"} {
+		if c.IsSet(name) {
+			return nil, badFlag("--%s is for the built-in app; with --app the file says what each route does (--mix picks among its routes)", name)
+		}
+	}
+	spec, err := appspec.Load(path)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), exitUsage)
+	}
+	app := &experiment.App{File: path}
+	for _, r := range spec.Routes {
+		if r.Method == http.MethodGet {
+			app.Routes = append(app.Routes, r.Path)
+		}
+	}
+	return app, nil
+}
+
 func runExperiment(c *cli.Context) error {
 	cfg, objectives, err := experimentConfig(c)
 	if err != nil {
@@ -212,10 +260,11 @@ func runExperiment(c *cli.Context) error {
 	progress.Close()
 	if err != nil {
 		var badTarget *experiment.BadTargetError
+		var badApp *experiment.BadAppError
 		switch {
 		case ctx.Err() != nil && c.Context.Err() == nil:
 			return cli.Exit("experiment interrupted; every process it started is stopped", exitInterrupted)
-		case errors.As(err, &badTarget):
+		case errors.As(err, &badTarget), errors.As(err, &badApp):
 			return badFlag("%v", err)
 		}
 		return fmt.Errorf("experiment: %w", err)

@@ -109,6 +109,8 @@ type experimentJSON struct {
 	Events []struct {
 		Scenario string  `json:"scenario"`
 		Kind     string  `json:"kind"`
+		Route    string  `json:"route"`
+		ID       string  `json:"id"`
 		Index    int     `json:"index"`
 		Worker   int     `json:"worker"`
 		T        float64 `json:"t"`

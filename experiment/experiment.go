@@ -64,13 +64,17 @@ type Scenario struct {
 }
 
 // Name is how tables and timelines label the scenario: "mixed×2" locally,
-// "2 workers" when the mode does not matter, the path of a --target burst.
+// "/report×2" for a burst to a route of an app file, "2 workers" when
+// neither matters (open-loop load over several routes), the path of a
+// --target burst.
 func (s Scenario) Name() string {
 	switch {
 	case s.Workers == 0 && s.Path != "":
 		return s.Path
 	case s.Workers == 0:
 		return "target"
+	case s.Mode == "" && s.Concurrency > 0:
+		return fmt.Sprintf("%s×%d", s.Path, s.Workers)
 	case s.Mode == "":
 		return plural(s.Workers, "worker")
 	}
@@ -105,6 +109,21 @@ func Matrix(modes []Mode, workers []int, concurrency int) []Scenario {
 	for _, w := range workers {
 		for _, m := range modes {
 			out = append(out, Scenario{Mode: m, Workers: w, Concurrency: concurrency, Path: "/"})
+		}
+	}
+	return out
+}
+
+// AppScenarios is the matrix for an app file: per worker count, a burst to
+// each of paths, or one open-loop scenario when concurrency is 0.
+func AppScenarios(paths []string, workers []int, concurrency int) []Scenario {
+	if concurrency == 0 {
+		return Matrix(nil, workers, 0)
+	}
+	var out []Scenario
+	for _, w := range workers {
+		for _, p := range paths {
+			out = append(out, Scenario{Workers: w, Concurrency: concurrency, Path: p})
 		}
 	}
 	return out
@@ -178,6 +197,26 @@ type Settings struct {
 	// Target, when set, is the base URL of a server already running: demo
 	// starts none.
 	Target string
+	// App, when set, is the app file every `demo serve` serves instead of
+	// the built-in app; Calls and the scenarios' modes do not apply.
+	App *App
+}
+
+// App is an app file the servers of a run serve (serve's --app).
+type App struct {
+	File string // as given on the command line; serve reads it
+	// Routes are its GET routes: what a burst loads, and the default mix.
+	Routes []string
+}
+
+// ModelSkipped says in one line why a burst's model check is not made, or
+// is "" when it is.
+func (s Settings) ModelSkipped() string {
+	if s.App == nil {
+		return ""
+	}
+	return fmt.Sprintf("Model check skipped: its formulas are for the built-in app's modes (%s), not for the routes of %s",
+		contract.JoinModes(", "), s.App.File)
 }
 
 // LateAfter is when a health probe counts as late: in a burst, when a load
@@ -231,9 +270,20 @@ func (c *Config) Validate() error {
 	if len(c.Scenarios) == 0 {
 		errs = append(errs, errors.New("no scenarios to run"))
 	}
+	if c.App != nil {
+		if err := c.App.check(c.Target, c.Open); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, s := range c.Scenarios {
 		if c.Target == "" && s.Mode != "" && !slices.Contains(contract.Modes, s.Mode) {
 			errs = append(errs, fmt.Errorf("--modes: unknown mode %q", s.Mode))
+		}
+		if c.App != nil && s.Mode != "" {
+			errs = append(errs, errors.New("--modes picks what the built-in app's GET / does; with --app the file's routes are loaded"))
+		}
+		if c.App != nil && s.Concurrency > 0 && !slices.Contains(c.App.Routes, s.Path) {
+			errs = append(errs, fmt.Errorf("%s is not a GET route of %s", s.Path, c.App.File))
 		}
 		if c.Target == "" && (s.Workers < 1 || s.Workers > MaxWorkers) {
 			errs = append(errs, fmt.Errorf("--workers must be 1 to %d, got %d", MaxWorkers, s.Workers))
@@ -250,7 +300,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Delay <= 0:
 		errs = append(errs, fmt.Errorf("--delay must be positive, got %v", c.Delay))
-	case c.Calls < 1:
+	case c.Calls < 1 && c.App == nil:
 		errs = append(errs, fmt.Errorf("--calls must be at least 1, got %d", c.Calls))
 	case c.ProbeInterval < time.Millisecond:
 		errs = append(errs, fmt.Errorf("--probe-interval must be at least 1ms, got %v", c.ProbeInterval))
@@ -261,6 +311,25 @@ func (c *Config) Validate() error {
 	}
 	if len(errs) > 0 {
 		return errs[0] // one line: the first problem is enough to act on
+	}
+	return nil
+}
+
+// check: an app file serves the servers demo starts, every route of its
+// mix is one of the file's, and it has a route to load at all.
+func (a *App) check(target string, open *OpenLoop) error {
+	switch {
+	case target != "":
+		return errors.New("--app configures the servers demo starts; with --target it starts none")
+	case len(a.Routes) == 0:
+		return fmt.Errorf("--app %s: no GET route to load", a.File)
+	case open == nil:
+		return nil
+	}
+	for _, p := range open.Mix.Paths() {
+		if !slices.Contains(a.Routes, p) {
+			return fmt.Errorf("--mix: %s is not a GET route of %s (its routes: %s)", p, a.File, strings.Join(a.Routes, ", "))
+		}
 	}
 	return nil
 }

@@ -71,3 +71,39 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateAppFile(t *testing.T) {
+	app := &App{File: "app.toml", Routes: []string{"/blocking", "/awaited"}}
+	st := testSettings
+	st.App, st.Calls = app, 0
+	burst := Config{Scenarios: AppScenarios(app.Routes, []int{1, 2}, 2), Settings: st}
+	if err := burst.Validate(); err != nil {
+		t.Fatalf("bursts to the file's routes: %v", err)
+	}
+	if names := []string{burst.Scenarios[0].Name(), burst.Scenarios[3].Name()}; names[0] != "/blocking×1" || names[1] != "/awaited×2" {
+		t.Errorf("scenario names %q", names)
+	}
+	open := burst
+	open.Open = &OpenLoop{Rate: 10, Duration: time.Second, Mix: EvenMix(app.Routes), Seed: 1}
+	open.Scenarios = AppScenarios(app.Routes, []int{1, 2}, 0)
+	if err := open.Validate(); err != nil || len(open.Scenarios) != 2 || open.Scenarios[1].Name() != "2 workers" {
+		t.Fatalf("open loop over the file's routes: %v %+v", err, open.Scenarios)
+	}
+	for want, mutate := range map[string]func(*Config){
+		"--modes picks what the built-in app's GET / does": func(c *Config) { c.Scenarios = Matrix([]Mode{Mixed}, []int{1}, 2) },
+		"--mix: /other is not a GET route of app.toml (its routes: /blocking, /awaited)": func(c *Config) {
+			c.Open = &OpenLoop{Rate: 10, Duration: time.Second, Mix: EvenMix([]string{"/awaited", "/other"}), Seed: 1}
+			c.Scenarios = AppScenarios(app.Routes, []int{1}, 0)
+		},
+		"/other is not a GET route of app.toml":    func(c *Config) { c.Scenarios = AppScenarios([]string{"/other"}, []int{1}, 2) },
+		"--app configures the servers demo starts": func(c *Config) { c.Target = "http://127.0.0.1:1" },
+		"--app app.toml: no GET route to load":     func(c *Config) { c.App = &App{File: "app.toml"} },
+	} {
+		c := burst
+		mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v, want one line starting %q", err, want)
+		}
+	}
+}

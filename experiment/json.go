@@ -30,6 +30,7 @@ type jsonSettings struct {
 	RequestTimeout float64 `json:"request_timeout_s,omitempty"` // when --request-timeout was given
 	Healthcheck    string  `json:"healthcheck"`
 	Target         string  `json:"target,omitempty"`
+	App            string  `json:"app,omitempty"` // the app file the servers served
 	// Open-loop runs only.
 	Rate     float64 `json:"rate,omitempty"`
 	Duration float64 `json:"duration_s,omitempty"`
@@ -219,6 +220,9 @@ func WriteJSON(w io.Writer, rep *Report) error {
 		Scenarios: []jsonScenario{},
 		Events:    []Event{},
 	}
+	if st.App != nil {
+		doc.Settings.App = st.App.File
+	}
 	if o := st.Open; o != nil {
 		doc.Settings.Rate, doc.Settings.Duration, doc.Settings.Mix, doc.Settings.Seed = o.Rate, o.Duration.Seconds(), o.Mix.String(), &o.Seed
 	}
@@ -234,7 +238,7 @@ func WriteJSON(w io.Writer, rep *Report) error {
 		if st.Open != nil {
 			js = openScenarioJSON(r, rep)
 		} else {
-			js = burstScenarioJSON(Summarize(r, st))
+			js = burstScenarioJSON(Summarize(r, st), st.ModelSkipped() == "")
 		}
 		js.Requests, js.HealthChecks = requestsJSON(r), probesJSON(r, st)
 		doc.Scenarios = append(doc.Scenarios, js)
@@ -251,7 +255,8 @@ func WriteJSON(w io.Writer, rep *Report) error {
 	return nil
 }
 
-func burstScenarioJSON(s Summary) jsonScenario {
+// burstScenarioJSON is a burst's entry; withModel adds the model check.
+func burstScenarioJSON(s Summary, withModel bool) jsonScenario {
 	js := jsonScenario{
 		Name: s.Scenario.Name(), Kind: "burst", Mode: s.Scenario.Mode, Workers: s.Scenario.Workers,
 		Concurrency: s.Scenario.Concurrency, Path: s.Scenario.Path,
@@ -271,6 +276,9 @@ func burstScenarioJSON(s Summary) jsonScenario {
 		return js
 	}
 	js.PerWorker = s.PerWorker
+	if !withModel {
+		return js
+	}
 	js.Predicted, js.Deviation = ptr(s.Model.Predicted.Seconds()), ptr(s.Model.Deviation)
 	js.ModelDeviates, js.Warning = ptr(s.Model.Deviates()), s.Model.Warning()
 	return js

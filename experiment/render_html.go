@@ -38,6 +38,7 @@ func RenderHTML(w io.Writer, rep *Report) error {
 		Late:     fmtWords(rep.Settings.LateAfter()),
 		Started:  rep.Started.Format(time.RFC1123),
 		Target:   rep.Settings.Target != "",
+		NoModel:  rep.Settings.ModelSkipped(),
 	}
 	if v.Target {
 		v.Foot = strings.ReplaceAll(targetFootnote(rep), "\n", " ")
@@ -55,6 +56,7 @@ func RenderHTML(w io.Writer, rep *Report) error {
 type htmlView struct {
 	Settings, Formula, Late, Started string
 	Target                           bool   // a --target run: verdicts, no model
+	NoModel                          string // why there is no model check, if there is none
 	Foot                             string // the verdict rule, for a --target
 	Scenarios                        []svgScenario
 	Rows                             []htmlRow
@@ -331,12 +333,12 @@ var pageTemplate = newPage("page", `<!DOCTYPE html>
 </table>
 <p class="foot">{{.Foot}} Measured {{.Started}}.</p>
 {{else}}<table>
-<thead><tr><th>scenario</th><th>workers</th><th>concurrency</th><th>wall</th><th>request p50</th><th>request max</th><th>health p50</th><th>health max</th><th>late probes</th><th>loops stalled</th><th>model</th><th>deviation</th></tr></thead>
+<thead><tr><th>scenario</th><th>workers</th><th>concurrency</th><th>wall</th><th>request p50</th><th>request max</th><th>health p50</th><th>health max</th><th>late probes</th><th>loops stalled</th>{{if not .NoModel}}<th>model</th><th>deviation</th>{{end}}</tr></thead>
 <tbody>
-{{range .Rows}}<tr><td>{{.Name}}</td><td>{{.Workers}}</td><td>{{.Concurrency}}</td><td>{{.Wall}}{{if .Failed}} ({{.Failed}} failed){{end}}</td><td>{{.ReqP50}}</td><td>{{.ReqMax}}</td><td>{{.HealthP50}}</td><td>{{.HealthMax}}</td><td>{{.Late}}</td><td>{{.Stalled}}</td><td>{{.Predicted}}</td><td{{if .Deviates}} class="bad"{{end}}>{{.Deviation}}</td></tr>
+{{range .Rows}}<tr><td>{{.Name}}</td><td>{{.Workers}}</td><td>{{.Concurrency}}</td><td>{{.Wall}}{{if .Failed}} ({{.Failed}} failed){{end}}</td><td>{{.ReqP50}}</td><td>{{.ReqMax}}</td><td>{{.HealthP50}}</td><td>{{.HealthMax}}</td><td>{{.Late}}</td><td>{{.Stalled}}</td>{{if not $.NoModel}}<td>{{.Predicted}}</td><td{{if .Deviates}} class="bad"{{end}}>{{.Deviation}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table>
-<p class="foot">Model: {{.Formula}}. Measured {{.Started}}.</p>
+<p class="foot">{{if .NoModel}}{{.NoModel}}.{{else}}Model: {{.Formula}}.{{end}} Measured {{.Started}}.</p>
 {{end}}</body>
 </html>
 `)

@@ -41,9 +41,12 @@ func openSettingsLine(rep *Report) string {
 	st := rep.Settings
 	o := st.Open
 	var b strings.Builder
-	if st.Target != "" {
+	switch {
+	case st.Target != "":
 		fmt.Fprintf(&b, "Target %s · ", st.Target)
-	} else {
+	case st.App != nil:
+		fmt.Fprintf(&b, "%s · ", st.App.words(st))
+	default:
 		fmt.Fprintf(&b, "External API: %s per call, %d calls per request · ", st.Delay, st.Calls)
 	}
 	fmt.Fprintf(&b, "open loop: %s requests/s for %v (Poisson arrivals, seed %d) to %s · %s every %s, late after %s, failed after %s · liveness probe every %s (timeout %s, restart after %d failures)",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -338,5 +339,63 @@ func TestProgressLine(t *testing.T) {
 	// blanks the line for the report.
 	if !strings.HasSuffix(out, "\r") || !regexp.MustCompile(`mixed×2: \d+ ms {5,}`).MatchString(out) {
 		t.Errorf("terminal progress %q: stale text not blanked", out)
+	}
+}
+
+// TestRenderAppFileRun: bursts to an app file's routes are named by route,
+// and the model check, made for the built-in modes, is skipped with one
+// line saying why, in every format.
+func TestRenderAppFileRun(t *testing.T) {
+	blocking, awaited := mixedOne(), asyncOne()
+	blocking.Scenario = Scenario{Workers: 1, Concurrency: 2, Path: "/blocking"}
+	awaited.Scenario = Scenario{Workers: 1, Concurrency: 2, Path: "/awaited"}
+	st := testSettings
+	st.App, st.Calls = &App{File: "app.toml", Routes: []string{"/blocking", "/awaited"}}, 0
+	rep := &Report{Settings: st, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Results: []Result{blocking, awaited}}
+	const why = "Model check skipped: its formulas are for the built-in app's modes (mixed, async, threadpool), not for the routes of app.toml"
+
+	out := renderText(t, rep, false)
+	lines := strings.Split(out, "\n")
+	for _, want := range []string{
+		"App app.toml (GET /blocking, /awaited), external API 2s per call · 2 requests fired at once per route · /healthcheck every 100ms",
+		"route       workers conc.  wall     req p50",
+		"/blocking         1     2  8.02 s",
+		"/blocking×1 — requests ran one after the other",
+		"/awaited×1 — both requests overlapped",
+		why,
+	} {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, want) }) {
+			t.Errorf("no line starting %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Model check (") || strings.Contains(out, "predicted") {
+		t.Errorf("a model check for an app file:\n%s", out)
+	}
+
+	page := renderHTML(t, rep)
+	if strings.Contains(page, "<th>model</th>") || !strings.Contains(xmlText(t, page), why+".") {
+		t.Errorf("HTML report: model column, or no word on why it is missing")
+	}
+
+	var b bytes.Buffer
+	if err := WriteJSON(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Settings struct {
+			App string `json:"app"`
+		} `json:"settings"`
+		Scenarios []map[string]any `json:"scenarios"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Settings.App != "app.toml" || len(doc.Scenarios) != 2 || doc.Scenarios[0]["name"] != "/blocking×1" || doc.Scenarios[0]["path"] != "/blocking" {
+		t.Errorf("JSON settings %+v, scenarios %v", doc.Settings, doc.Scenarios)
+	}
+	for _, s := range doc.Scenarios {
+		if _, ok := s["predicted_s"]; ok {
+			t.Errorf("JSON scenario %v has a model prediction", s["name"])
+		}
 	}
 }

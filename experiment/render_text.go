@@ -71,7 +71,7 @@ func RenderText(w io.Writer, rep *Report, opt TextOptions) error {
 	if st.Target != "" {
 		renderTargetTable(tw, sums)
 	} else {
-		renderTable(tw, sums)
+		renderTable(tw, sums, st.App != nil)
 	}
 
 	ax := newAxis(rep, opt.Width)
@@ -90,6 +90,10 @@ func RenderText(w io.Writer, rep *Report, opt TextOptions) error {
 	}
 	tw.style(ansiDim, fmt.Sprintf("%c processing  %c queued (sent, not started yet)  %c health check answered in time  %c health check late (> %s) or failed",
 		glyphProcessing, glyphQueued, glyphProbeOK, glyphProbeLate, fmtWords(st.LateAfter())))
+	if why := st.ModelSkipped(); why != "" {
+		tw.printf("\n\n%s\n", why)
+		return tw.err
+	}
 	tw.printf("\n\nModel check (%s)\n", ModelFormula)
 	for _, s := range sums {
 		m := s.Model
@@ -117,8 +121,17 @@ func settingsLine(rep *Report) string {
 		return fmt.Sprintf("Target %s · %d requests fired at once per route, after %d health checks one after the other · %s every %s",
 			st.Target, conc, burstBaselineProbes, st.healthPath(), st.ProbeInterval)
 	}
+	if st.App != nil {
+		return fmt.Sprintf("%s · %d requests fired at once per route · /healthcheck every %s", st.App.words(st), conc, st.ProbeInterval)
+	}
 	return fmt.Sprintf("External API: %s per call, %d calls per request · %d requests fired at once · /healthcheck every %s",
 		st.Delay, st.Calls, conc, st.ProbeInterval)
+}
+
+// words names the app file and the external API its calls reach:
+// "App app.toml (GET /blocking, /awaited), external API 300ms per call".
+func (a *App) words(st Settings) string {
+	return fmt.Sprintf("App %s (GET %s), external API %s per call", a.File, strings.Join(a.Routes, ", "), st.Delay)
 }
 
 // renderTargetTable is the table of --target bursts: one row per route,
@@ -163,14 +176,24 @@ func targetFootnote(rep *Report) string {
 		"the %d requests of a burst, idle workers can hide a blocked one: fire more requests than the server has workers (--concurrency).", conc)
 }
 
-func renderTable(tw *textWriter, sums []Summary) {
-	head := fmt.Sprintf("%-11s %7s %5s  %-8s %-8s %-8s %-10s %-10s %s",
-		"mode", "workers", "conc.", "wall", "req p50", "req max", "health p50", "health max", "loops stalled")
+// renderTable is the table of local bursts: one row per scenario, named by
+// its mode, or by its route when the servers serve an app file.
+func renderTable(tw *textWriter, sums []Summary, app bool) {
+	first, width := "mode", 11
+	name := func(s Scenario) string { return string(s.Mode) }
+	if app {
+		first, name = "route", func(s Scenario) string { return s.Path }
+		for _, s := range sums {
+			width = max(width, len(s.Scenario.Path))
+		}
+	}
+	head := fmt.Sprintf("%-*s %7s %5s  %-8s %-8s %-8s %-10s %-10s %s",
+		width, first, "workers", "conc.", "wall", "req p50", "req max", "health p50", "health max", "loops stalled")
 	tw.style(ansiBold, head)
 	tw.printf("\n")
 	for _, s := range sums {
-		tw.printf("%-11s %7d %5d  %-8s %-8s %-8s %-10s %-10s %s",
-			s.Scenario.Mode, s.Scenario.Workers, s.Scenario.Concurrency, fmtTable(s.Wall),
+		tw.printf("%-*s %7d %5d  %-8s %-8s %-8s %-10s %-10s %s",
+			width, name(s.Scenario), s.Scenario.Workers, s.Scenario.Concurrency, fmtTable(s.Wall),
 			statOr(s.Requests, s.Requests.P50), statOr(s.Requests, s.Requests.Max),
 			statOr(s.Health, s.Health.P50), statOr(s.Health, s.Health.Max), fmtStalled(s.Stalled, s.Stalls))
 		if s.Failed > 0 {

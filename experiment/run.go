@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	"demo/childproc"
@@ -37,9 +39,9 @@ const (
 	// openTimeout: under open-loop load a client gives up after this, as
 	// users and proxies do; the request counts as failed ("timeout").
 	openTimeout = 10 * time.Second
-	// targetBurstTimeout: a --target's route may be slow; we do not know
-	// its delay.
-	targetBurstTimeout = time.Minute
+	// slowBurstTimeout: a --target's route, or an app file's, may be slow;
+	// we do not know how slow.
+	slowBurstTimeout = time.Minute
 )
 
 // requestTimeout is how long a request of scenario s may take.
@@ -49,8 +51,8 @@ func (st Settings) requestTimeout(s Scenario) time.Duration {
 		return st.RequestTimeout
 	case st.Open != nil:
 		return openTimeout
-	case !s.local():
-		return targetBurstTimeout
+	case !s.local() || st.App != nil:
+		return slowBurstTimeout
 	}
 	// Generous: every request one after the other, three times over.
 	serial := time.Duration(s.Concurrency*st.Calls) * st.Delay
@@ -112,7 +114,8 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 				return nil, fmt.Errorf("interrupted during %s: %w", s.Name(), ctx.Err())
 			}
 			var down *downError
-			if errors.As(err, &down) {
+			var refused *BadAppError
+			if errors.As(err, &down) || errors.As(err, &refused) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("scenario %s: %w", s.Name(), err)
@@ -156,12 +159,17 @@ type server struct {
 // startServe starts `demo serve` for s and waits until it is ready.
 func startServe(ctx context.Context, bin, extURL string, s Scenario, st Settings) (*server, error) {
 	args := []string{"serve", "--port", "0", "--workers", strconv.Itoa(s.Workers)}
-	if s.Mode != "" {
+	switch {
+	case st.App != nil:
+		args = append(args, "--app", st.App.File)
+	case s.Mode != "":
 		args = append(args, "--mode", string(s.Mode))
+	}
+	if st.App == nil {
+		args = append(args, "--calls", strconv.Itoa(st.Calls))
 	}
 	args = append(args,
 		"--external", extURL,
-		"--calls", strconv.Itoa(st.Calls),
 		"--threadpool-size", strconv.Itoa(st.ThreadpoolSize),
 		"--timeout-graceful-shutdown", serveGrace.String(),
 		"--log-format", "json",
@@ -178,7 +186,35 @@ func startServe(ctx context.Context, bin, extURL string, s Scenario, st Settings
 			return &server{ep: ep, name: "demo serve", child: child, tap: tap}, nil
 		}
 	}
+	if refused := refusedInput(child); refused != "" && st.App != nil {
+		_ = stopChild(child, stopGrace) // it has exited: this only waits for its output
+		return nil, &BadAppError{refused}
+	}
 	return nil, errors.Join(err, stopChild(child, stopGrace))
+}
+
+// BadAppError says that `demo serve` refused the --app file (it may have
+// changed since it was checked): the run stops before any load, and the
+// command treats it like a bad flag. Its text is serve's one line,
+// FILE:LINE:COL: what is wrong.
+type BadAppError struct{ msg string }
+
+func (e *BadAppError) Error() string { return e.msg }
+
+// refusedInput returns the last line of a child that exited with status 2,
+// demo's usage error, without its "demo: " prefix; "" for anything else.
+func refusedInput(c *childproc.Child) string {
+	select {
+	case <-c.Exited():
+	default:
+		return ""
+	}
+	var exit *exec.ExitError
+	lines := c.Lines()
+	if !errors.As(c.ExitErr(), &exit) || exit.ExitCode() != 2 || len(lines) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(lines[len(lines)-1].Text, "demo: ")
 }
 
 // stop stops a server we started and reads what its log says about res;

@@ -52,10 +52,19 @@ func Summarize(r Result, st Settings) Summary {
 		FailedProbes: r.FailedProbes(),
 		Stalled:      r.Stalled(),
 		Stalls:       len(r.Stalls),
-		Model:        CheckModel(r, st),
+		Model:        modelOf(r, st),
 		Words:        Describe(r, st),
 		PerWorker:    r.PerWorker(),
 	}
+}
+
+// modelOf is CheckModel's verdict on r, or none when it does not apply
+// (Settings.ModelSkipped).
+func modelOf(r Result, st Settings) ModelCheck {
+	if st.ModelSkipped() != "" {
+		return ModelCheck{}
+	}
+	return CheckModel(r, st)
 }
 
 // lateAfter is when a health probe of the scenario counted as late: the
