@@ -15,11 +15,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 
 	"demo/bench"
 	"demo/contract"
-	"demo/logs"
 )
 
 func benchCommand() *cli.Command {
@@ -208,8 +206,7 @@ func runBaseline(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = bench.ServeBaseline(ctx, ln, func(url string) {
-		logger.Info(contract.RunningMsg(contract.BaselineName, url, "net/http", "GOMAXPROCS=1"), logs.ForTools(
-			zap.String(contract.FieldEvent, string(contract.EventRunning)), zap.String(contract.FieldURL, url)))
+		logger.Info(contract.RunningMsg(contract.BaselineName, url, "net/http", "GOMAXPROCS=1"), contract.RunningFields(url))
 	})
 	if errors.Is(err, context.Canceled) {
 		return nil

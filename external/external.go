@@ -42,7 +42,6 @@ import (
 
 	"demo/contract"
 	"demo/eventloop"
-	"demo/logs"
 	"demo/setting"
 	"demo/sockets"
 )
@@ -277,8 +276,7 @@ func serveWith(ctx context.Context, lns []*Listener, cfg Config, started func([]
 		notes = append(notes, fmt.Sprintf("fault %s on %g%% of connections", cfg.Fault, 100*cfg.FaultRate))
 	}
 	url := "http://" + lns[0].Addr().String()
-	cfg.Logger.Info(contract.RunningMsg(contract.ExternalName, url, notes...), logs.ForTools(
-		zap.String(contract.FieldEvent, string(contract.EventRunning)), zap.String(contract.FieldURL, url)))
+	cfg.Logger.Info(contract.RunningMsg(contract.ExternalName, url, notes...), contract.RunningFields(url))
 	if started != nil {
 		started(apis)
 	}

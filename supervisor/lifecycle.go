@@ -8,7 +8,6 @@ import (
 	"go.uber.org/zap"
 
 	"demo/contract"
-	"demo/logs"
 )
 
 // Crash-loop backoff: a worker slot whose processes die within fastDeath of
@@ -69,14 +68,11 @@ func (s *supervisor) maybeAnnounce() {
 		}
 	}
 	s.announced = true
-	s.log.Info(contract.RunningMsg(contract.ServeName, s.cfg.Addr), logs.ForTools(
-		zap.String(contract.FieldEvent, string(contract.EventRunning)), zap.String(contract.FieldURL, s.cfg.Addr)))
+	s.log.Info(contract.RunningMsg(contract.ServeName, s.cfg.Addr), contract.RunningFields(s.cfg.Addr))
 }
 
 func (s *supervisor) logStarted(w *worker) {
-	s.log.Info(contract.WorkerStartedMsg(w.pid, w.name()), logs.ForTools(
-		zap.String(contract.FieldEvent, string(contract.EventWorkerStarted)),
-		zap.String(contract.FieldWorker, w.name()), zap.Int(contract.FieldPID, w.pid)))
+	s.log.Info(contract.WorkerStartedMsg(w.pid, w.name()), contract.WorkerStartedFields(w.name(), w.pid))
 }
 
 // reap forgets a worker that exited and whose status pipe is drained, and

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"demo/contract"
-	"demo/logs"
 )
 
 // A stall is told once, by two voices that agree:
@@ -31,7 +30,7 @@ import (
 func (s *supervisor) beat(w *worker, now time.Time, msg contract.Msg) {
 	if gap := now.Sub(w.lastBeat); !w.lastBeat.IsZero() && gap > StallThreshold {
 		if w.stallFrom.IsZero() {
-			s.log.Warn(contract.WorkerStallMsg(w.name(), w.pid, gap), stallFields(contract.EventWorkerStall, w, gap, ""))
+			s.log.Warn(contract.WorkerStallMsg(w.name(), w.pid, gap), contract.StallFields(contract.EventWorkerStall, w.name(), gap, "", "", ""))
 			s.history(w.index).stalls.observe(gap)
 		} else {
 			// The detector logged it, but its total never came (a full
@@ -93,22 +92,8 @@ func (w *worker) clearStall() {
 // noteStall logs that w's stall goes on.
 func (s *supervisor) noteStall(w *worker, now time.Time, stall time.Duration) {
 	w.stallNoted = now
-	s.log.Warn(contract.WorkerStallingMsg(w.name(), w.pid, stall, w.stallLabel), stallFields(contract.EventWorkerStalling, w, stall, w.stallLabel))
-}
-
-// stallFields are the fields for tools of the master's report on w's
-// stall; label, when the detector named it, splits into cause and request.
-func stallFields(ev contract.Event, w *worker, d time.Duration, label string) zap.Field {
-	fields := []zap.Field{zap.String(contract.FieldEvent, string(ev)),
-		zap.String(contract.FieldWorker, w.name()), zap.Float64(contract.FieldStall, d.Seconds())}
-	if label != "" {
-		cause, id := contract.SplitRequestLabel(label)
-		fields = append(fields, zap.String(contract.FieldCause, cause))
-		if id != "" {
-			fields = append(fields, zap.String(contract.FieldRequestID, id))
-		}
-	}
-	return logs.ForTools(fields...)
+	s.log.Warn(contract.WorkerStallingMsg(w.name(), w.pid, stall, w.stallLabel),
+		contract.StallFields(contract.EventWorkerStalling, w.name(), stall, w.stallLabel, "", ""))
 }
 
 // abort starts the end of a worker whose loop stalled past --timeout: it

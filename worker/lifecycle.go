@@ -10,7 +10,6 @@ import (
 
 	"demo/contract"
 	"demo/eventloop"
-	"demo/logs"
 )
 
 // What the app does for the process around its requests: drain on
@@ -129,7 +128,7 @@ func (a *app) reportStall(s eventloop.Stall) {
 	defer a.log.Sync() //nolint:errcheck
 	switch {
 	case s.Done:
-		a.log.Warn(contract.StallMsg(s.Duration, label), a.stallFields(contract.EventStall, s.Duration, label, a.culpritStep, ""))
+		a.log.Warn(contract.StallMsg(s.Duration, label), contract.StallFields(contract.EventStall, a.name, s.Duration, label, a.culpritStep, ""))
 		// The master counts the stall with this same figure.
 		_ = a.status.send(contract.Msg{Kind: contract.StallEnd, Value: int64(s.Duration), Text: label})
 		if s.Duration > a.longestStall {
@@ -145,29 +144,11 @@ func (a *app) reportStall(s eventloop.Stall) {
 		if step != "" {
 			a.culprit = step + ": " + s.Culprit
 		}
-		a.log.Warn(contract.StallingMsg(s.Duration, label, a.culprit), a.stallFields(contract.EventStalling, s.Duration, label, step, s.Culprit))
+		a.log.Warn(contract.StallingMsg(s.Duration, label, a.culprit), contract.StallFields(contract.EventStalling, a.name, s.Duration, label, step, s.Culprit))
 		// The loop cannot beat now; tell the master what holds it.
 		_ = a.status.send(contract.Msg{Kind: contract.Stall, Value: int64(s.Duration), Text: label + " at " + a.culprit})
 	default:
 		// Still blocked: the master says so every few seconds (it knows
 		// the stall even with the detector off), so not the worker too.
 	}
-}
-
-// stallFields are a stall report's fields for tools: label split into
-// the route and the request it ran, if any.
-func (a *app) stallFields(ev contract.Event, d time.Duration, label, step, culprit string) zap.Field {
-	cause, id := contract.SplitRequestLabel(label)
-	fields := []zap.Field{
-		zap.String(contract.FieldEvent, string(ev)),
-		zap.Float64(contract.FieldStall, d.Seconds()),
-		zap.String(contract.FieldCause, cause),
-		zap.String(contract.FieldWorker, a.name),
-	}
-	for _, f := range [...]struct{ key, value string }{{contract.FieldRequestID, id}, {contract.FieldStep, step}, {contract.FieldCulprit, culprit}} {
-		if f.value != "" {
-			fields = append(fields, zap.String(f.key, f.value))
-		}
-	}
-	return logs.ForTools(fields...)
 }

@@ -8,7 +8,6 @@ import (
 	"go.uber.org/zap"
 
 	"demo/contract"
-	"demo/logs"
 )
 
 // The lines a worker logs per request: uvicorn's access line and the
@@ -46,8 +45,7 @@ func (a *app) infoEvent(msg []byte, ev contract.Event, id string) {
 		a.direct.WriteInfo(a.log.Name(), msg)
 		return
 	}
-	a.log.Info(string(msg), logs.ForTools(zap.String(contract.FieldEvent, string(ev)),
-		zap.String(contract.FieldRequestID, id), zap.String(contract.FieldWorker, a.name)))
+	a.log.Info(string(msg), contract.RequestFields(ev, id, a.name))
 }
 
 // accessLog logs uvicorn's access line: 127.0.0.1:54321 - "GET / HTTP/1.1" 200.

@@ -24,7 +24,6 @@ import (
 	"demo/appspec"
 	"demo/contract"
 	"demo/eventloop"
-	"demo/logs"
 	"demo/sockets"
 )
 
@@ -147,9 +146,7 @@ func Run(cfg Config) error {
 	if cfg.AppFile != "" {
 		serving = "app " + cfg.AppFile
 	}
-	log.Info(contract.WorkerReadyMsg(cfg.Index, cfg.Total, serving, name), logs.ForTools(
-		zap.String(contract.FieldEvent, string(contract.EventWorkerReady)),
-		zap.String(contract.FieldWorker, contract.WorkerName(cfg.Index, cfg.Total))))
+	log.Info(contract.WorkerReadyMsg(cfg.Index, cfg.Total, serving, name), contract.WorkerReadyFields(contract.WorkerName(cfg.Index, cfg.Total)))
 	_ = log.Sync() // say it now, not when the logger's timer next fires
 	loop.Post(func() { setThreadName(name) })
 	// The first Beat goes out now, from the goroutine about to run the

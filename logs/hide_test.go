@@ -12,14 +12,13 @@ import (
 	"demo/contract"
 )
 
-// TestToolFieldsOnlyInJSON: an entry with ForTools fields is the very line
+// TestToolFieldsOnlyInJSON: an entry with contract's fields is the very line
 // it would be without them in the console format, and carries them as keys
 // in JSON, where contract's reader finds them. Other fields keep showing
 // in both.
 func TestToolFieldsOnlyInJSON(t *testing.T) {
 	at := time.Date(2021, 7, 7, 20, 8, 57, 962_345_678, zone)
-	tools := ForTools(zap.String(contract.FieldEvent, string(contract.EventStall)), zap.Float64(contract.FieldStall, 1.25),
-		zap.String(contract.FieldRequestID, "id-1"), zap.String(contract.FieldWorker, "2/3"))
+	tools := contract.StallFields(contract.EventStall, "2/3", 1250*time.Millisecond, contract.RequestLabel("GET /", "id-1"), "", "")
 	log := func(format Format, fields ...zap.Field) string {
 		var out bytes.Buffer
 		core, err := newCore(format, zap.InfoLevel, zapcore.AddSync(&out))
@@ -46,7 +45,7 @@ func TestToolFieldsOnlyInJSON(t *testing.T) {
 		t.Fatalf("json: %q", lines)
 	}
 	e, ok := contract.ParseLogEntry(string(lines[0]))
-	if !ok || e.Event != contract.EventStall || e.Stall() != 1250*time.Millisecond || e.RequestID != "id-1" || e.Worker != "2/3" ||
+	if !ok || e.Event != contract.EventStall || e.Stall() != 1250*time.Millisecond || e.RequestID != "id-1" || e.Worker != "2/3" || e.Cause != "GET /" ||
 		e.Msg != "event loop blocked 1.25s by GET /" || e.Logger != "worker-2[12]" || !e.Time.Equal(at) {
 		t.Errorf("json %s read as %+v, %v", lines[0], e, ok)
 	}
