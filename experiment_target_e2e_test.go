@@ -144,7 +144,15 @@ func TestExperimentTargetThatStopsAnswering(t *testing.T) {
 	srv, url := startServe(t, "--workers", "1", "--external", ext)
 	workers := childPids(t, srv.cmd.Process.Pid)
 	r := startExperiment(t, "--target", url, "--rate", "20", "--duration", "30s", "--mix", "/all-async")
-	// Once requests are in flight, the server dies.
+	// Once the run's health checks were answered (the server's access log
+	// says so: the check before the run, then at its start a probe and a
+	// liveness probe, then the next probe) and requests are in flight, the
+	// server dies.
+	probed := regexp.MustCompile(`"GET /healthcheck HTTP/1\.1" 200`)
+	at := -1
+	for range 4 {
+		at, _ = srv.waitLine(probed, at+1, 15*time.Second)
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for socketCount(r.cmd.Process.Pid) < 2 {
 		if time.Now().After(deadline) {
