@@ -184,8 +184,9 @@ func TestExperimentAppFileBadInput(t *testing.T) {
 // stops there, before any load, with serve's one line.
 func TestExperimentRunStopsWhenServeRefusesTheApp(t *testing.T) {
 	bad := writeApp(t, "bad.toml", "[routes.\"/x\"]\ndef = \"async\"\nsteps = [{ cpu = \"forever\" }]\n")
-	marker := "DEMO_E2E_EXPERIMENT=" + t.Name()
-	t.Setenv(strings.Split(marker, "=")[0], t.Name())
+	// The children Run starts inherit the marker (see startExperiment).
+	marker := "E2E_EXPERIMENT_MARKER=" + t.Name()
+	t.Setenv("E2E_EXPERIMENT_MARKER", t.Name())
 	app := &experiment.App{File: bad, Routes: []string{"/x"}}
 	cfg := experiment.Config{
 		Executable: demoBin,
