@@ -367,7 +367,7 @@ func (c *conn) step() bool {
 		}
 		c.req = req
 		c.hdrLen = end
-		if status, msg := c.checkHeader(req); status != 0 {
+		if status, msg := c.checkHeader(req, buf[:end]); status != 0 {
 			c.fail(status, msg)
 			return true
 		}

@@ -58,10 +58,30 @@ func (c *conn) headerEnd(buf []byte) int {
 }
 
 // checkHeader applies the rules net/http's server adds on top of
-// ReadRequest. It returns a status and message to reject with, or 0.
-func (c *conn) checkHeader(req *http.Request) (int, string) {
+// ReadRequest (conn.readRequest in net/http/server.go). block is the header
+// block req was parsed from. It returns a status and message to reject
+// with, or 0.
+func (c *conn) checkHeader(req *http.Request, block []byte) (int, string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported HTTP version " + req.Proto
+	}
+	fields, err := c.s.fieldsAsSent(block)
+	if err != nil {
+		return http.StatusBadRequest, err.Error()
+	}
+	// RFC 9110 §5.1 and RFC 9112 §5.1: a field name is a token, and no
+	// whitespace is allowed between it and the colon ("Content-Length : 5"
+	// would otherwise be a different field, and its body a second request).
+	// Values carry no control characters but HTAB.
+	for k, vv := range fields {
+		if !validToken(k) {
+			return http.StatusBadRequest, "invalid header name"
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return http.StatusBadRequest, "invalid header value"
+			}
+		}
 	}
 	// ReadRequest moved Host to req.Host; an empty Host is treated as absent.
 	if req.ProtoAtLeast(1, 1) && req.Host == "" && req.Method != http.MethodConnect {
@@ -76,6 +96,47 @@ func (c *conn) checkHeader(req *http.Request) (int, string) {
 		}
 	}
 	return 0, ""
+}
+
+// fieldsAsSent parses the field lines of a header block again: ReadRequest
+// takes Host, Transfer-Encoding and sometimes Content-Length out of the
+// header it returns, and the checks need them as the client sent them.
+func (s *Server) fieldsAsSent(block []byte) (textproto.MIMEHeader, error) {
+	s.bytesR.Reset(block[bytes.IndexByte(block, '\n')+1:])
+	s.br.Reset(&s.bytesR)
+	return textproto.NewReader(s.br).ReadMIMEHeader()
+}
+
+// validToken reports whether s is a token (RFC 9110 §5.6.2).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenByte(b byte) bool {
+	switch {
+	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+}
+
+// validFieldValue reports whether v has no control character but HTAB
+// (RFC 9110 §5.5; obs-text, bytes 0x80 and up, is allowed).
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // sendContinue sends the interim 100 once, when a client that asked for it

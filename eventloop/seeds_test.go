@@ -132,8 +132,6 @@ var framingSeeds = []framingSeed{
 // framingFixesPending are seeds on which the server still departs from the
 // reference, with the fix each waits for; they are skipped until then.
 var framingFixesPending = map[string]string{
-	"space before colon CL":           "field names checked like net/http's server",
-	"space before colon TE":           "field names checked like net/http's server",
 	"Host with space":                 "Host checked like net/http's server",
 	"Host with slash":                 "Host checked like net/http's server",
 	"Host empty":                      "Host checked like net/http's server",

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Request framing under attack: each case is sent, as raw bytes on one
+// connection, to the real binary and to a net/http server beside it. The
+// rule is net/http's server's where it refuses (same status class), and
+// the RFC's where it says the connection MUST close. The client never
+// half-closes: an answer must come at once, and a close must be the
+// server's own decision.
+
+// framingAttack is one raw exchange and what must come of it.
+type framingAttack struct {
+	name string
+	send string
+	want []int // statuses of the answers, in order
+	// closes: the server closes after the last answer (it must not wait
+	// for more requests on this connection).
+	closes bool
+	// peerKeepsAlive: net/http's server keeps the connection open where
+	// the RFC says to close it (it must still answer the same statuses).
+	peerKeepsAlive bool
+	why            string // the rule, for the log
+}
+
+const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+var framingAttacks = []framingAttack{
+	{
+		name:   "space before the colon of Content-Length",
+		send:   "POST /healthcheck HTTP/1.1\r\nHost: x\r\nContent-Length : 34\r\n\r\n" + smuggled,
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §5.1: no whitespace is allowed between the field name and colon; a server MUST reject such a request with 400 (net/http's server and nginx do); read as another field, the body would be a second request",
+	},
+	{
+		name:   "space before the colon of Transfer-Encoding",
+		send:   "POST /healthcheck HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\nabc",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §5.1, as above",
+	},
+	{
+		name:   "NUL in a field value",
+		send:   "GET /healthcheck HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9110 §5.5: a field value has no control characters (net/http's server answers 400)",
+	},
+}
+
+// TestFramingAttacks runs framingAttacks against `demo serve` and a
+// net/http server.
+func TestFramingAttacks(t *testing.T) {
+	_, url := startServe(t, "--mode", "async", "--no-access-log")
+	demo := strings.TrimPrefix(url, "http://")
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			w.Header().Set("Connection", "close")
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer peer.Close()
+	for _, a := range framingAttacks {
+		t.Run(a.name, func(t *testing.T) {
+			t.Logf("rule: %s", a.why)
+			got, closed := converse(t, demo, a.send)
+			if !equalClasses(got, a.want, true) || closed != a.closes {
+				t.Errorf("demo answered %v and closed %v, want %v and closed %v", got, closed, a.want, a.closes)
+			}
+			peerGot, peerClosed := converse(t, peer.Listener.Addr().String(), a.send)
+			if !equalClasses(peerGot, a.want, false) {
+				t.Errorf("net/http's server answered %v, want the same classes as %v: the rule is wrong", peerGot, a.want)
+			}
+			if peerClosed != (a.closes && !a.peerKeepsAlive) {
+				t.Errorf("net/http's server closed %v: peerKeepsAlive is wrong", peerClosed)
+			}
+		})
+	}
+}
+
+// converse writes send on a new connection and reads answers until the
+// server closes it or goes quiet for a second; it returns their statuses
+// (interim 1xx left out) and whether the server closed.
+func converse(t *testing.T, addr, send string) (statuses []int, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, send); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	br := bufio.NewReader(c)
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.Peek(1); err != nil {
+			switch {
+			case errors.Is(err, io.EOF):
+				return statuses, true
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return statuses, false
+			}
+			t.Fatalf("after %v: %v (a reset can destroy answers)", statuses, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("after %v: %v", statuses, err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatalf("after %v: %v", statuses, err)
+		}
+		if resp.StatusCode >= 200 {
+			statuses = append(statuses, resp.StatusCode)
+		}
+	}
+}
+
+// equalClasses compares statuses exactly, or by class (4xx, 5xx) when
+// exact is false.
+func equalClasses(got, want []int, exact bool) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] && (exact || got[i]/100 != want[i]/100) {
+			return false
+		}
+	}
+	return true
+}
