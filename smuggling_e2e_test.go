@@ -58,6 +58,40 @@ var framingAttacks = []framingAttack{
 		closes: true,
 		why:    "RFC 9110 §5.5: a field value has no control characters (net/http's server answers 400)",
 	},
+	{
+		name:   "Host with a space",
+		send:   "GET /healthcheck HTTP/1.1\r\nHost: a b\r\n\r\n",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §3.2: Host is uri-host [ \":\" port ]; a server MUST answer 400 to an invalid Host (net/http's server does)",
+	},
+	{
+		name:   "Host with a slash",
+		send:   "GET /healthcheck HTTP/1.1\r\nHost: a/b\r\n\r\n",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §3.2, as above",
+	},
+	{
+		name: "empty Host",
+		send: "GET /healthcheck HTTP/1.1\r\nHost:\r\n\r\nGET /healthcheck HTTP/1.1\r\nHost: \r\n\r\n",
+		want: []int{200, 200},
+		why:  "RFC 9112 §3.2: a target without an authority is sent with an empty Host, which is valid (net/http's server accepts it)",
+	},
+	{
+		name:   "absolute-form target without Host",
+		send:   "GET http://x/healthcheck HTTP/1.1\r\n\r\n",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, whatever its target (net/http's server does)",
+	},
+	{
+		name:   "two Hosts",
+		send:   "GET /healthcheck HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §3.2: a server MUST answer 400 to more than one Host",
+	},
 }
 
 // TestFramingAttacks runs framingAttacks against `demo serve` and a

@@ -83,9 +83,14 @@ func (c *conn) checkHeader(req *http.Request, block []byte) (int, string) {
 			}
 		}
 	}
-	// ReadRequest moved Host to req.Host; an empty Host is treated as absent.
-	if req.ProtoAtLeast(1, 1) && req.Host == "" && req.Method != http.MethodConnect {
+	// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host, whatever
+	// the form of its target; an empty one is valid (no authority).
+	hosts := fields["Host"]
+	if req.ProtoAtLeast(1, 1) && len(hosts) == 0 && req.Method != http.MethodConnect {
 		return http.StatusBadRequest, "missing required Host header"
+	}
+	if len(hosts) == 1 && !validHost(hosts[0]) {
+		return http.StatusBadRequest, "malformed Host header"
 	}
 	if req.ContentLength > c.s.cfg.MaxBodyBytes {
 		return http.StatusRequestEntityTooLarge, "request body too large"
@@ -126,6 +131,22 @@ func isTokenByte(b byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+}
+
+// validHost reports whether h uses only bytes that may appear in a URI's
+// host and port (RFC 3986 §3.2.2: unreserved, sub-delims, pct-encoded, ':'
+// and the brackets of an IP literal), the leniency net/http's server
+// applies: "a b" and "a/b" are refused.
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		switch b := h[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=%:[]", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // validFieldValue reports whether v has no control character but HTAB

@@ -132,12 +132,6 @@ var framingSeeds = []framingSeed{
 // framingFixesPending are seeds on which the server still departs from the
 // reference, with the fix each waits for; they are skipped until then.
 var framingFixesPending = map[string]string{
-	"Host with space":                 "Host checked like net/http's server",
-	"Host with slash":                 "Host checked like net/http's server",
-	"Host empty":                      "Host checked like net/http's server",
-	"Host blank":                      "Host checked like net/http's server",
-	"Host non-ASCII":                  "Host checked like net/http's server",
-	"absolute form without Host":      "Host checked like net/http's server",
 	"chunk longer than its size line": "chunk data checked for its CRLF as it arrives",
 	"CL and TE":                       "closing after Content-Length with Transfer-Encoding",
 	"CL and TE smuggling":             "closing after Content-Length with Transfer-Encoding",
