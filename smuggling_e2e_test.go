@@ -92,6 +92,20 @@ var framingAttacks = []framingAttack{
 		closes: true,
 		why:    "RFC 9112 §3.2: a server MUST answer 400 to more than one Host",
 	},
+	{
+		name:   "chunk longer than its size line",
+		send:   "POST /healthcheck HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nhello\r\n3\r\nabc",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §7.1: chunk-data is chunk-size octets followed by CRLF; net/http's server answers 400 as soon as the CRLF is missing, without waiting for more",
+	},
+	{
+		name:   "chunk size line ending in a bare LF",
+		send:   "POST /healthcheck HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+		want:   []int{400},
+		closes: true,
+		why:    "RFC 9112 §7.1 and errata 7633: chunk lines end in CRLF (net/http's server answers 400)",
+	},
 }
 
 // TestFramingAttacks runs framingAttacks against `demo serve` and a

@@ -94,7 +94,7 @@ func (v verdict) String() string {
 // message not yet decidable gets no verdict.
 func reference(data []byte, eof bool, lim refLimits) []verdict {
 	s := &refStream{data: data, eof: eof}
-	br := bufio.NewReaderSize(s, len(data)+16)
+	br := bufio.NewReaderSize(s, 4096) // net/http's server reads through 4 KiB
 	var out []verdict
 	for {
 		s.drained, s.hitEOF = false, false
@@ -129,7 +129,8 @@ func reference(data []byte, eof bool, lim refLimits) []verdict {
 				return out // the rest of the header has not come (yet)
 			}
 			v.status = http.StatusBadRequest
-			if msg := err.Error(); strings.Contains(msg, "transfer encoding") {
+			if msg := err.Error(); strings.HasPrefix(msg, "unsupported transfer encoding") ||
+				strings.HasPrefix(msg, "too many transfer encodings") {
 				v.status = http.StatusNotImplemented // net/http's unsupportedTEError
 			}
 			return append(out, v)
