@@ -362,7 +362,7 @@ func (c *conn) step() bool {
 		s.br.Reset(&s.bytesR)
 		req, err := http.ReadRequest(s.br)
 		if err != nil {
-			c.fail(http.StatusBadRequest, err.Error())
+			c.fail(readRequestStatus(err), err.Error())
 			return true
 		}
 		c.req = req

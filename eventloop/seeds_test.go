@@ -132,16 +132,6 @@ var framingSeeds = []framingSeed{
 // framingFixesPending are seeds on which the server still departs from the
 // reference, with the fix each waits for; they are skipped until then.
 var framingFixesPending = map[string]string{
-	"CL and TE":                  "closing after Content-Length with Transfer-Encoding",
-	"CL and TE smuggling":        "closing after Content-Length with Transfer-Encoding",
-	"te-and-cl-smuggling":        "closing after Content-Length with Transfer-Encoding",
-	"TE and CL order":            "closing after Content-Length with Transfer-Encoding",
-	"TE on HTTP/1.0":             "closing after Transfer-Encoding on HTTP/1.0",
-	"TE on HTTP/1.0 without CL":  "closing after Transfer-Encoding on HTTP/1.0",
-	"TE gzip":                    "501 for unknown transfer codings",
-	"TE gzip chunked":            "501 for unknown transfer codings",
-	"TE chunked twice":           "501 for unknown transfer codings",
-	"TE identity":                "501 for unknown transfer codings",
 	"Expect list":                "Expect read like net/http's server",
 	"Expect unknown on HTTP/1.0": "Expect read like net/http's server",
 	"Expect twice":               "Expect read like net/http's server",

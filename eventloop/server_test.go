@@ -324,9 +324,9 @@ func TestServerFraming(t *testing.T) {
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n",
 				[]want{{status: 200, body: "abc", header: map[string]string{"X-Trailer-Sum": "42"}}}},
 		}},
-		{name: "Transfer-Encoding wins over Content-Length", steps: []exchange{
+		{name: "Transfer-Encoding wins over Content-Length, then close", closed: true, steps: []exchange{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-				[]want{{status: 200, body: ""}}},
+				[]want{{status: 200, body: "", header: closes}}},
 		}},
 		{name: "leading CRLF and bare LF lines", steps: []exchange{
 			{"\r\n\nGET / HTTP/1.1\nHost: x\n\n", []want{{status: 200, body: "hello"}}},
