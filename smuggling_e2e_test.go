@@ -136,6 +136,13 @@ var framingAttacks = []framingAttack{
 		closes: true,
 		why:    "RFC 9112 §6.1, as above; net/http's server implements chunked alone",
 	},
+	{
+		name:   "unknown expectation on HTTP/1.0",
+		send:   "POST /healthcheck HTTP/1.0\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx",
+		want:   []int{417},
+		closes: true,
+		why:    "RFC 9110 §10.1.1: a server MAY answer 417 to an expectation it does not meet; net/http's server does, whatever the version",
+	},
 }
 
 // TestFramingAttacks runs framingAttacks against `demo serve` and a

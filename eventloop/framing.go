@@ -101,10 +101,16 @@ func (c *conn) checkHeader(req *http.Request, block []byte) (int, string) {
 	if req.ContentLength > c.s.cfg.MaxBodyBytes {
 		return http.StatusRequestEntityTooLarge, "request body too large"
 	}
-	if e := req.Header["Expect"]; len(e) > 0 && req.ProtoAtLeast(1, 1) {
-		if len(e) > 1 || !strings.EqualFold(e[0], "100-continue") {
-			return http.StatusExpectationFailed, "unsupported Expect header"
-		}
+	// Like net/http's server, the first Expect field decides: 100-continue
+	// is honoured, any other expectation gets 417 (RFC 9110 §10.1.1).
+	if e := req.Header.Get("Expect"); e != "" && !hasToken(e, "100-continue") {
+		return http.StatusExpectationFailed, "unsupported Expect header"
+	}
+	// net/http's server also closes when the first Connection field names
+	// close among other words ("x close"), which ReadRequest's list
+	// parsing does not count.
+	if hasToken(req.Header.Get("Connection"), "close") {
+		req.Close = true
 	}
 	return 0, ""
 }
@@ -151,6 +157,22 @@ func isTokenByte(b byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
 }
 
+// hasToken reports whether token appears in v, in any case, between
+// boundaries (the ends of v, space, tab or comma): how net/http's server
+// reads Expect and Connection.
+func hasToken(v, token string) bool {
+	for i := 0; i+len(token) <= len(v); i++ {
+		if (i == 0 || isTokenBoundary(v[i-1])) &&
+			(i+len(token) == len(v) || isTokenBoundary(v[i+len(token)])) &&
+			strings.EqualFold(v[i:i+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == '\t' || b == ',' }
+
 // validHost reports whether h uses only bytes that may appear in a URI's
 // host and port (RFC 3986 §3.2.2: unreserved, sub-delims, pct-encoded, ':'
 // and the brackets of an IP literal), the leniency net/http's server
@@ -181,7 +203,7 @@ func validFieldValue(v string) bool {
 // sendContinue sends the interim 100 once, when a client that asked for it
 // has sent its header but not yet its body.
 func (c *conn) sendContinue() {
-	if c.continued || len(c.req.Header["Expect"]) == 0 || !c.req.ProtoAtLeast(1, 1) {
+	if c.continued || !c.req.ProtoAtLeast(1, 1) || !hasToken(c.req.Header.Get("Expect"), "100-continue") {
 		return
 	}
 	c.continued = true

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -40,16 +39,10 @@ import (
 // hand: go test ./eventloop -run XXX -fuzz FuzzServerFraming -fuzztime 30m
 func FuzzServerFraming(f *testing.F) {
 	for _, seed := range framingSeeds {
-		if _, ok := framingFixesPending[seed.name]; ok {
-			continue
-		}
 		f.Add([]byte(seed.data), uint16(len(seed.data)/2))
 	}
 	ts := startServerWith(f, fuzzConfig, echoHandler)
 	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
-		if fix, ok := framingFixesPending[path.Base(t.Name())]; ok { // a corpus file's name
-			t.Skipf("waits for %s", fix)
-		}
 		checkFraming(ts.with(t), fuzzLimits, data, splitPoints(len(data), split))
 	})
 }

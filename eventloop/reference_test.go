@@ -312,14 +312,12 @@ func refValidHost(h string) bool {
 	return !strings.ContainsFunc(h, func(r rune) bool { return !strings.ContainsRune(ok, r) })
 }
 
-// hasTokenFold reports whether the comma-separated list v names token.
+// hasTokenFold reports whether token is one of the words of v, in any
+// case: words are separated by spaces, tabs and commas, as net/http's server
+// reads Expect and Connection.
 func hasTokenFold(v, token string) bool {
-	for _, el := range strings.Split(v, ",") {
-		if strings.EqualFold(strings.Trim(el, " \t"), token) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' }),
+		func(w string) bool { return strings.EqualFold(w, token) })
 }
 
 // echoRequest renders what a handler sees of a request, the same way for

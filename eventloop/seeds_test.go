@@ -68,6 +68,9 @@ var framingSeeds = []framingSeed{
 	{"Expect list", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: 1\r\nExpect: 100-continue, foo\r\n\r\nx"},
 	{"Expect unknown on HTTP/1.0", "POST /echo HTTP/1.0\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx"},
 	{"Expect twice", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: 1\r\nExpect: 100-continue\r\nExpect: 100-continue\r\n\r\nx"},
+	{"Expect among words", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: 1\r\nExpect: foo 100-Continue\r\n\r\nx"},
+	{"Expect with a parameter", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: 1\r\nExpect: 100-continue;x\r\n\r\nx"},
+	{"Connection close among words", "GET /echo HTTP/1.1\r\n" + host + "Connection: x close\r\n\r\n" + get},
 	{"Expect empty", "GET /echo HTTP/1.1\r\n" + host + "Expect:\r\n\r\n"},
 
 	// Chunked bodies.
@@ -129,15 +132,6 @@ var framingSeeds = []framingSeed{
 	{"CR before request line", "\rGET /echo HTTP/1.1\r\n" + host + "\r\n"},
 }
 
-// framingFixesPending are seeds on which the server still departs from the
-// reference, with the fix each waits for; they are skipped until then.
-var framingFixesPending = map[string]string{
-	"Expect list":                "Expect read like net/http's server",
-	"Expect unknown on HTTP/1.0": "Expect read like net/http's server",
-	"Expect twice":               "Expect read like net/http's server",
-	"Expect empty":               "Expect read like net/http's server",
-}
-
 // TestFramingSeeds runs each seed through the differential check, cut in
 // two at every position, so that every boundary — inside a token, between
 // CR and LF, inside a chunk-size line — is the end of one read.
@@ -145,9 +139,6 @@ func TestFramingSeeds(t *testing.T) {
 	ts := startServerWith(t, fuzzConfig, echoHandler)
 	for _, seed := range framingSeeds {
 		t.Run(seed.name, func(t *testing.T) {
-			if fix, ok := framingFixesPending[seed.name]; ok {
-				t.Skipf("waits for %s", fix)
-			}
 			ts := ts.with(t)
 			data := []byte(seed.data)
 			checkFraming(ts, fuzzLimits, data, nil)
