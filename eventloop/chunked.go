@@ -65,7 +65,7 @@ func (cs *chunkScanner) scan(body []byte, maxBody int64, maxTrailer int) (end, s
 			}
 			// RFC 9112 §7.1: chunk lines end in CRLF, never a bare LF
 			// (errata 7633), and hold no other CR.
-			if cr := bytes.IndexByte(line, '\r'); cr != len(line)-2 {
+			if cr := bytes.IndexByte(line, '\r'); cr < 0 || cr != len(line)-2 {
 				return 0, http.StatusBadRequest, "malformed chunk size line"
 			}
 			line = line[:len(line)-2]
