@@ -466,10 +466,13 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 }
 
 // finish closes a connection whose last response is written, lingering
-// first while the client may still be sending: a request was begun that
-// will not be read (rejected, or pipelined behind the last answer).
+// first unless the client has hung up: it may still be sending — a request
+// we refused, requests pipelined behind the last answer, or bytes already
+// on their way that we have not seen yet. Input that arrives after close(2),
+// like input left unread, makes the kernel send RST, which can destroy the
+// answer before the client reads it.
 func (c *conn) finish() {
-	if !c.rdClosed && (c.begun || c.req != nil) {
+	if !c.rdClosed {
 		c.startLinger()
 		return
 	}

@@ -1414,3 +1414,38 @@ func TestServerNewConnectionWhileBacklogged(t *testing.T) {
 		t.Errorf("a new connection waited %d callbacks of the %d ready fds, want it served within a few batches of %d", best, busyFDs, maxEvents)
 	}
 }
+
+// TestServerClosingAnswerSurvivesLateBytes: the client's next bytes arrive
+// while the server is answering "Connection: close" (they were on their
+// way). Closing a socket with unread input makes the kernel send RST, which
+// can destroy the answer before the client reads it; the server lingers
+// instead, so the client reads the answer whole and then a clean EOF.
+// FuzzServerFraming used to fail on this now and then.
+func TestServerClosingAnswerSurvivesLateBytes(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServerWith(t, ServerConfig{}, func(ts *testServer) Handler {
+		return func(w *ResponseWriter, r *Request) {
+			<-release // the late bytes land meanwhile
+			w.Respond(200, "text/plain", []byte("answer"))
+		}
+	})
+	for _, first := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	} {
+		c := ts.dial()
+		send(t, c, first)
+		send(t, c, get) // before the answer: the loop is in the handler
+		time.Sleep(10 * time.Millisecond)
+		release <- struct{}{}
+		out, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("%q: reading the answer: %v (got %q)", first, err, out)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
+		if err != nil || resp.StatusCode != 200 || !resp.Close {
+			t.Fatalf("%q: answer %q: %v", first, out, err)
+		}
+	}
+}
