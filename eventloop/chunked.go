@@ -115,6 +115,15 @@ func (cs *chunkScanner) scan(body []byte, maxBody int64, maxTrailer int) (end, s
 			cs.pos += 2
 			cs.state = chunkSize
 		case chunkTrailer:
+			if cs.pos == cs.trailerStart {
+				done, status, msg := trailerAllowed(body[cs.pos:])
+				if status != 0 || done <= 0 {
+					return done, status, msg
+				}
+				if done == 2 {
+					return cs.pos + 2, 0, ""
+				}
+			}
 			i := bytes.IndexByte(body[cs.pos:], '\n')
 			if i < 0 {
 				if len(body)-cs.trailerStart > maxTrailer {
@@ -132,6 +141,25 @@ func (cs *chunkScanner) scan(body []byte, maxBody int64, maxTrailer int) (end, s
 			}
 		}
 	}
+}
+
+// trailerAllowed decides on what follows the last chunk the way net/http's
+// body reader does: CRLF alone ends the body (done is 2); anything else is
+// a trailer, read only once an empty CRLF line ("\r\n\r\n") shows up
+// within its 4 KiB read buffer (done is 1), which bounds a trailer that
+// never ends. The bytes that show it may belong to the next request.
+func trailerAllowed(after []byte) (done, status int, msg string) {
+	switch {
+	case len(after) < 2:
+		return -1, 0, ""
+	case after[0] == '\r' && after[1] == '\n':
+		return 2, 0, ""
+	case bytes.Contains(after[:min(len(after), maxChunkLine)], []byte("\r\n\r\n")):
+		return 1, 0, ""
+	case len(after) >= maxChunkLine:
+		return 0, http.StatusBadRequest, "suspiciously long trailer after chunked body"
+	}
+	return -1, 0, ""
 }
 
 // parseChunkSize parses a chunk size as net/http does: 1 to 16 hex digits.

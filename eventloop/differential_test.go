@@ -21,6 +21,7 @@ var netHTTPDifferences = map[string]string{
 	"TE on HTTP/1.0":                  "RFC 9112 §6.1: the connection closes after an HTTP/1.0 request with Transfer-Encoding",
 	"TE on HTTP/1.0 without CL":       "RFC 9112 §6.1: the connection closes after an HTTP/1.0 request with Transfer-Encoding",
 	"PRI preface":                     "the HTTP/2 preface is refused like any HTTP/2.0 request; net/http hands it to h2c handlers",
+	"trailer bare LF at the end":      "a body cut short by the end of the stream is not answered: the handler runs once the body is complete; net/http runs it on the header, and its body read fails",
 	"asterisk form":                   "net/http's server answers OPTIONS * itself; here the handler does",
 }
 

@@ -88,6 +88,8 @@ var framingSeeds = []framingSeed{
 	{"chunk data bare LF", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n1\r\nx\n0\r\n\r\n"},
 	{"last chunk bare LF end", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\n" + get},
 	{"trailer bare LF", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\n\n" + get},
+	{"trailer bare LF at the end", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\n\n"},
+	{"trailer bare LF then CRLF CRLF past 4 KiB", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\n\nGET /echo HTTP/1.1\r\n" + host + "X-Pad: " + strings.Repeat("p", 4096) + "\r\n\r\n"},
 	{"trailer with space before colon", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\nX-T : 1\r\n\r\n"},
 	{"many small chunks", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" + strings.Repeat("1\r\nz\r\n", 40) + "0\r\n\r\n" + get},
 
