@@ -64,7 +64,9 @@ func TestWorkerArgvRoundTrip(t *testing.T) {
 	cfg.LimitConcurrency = 9
 	cfg.KeepAliveTimeout = 2500 * time.Millisecond
 	cfg.RequestHeaderTimeout = 3 * time.Second
+	cfg.RequestBodyTimeout = 7 * time.Second
 	cfg.MaxBodyBytes = 12345
+	cfg.MaxBufferedBodyBytes = 1 << 20
 	cfg.MaxHeaderBytes = 4096
 	cfg.ProxyHeaders = false
 	cfg.ForwardedAllowIPs = "10.0.0.0/8, unix"

@@ -251,3 +251,124 @@ func TestLimitMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 		t.Fatalf("after recycling: %d %v", r.status, r.err)
 	}
 }
+
+// TestSlowBodyIsCutOffByRequestBodyTimeout: with --timeout-request-body 1s,
+// a body dripped one byte every 300 ms (each byte restarts the keep-alive
+// clock, and the header is long complete) is answered 408 about a second
+// after its header, and the connection closes.
+func TestSlowBodyIsCutOffByRequestBodyTimeout(t *testing.T) {
+	const timeout = time.Second
+	_, url := startServe(t, "--mode", "async", "--timeout-request-body", timeout.String(), "--no-access-log")
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "POST /healthcheck HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := io.WriteString(c, "a"); err != nil {
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer close(stop)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	el := time.Since(start)
+	if err != nil {
+		t.Fatalf("after %v: %v", el, err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Fatalf("a body dripped a byte every 300ms: %d (close %v), want 408 and close", resp.StatusCode, resp.Close)
+	}
+	if el < timeout-50*time.Millisecond || el > 2*timeout {
+		t.Fatalf("408 after %v, want about %v", el, timeout)
+	}
+	t.Logf("dripped body answered 408 after %v", el)
+}
+
+// TestHalfSentBodiesPastTheTotalGet503: with --limit-request-body-total
+// 1 MiB, eight connections each hold a 200,000-byte body one byte short of
+// complete; at most five fit, the rest are answered 503 at once and closed.
+// Once their last byte comes, the bodies that fit are served.
+func TestHalfSentBodiesPastTheTotalGet503(t *testing.T) {
+	const total, size, conns = 1 << 20, 200_000, 8
+	_, url := startServe(t, "--mode", "async", "--limit-request-body-total", strconv.Itoa(total), "--no-access-log")
+	addr := strings.TrimPrefix(url, "http://")
+	header := fmt.Sprintf("POST /healthcheck HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+	part := strings.Repeat("b", size-1)
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+		// A refused connection may stop reading part-way: a failed write is
+		// not the server's fault.
+		_, _ = io.WriteString(c, header+part)
+	}
+	// A refusal is answered at once; an accepted body waits for its last
+	// byte. Give the answers a second.
+	refused := make([]bool, conns)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return // nothing yet: accepted so far
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close {
+				t.Errorf("connection %d: %d (close %v) before its body was complete, want 503 and close", i, resp.StatusCode, resp.Close)
+			}
+			refused[i] = true
+		}()
+	}
+	wg.Wait()
+	accepted := 0
+	for i, c := range cs {
+		if refused[i] {
+			continue
+		}
+		accepted++
+		if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "b"); err != nil {
+			t.Fatalf("connection %d: last byte: %v", i, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("connection %d, body complete: %v %v, want the app's 405", i, resp, err)
+		}
+	}
+	t.Logf("%d bodies of %d bytes held at once, %d refused with 503", accepted, size, conns-accepted)
+	if accepted*(size-1) > total || accepted == conns {
+		t.Fatalf("%d bodies of %d bytes held at once under a total of %d", accepted, size-1, total)
+	}
+	if r := get(url + "/healthcheck"); r.status != 200 {
+		t.Fatalf("after the bodies: %d %v", r.status, r.err)
+	}
+}

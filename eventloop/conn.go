@@ -153,6 +153,15 @@ func (c *conn) setState(next connState) {
 	case prev == stateHeader:
 		c.stopHeaderClock()
 	}
+	// The body clock runs from the end of the header until the request is
+	// dispatched or refused; waiting for the socket to take a 100 Continue
+	// (Writing) does not stop it.
+	switch {
+	case next == stateBody:
+		c.startBodyClock()
+	case next != stateWriting:
+		c.stopBodyClock()
+	}
 	switch next {
 	case stateLingering:
 		c.startLingerClock()
@@ -218,7 +227,14 @@ type conn struct {
 	hdrDeadline     time.Time // zero unless in stateHeader
 	hdrTimer        *Timer
 	onHeaderTimeout func()
+	bodyDeadline    time.Time // zero unless a body is awaited
+	bodyTimer       *Timer
+	onBodyTimeout   func()
 	lingerTimer     *Timer
+
+	// bodyHeld is what this connection's incomplete request body holds in
+	// its buffer, counted in the server's bodyBytes.
+	bodyHeld int64
 }
 
 func (c *conn) outPending() bool { return c.outOff < len(c.out) }
@@ -385,14 +401,13 @@ func (c *conn) step() bool {
 			return true
 		}
 		if end < 0 {
-			c.sendContinue()
-			return false
+			return c.awaitBody(len(rest))
 		}
 		bodyLen = end
 	case req.ContentLength > 0:
 		if int64(len(rest)) < req.ContentLength {
-			c.sendContinue()
-			return false
+			c.reserve(c.hdrLen + int(req.ContentLength))
+			return c.awaitBody(len(rest))
 		}
 		bodyLen = int(req.ContentLength)
 	}
@@ -412,8 +427,45 @@ func (c *conn) step() bool {
 	return true
 }
 
+// awaitBody notes that the request's body has held bytes so far, and asks
+// for the rest (100 Continue) unless that would take the server's buffered
+// bodies past MaxBufferedBodyBytes: then the request gets 503. It reports
+// what step reports.
+func (c *conn) awaitBody(held int) bool {
+	s := c.s
+	if s.bodyBytes-c.bodyHeld+int64(held) > s.cfg.MaxBufferedBodyBytes {
+		c.releaseBody()
+		c.fail(http.StatusServiceUnavailable, "too many request bodies in progress; try again later")
+		return true
+	}
+	s.bodyBytes += int64(held) - c.bodyHeld
+	c.bodyHeld = int64(held)
+	c.sendContinue()
+	return false
+}
+
+// reserve makes room for the message at in[off:] to reach n bytes without
+// the buffer growing by doubling: the memory a body takes is then what it
+// holds, which is what MaxBufferedBodyBytes counts.
+func (c *conn) reserve(n int) {
+	if cap(c.in)-c.off >= n {
+		return
+	}
+	in := make([]byte, len(c.in)-c.off, n)
+	copy(in, c.in[c.off:])
+	c.in, c.off = in, 0
+}
+
+// releaseBody stops counting what the connection's body holds: it was
+// dispatched, refused or dropped.
+func (c *conn) releaseBody() {
+	c.s.bodyBytes -= c.bodyHeld
+	c.bodyHeld = 0
+}
+
 // consume drops one parsed message from the buffer and resets parse state.
 func (c *conn) consume(n int) {
+	c.releaseBody()
 	c.off += n
 	c.begun = c.off < len(c.in) // a pipelined request
 	c.scan, c.req, c.hdrLen, c.chunks, c.continued = 0, nil, 0, chunkScanner{}, false
@@ -485,6 +537,7 @@ func (c *conn) startLinger() {
 		return
 	}
 	c.setState(stateLingering)
+	c.releaseBody()
 	c.in, c.off = nil, 0
 	c.setEvents(unix.EPOLLIN | unix.EPOLLRDHUP)
 }
@@ -545,6 +598,7 @@ func (c *conn) close() {
 		unix.Close(c.fd)
 		c.fd = -1
 	}
+	c.releaseBody()
 	c.in, c.out, c.off, c.outOff, c.wait = nil, nil, 0, 0, false
 	switch c.state {
 	case stateActive:

@@ -80,17 +80,47 @@ func (c *conn) headerFired() {
 	}
 }
 
+// startBodyClock starts the RequestBodyTimeout clock, unless it runs:
+// it is measured from the end of the header, whatever the body does.
+func (c *conn) startBodyClock() {
+	if !c.bodyDeadline.IsZero() {
+		return
+	}
+	d := c.s.cfg.RequestBodyTimeout
+	c.bodyDeadline = c.s.loop.Now().Add(d)
+	if c.bodyTimer == nil {
+		c.bodyTimer = c.s.loop.AfterFunc(d, c.onBodyTimeout)
+	}
+}
+
+func (c *conn) stopBodyClock() { c.bodyDeadline = time.Time{} }
+
+func (c *conn) bodyFired() {
+	c.bodyTimer = nil
+	if c.bodyDeadline.IsZero() {
+		return // the body completed; a later one starts a new timer
+	}
+	if d := c.bodyDeadline.Sub(c.s.loop.Now()); d > 0 {
+		c.bodyTimer = c.s.loop.AfterFunc(d, c.onBodyTimeout)
+		return
+	}
+	c.fail(http.StatusRequestTimeout, "request body not received in time")
+	if c.fd >= 0 {
+		c.advance()
+	}
+}
+
 func (c *conn) startLingerClock() {
 	c.lingerTimer = c.s.loop.AfterFunc(lingerTimeout, c.close)
 }
 
 // stopClocks stops every clock and its timer: the socket is closed.
 func (c *conn) stopClocks() {
-	for _, t := range []**Timer{&c.idleTimer, &c.hdrTimer, &c.lingerTimer} {
+	for _, t := range []**Timer{&c.idleTimer, &c.hdrTimer, &c.bodyTimer, &c.lingerTimer} {
 		if *t != nil {
 			c.s.loop.StopTimer(*t)
 			*t = nil
 		}
 	}
-	c.idleDeadline, c.hdrDeadline = time.Time{}, time.Time{}
+	c.idleDeadline, c.hdrDeadline, c.bodyDeadline = time.Time{}, time.Time{}, time.Time{}
 }

@@ -198,6 +198,7 @@ func (c *conn) shed(req *http.Request) {
 func (c *conn) fail(status int, msg string) {
 	s := c.s
 	req := c.req
+	c.releaseBody()
 	c.setState(stateClosing)
 	quoted, _ := json.Marshal(msg) // a string always marshals
 	body := make([]byte, 0, len(quoted)+10)

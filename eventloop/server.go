@@ -17,6 +17,8 @@ const (
 	defaultMaxBodyBytes     = 1 << 20
 	defaultKeepAliveTimeout = 5 * time.Second
 	defaultHeaderTimeout    = 10 * time.Second
+	defaultBodyTimeout      = 30 * time.Second
+	defaultMaxBufferedBody  = 64 << 20
 	defaultAcceptBatch      = 100 // asyncio's backlog for _accept_connection
 
 	// readSize is how much one read(2) may bring in.
@@ -36,6 +38,18 @@ type ServerConfig struct {
 	// the connection closes, so a slowloris that sends a byte now and then
 	// (each byte restarts the keep-alive clock) cannot pin a connection.
 	RequestHeaderTimeout time.Duration
+	// RequestBodyTimeout (default 30s) bounds how long a request's body may
+	// take from the end of its header. Past it the client gets 408 and the
+	// connection closes: each byte restarts the keep-alive clock, so a body
+	// dripped a byte at a time would otherwise hold its connection, and its
+	// buffer, for ever.
+	RequestBodyTimeout time.Duration
+	// MaxBufferedBodyBytes (default 64 MiB) bounds the request bodies
+	// being received, summed over every connection: a request whose body
+	// would take the sum past it gets 503 and its connection closes, so
+	// clients holding incomplete bodies cannot grow a worker without
+	// bound (MaxBodyBytes bounds each one alone).
+	MaxBufferedBodyBytes int64
 	// LimitConcurrency, when > 0, is uvicorn's --limit-concurrency: a
 	// request that completes while more than LimitConcurrency connections
 	// are open, or LimitConcurrency requests are already in flight, never
@@ -90,6 +104,12 @@ func (c *ServerConfig) setDefaults() {
 	if c.RequestHeaderTimeout <= 0 {
 		c.RequestHeaderTimeout = defaultHeaderTimeout
 	}
+	if c.RequestBodyTimeout <= 0 {
+		c.RequestBodyTimeout = defaultBodyTimeout
+	}
+	if c.MaxBufferedBodyBytes <= 0 {
+		c.MaxBufferedBodyBytes = defaultMaxBufferedBody
+	}
 	if c.AcceptBatch <= 0 {
 		c.AcceptBatch = defaultAcceptBatch
 		if c.EpollExclusive {
@@ -124,6 +144,9 @@ type ServerStats struct {
 	InFlight int    // requests handed to the handler and not answered yet
 	Requests uint64 // requests handed to the handler so far
 	Shed     uint64 // requests answered 503 by LimitConcurrency
+	// BodyBytes is what incomplete request bodies hold in buffers now
+	// (bounded by MaxBufferedBodyBytes).
+	BodyBytes int64
 }
 
 // Server is an HTTP/1.1 server driven entirely by a Loop: accepting, reading,
@@ -146,6 +169,7 @@ type Server struct {
 	inFlight  int
 	requests  uint64
 	shed      uint64
+	bodyBytes int64 // held by incomplete request bodies (conn.bodyHeld summed)
 
 	// Scratch shared by all connections: only the loop goroutine runs.
 	rbuf    []byte        // read(2) target
@@ -184,7 +208,7 @@ func NewServer(l *Loop, listenFD int, cfg ServerConfig, h Handler) (*Server, err
 
 // Stats returns the server's counters.
 func (s *Server) Stats() ServerStats {
-	return ServerStats{Conns: len(s.conns), InFlight: s.inFlight, Requests: s.requests, Shed: s.shed}
+	return ServerStats{Conns: len(s.conns), InFlight: s.inFlight, Requests: s.requests, Shed: s.shed, BodyBytes: s.bodyBytes}
 }
 
 // Shutdown stops accepting (the listener leaves the loop but stays open: the
@@ -329,6 +353,7 @@ func (s *Server) newConn(fd int, sa unix.Sockaddr) {
 	c := &conn{s: s, fd: fd, remote: sockaddrString(sa), events: unix.EPOLLIN | unix.EPOLLRDHUP}
 	c.onIdle = c.idleFired
 	c.onHeaderTimeout = c.headerFired
+	c.onBodyTimeout = c.bodyFired
 	add := s.loop.Add
 	if s.loop.Backlogged() {
 		// Thousands of fds are ready: in the main set this one's first

@@ -1449,3 +1449,95 @@ func TestServerClosingAnswerSurvivesLateBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestServerRequestBodyTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	// The header clock is long and every byte restarts the keep-alive
+	// clock: only the body clock can end these in time.
+	ts := startServer(t, ServerConfig{RequestBodyTimeout: timeout, RequestHeaderTimeout: 5 * time.Second})
+	for _, tc := range []struct{ name, header, drip string }{
+		{"Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a"},
+		{"chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", "1\r\na\r\n"},
+		{"after 100 Continue", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n", "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := ts.with(t)
+			c := ts.dial()
+			br := bufio.NewReader(c)
+			send(t, c, tc.header)
+			start := time.Now()
+			stop := drip(c, tc.drip, timeout/6)
+			defer stop()
+			got := readResp(t, br, "POST")
+			if got.status == 100 {
+				got = readResp(t, br, "POST")
+			}
+			el := time.Since(start)
+			if got.status != 408 || got.header.Get("Connection") != "close" {
+				t.Fatalf("slow body: %d Connection=%q, want 408 and close", got.status, got.header.Get("Connection"))
+			}
+			if el < timeout-20*time.Millisecond || el > timeout+time.Second {
+				t.Fatalf("408 after %v, timeout %v", el, timeout)
+			}
+			t.Logf("body dripped %q every %v: 408 after %v", tc.drip, timeout/6, el)
+			expectEOF(t, br)
+			stop()
+			ts.eventually("the connection and its body to be released", func() bool {
+				st := ts.srv.Stats()
+				return st.Conns == 0 && st.BodyBytes == 0
+			})
+		})
+	}
+	t.Run("each request has its own clock", func(t *testing.T) {
+		ts := ts.with(t)
+		c := ts.dial()
+		br := bufio.NewReader(c)
+		for range 3 {
+			send(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+			time.Sleep(timeout * 2 / 3) // well inside the timeout, longer than one third of it
+			send(t, c, "ok")
+			if got := readResp(t, br, "POST"); got.status != 200 || got.body != "ok" {
+				t.Fatalf("body within the timeout: %d %q", got.status, got.body)
+			}
+		}
+	})
+}
+
+// TestServerBufferedBodiesAreBounded: incomplete bodies held across
+// connections stay under MaxBufferedBodyBytes; the request that would take
+// them past it gets 503 and its connection closes, and once the others
+// complete, bodies are welcome again.
+func TestServerBufferedBodiesAreBounded(t *testing.T) {
+	const total = 10 << 10
+	ts := startServer(t, ServerConfig{MaxBodyBytes: 8 << 10, MaxBufferedBodyBytes: total})
+	part := strings.Repeat("b", 6000)
+	header := "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8000\r\n\r\n"
+	first := ts.dial()
+	send(t, first, header+part)
+	ts.eventually("the first body to be held", func() bool { return ts.srv.Stats().BodyBytes == 6000 })
+
+	second := ts.dial()
+	br := bufio.NewReader(second)
+	send(t, second, header+part)
+	got := readResp(t, br, "POST")
+	if got.status != 503 || got.header.Get("Connection") != "close" {
+		t.Fatalf("a body past the total: %d Connection=%q, want 503 and close", got.status, got.header.Get("Connection"))
+	}
+	expectEOF(t, br)
+	if st := ts.stats(); st.BodyBytes != 6000 {
+		t.Fatalf("buffered bodies %d after the refusal, want the first one's 6000", st.BodyBytes)
+	}
+
+	send(t, first, strings.Repeat("b", 2000))
+	if got := readResp(t, bufio.NewReader(first), "POST"); got.status != 200 || len(got.body) != 8000 {
+		t.Fatalf("the first body, completed: %d, %d bytes", got.status, len(got.body))
+	}
+	if st := ts.stats(); st.BodyBytes != 0 {
+		t.Fatalf("buffered bodies %d once every body is in, want 0", st.BodyBytes)
+	}
+	third := ts.dial()
+	send(t, third, header+part+strings.Repeat("b", 2000))
+	if got := readResp(t, bufio.NewReader(third), "POST"); got.status != 200 {
+		t.Fatalf("a body once there is room again: %d", got.status)
+	}
+}

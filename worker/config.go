@@ -44,7 +44,9 @@ type Config struct {
 	LimitConcurrency     int           // > 0: 503 beyond this many connections or requests in flight
 	KeepAliveTimeout     time.Duration // idle connections, brand new ones included
 	RequestHeaderTimeout time.Duration // a begun header must complete within it, or 408
+	RequestBodyTimeout   time.Duration // a body must complete within it of its header, or 408
 	MaxBodyBytes         int64         // larger bodies get 413
+	MaxBufferedBodyBytes int64         // bodies being received, summed over connections; past it 503
 	MaxHeaderBytes       int           // a larger header block gets 431 (h11's max incomplete event size)
 
 	// ProxyHeaders takes the client's address and scheme from
@@ -94,7 +96,9 @@ func DefaultConfig() Config {
 		AccessLog:            true,
 		KeepAliveTimeout:     5 * time.Second,
 		RequestHeaderTimeout: 10 * time.Second,
+		RequestBodyTimeout:   30 * time.Second,
 		MaxBodyBytes:         1 << 20,
+		MaxBufferedBodyBytes: 64 << 20,
 		MaxHeaderBytes:       16 << 10, // h11's DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 		ProxyHeaders:         true,
 		ForwardedAllowIPs:    "127.0.0.1",
@@ -125,6 +129,10 @@ func (c *Config) Validate() error {
 		return setting.Errorf("KeepAliveTimeout", "must be positive, got %v", c.KeepAliveTimeout)
 	case c.RequestHeaderTimeout <= 0:
 		return setting.Errorf("RequestHeaderTimeout", "must be positive, got %v", c.RequestHeaderTimeout)
+	case c.RequestBodyTimeout <= 0:
+		return setting.Errorf("RequestBodyTimeout", "must be positive, got %v", c.RequestBodyTimeout)
+	case c.MaxBufferedBodyBytes < 1:
+		return setting.Errorf("MaxBufferedBodyBytes", "must be at least 1 byte, got %d", c.MaxBufferedBodyBytes)
 	case c.MaxBodyBytes < 1:
 		return setting.Errorf("MaxBodyBytes", "must be at least 1 byte, got %d", c.MaxBodyBytes)
 	case c.MaxHeaderBytes < minHeaderBytes:

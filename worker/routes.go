@@ -139,7 +139,9 @@ func (a *app) serverConfig() eventloop.ServerConfig {
 		LimitConcurrency:     a.cfg.LimitConcurrency,
 		KeepAliveTimeout:     a.cfg.KeepAliveTimeout,
 		RequestHeaderTimeout: a.cfg.RequestHeaderTimeout,
+		RequestBodyTimeout:   a.cfg.RequestBodyTimeout,
 		MaxBodyBytes:         a.cfg.MaxBodyBytes,
+		MaxBufferedBodyBytes: a.cfg.MaxBufferedBodyBytes,
 		MaxHeaderBytes:       a.cfg.MaxHeaderBytes,
 		ErrorLog: func(msg string, err error) {
 			a.log.Error(msg, zap.Error(err))
