@@ -32,7 +32,8 @@ const (
 //	Writing                     → Active        a pipelined request, earlier answers still queued
 //	Active                      → Writing       Respond, keeping the connection
 //	Active                      → Closing       Respond, closing after it
-//	Active                      → Abandoned     the client went away while the handler runs
+//	Active                      → Abandoned     the client went away while the handler runs (OnClientGone fires;
+//	                                            it also fires on the client's EOF in Active, nothing more asked)
 //	Writing                     → Idle, Header, Body  every answer is written: wait for the client
 //	New, Idle, Header, Body     → Writing       a 100 Continue waits for the socket
 //	New, Idle, Header, Body, Writing → Closing  an error answer, a 503 shed, or Shutdown
@@ -216,6 +217,9 @@ type conn struct {
 	hup bool
 	// urgent: registered in the loop's urgent set until its first request.
 	urgent bool
+	// gone: what the handler of the request in flight asked to run if its
+	// client goes away (ResponseWriter.OnClientGone), or nil.
+	gone func()
 	// dispatching: the handler is on the stack, so Respond leaves writing
 	// to advance, which called it.
 	dispatching bool
@@ -284,6 +288,11 @@ func (c *conn) read() {
 		return
 	case n == 0:
 		c.rdClosed = true
+		if c.off == len(c.in) {
+			// Nothing more is asked for: the client is gone (a half-close
+			// with pipelined requests still to answer is not).
+			c.clientLeft()
+		}
 		return
 	}
 	if c.off > 0 { // make room at the front rather than grow
@@ -501,6 +510,7 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 	}{r: newRequest(req, body, c.remote)}
 	x.w = ResponseWriter{c: c, req: &x.r}
 	w := &x.w
+	c.gone = nil
 	c.setState(stateActive)
 	c.dispatching = true
 	defer func() {
@@ -515,6 +525,15 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 		c.dispatching = false
 	}()
 	s.handler(w, &x.r)
+}
+
+// clientLeft runs, once and later on the loop, what the handler of the
+// request in flight registered with OnClientGone.
+func (c *conn) clientLeft() {
+	if fn := c.gone; fn != nil && c.state.inFlight() {
+		c.gone = nil
+		c.s.loop.Post(fn)
+	}
 }
 
 // finish closes a connection whose last response is written, lingering
@@ -603,6 +622,7 @@ func (c *conn) close() {
 	switch c.state {
 	case stateActive:
 		c.setState(stateAbandoned)
+		c.clientLeft()
 	case stateAbandoned, stateClosed:
 	default:
 		c.setState(stateClosed)

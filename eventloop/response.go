@@ -43,6 +43,30 @@ func (w *ResponseWriter) Header() http.Header {
 // connection: a response may no longer reach it.
 func (w *ResponseWriter) ClientGone() bool { return w.c.fd < 0 || w.c.rdClosed || w.c.hup }
 
+// OnClientGone registers fn to run, once, on the loop, if the client goes
+// away while its request is in flight: it closed or half-closed the
+// connection with nothing more asked for, or the connection failed. A
+// handler waiting on slow work (an upstream call) cancels it there and
+// frees what it holds, as Uvicorn's apps do on http.disconnect and
+// net/http's handlers when their request's context is cancelled; it
+// still calls Respond, which then only forgets the request. fn never runs
+// once the request is answered; it runs soon if the client is already
+// gone. A later call replaces fn.
+func (w *ResponseWriter) OnClientGone(fn func()) {
+	c := w.c
+	if w.done || !c.state.inFlight() {
+		return
+	}
+	c.gone = func() {
+		if !w.done {
+			fn()
+		}
+	}
+	if c.fd < 0 || (c.rdClosed && c.off == len(c.in)) {
+		c.clientLeft()
+	}
+}
+
 // Respond sends the response. Call it once, on the loop goroutine, during the
 // handler or later. It adds Content-Length, Content-Type (if non-empty), Date,
 // Server and, when the connection will close after it, Connection: close.
@@ -55,6 +79,7 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 	w.done = true
 	c := w.c
 	s := c.s
+	c.gone = nil
 	if c.state == stateAbandoned { // the client is gone: nothing to send, only to forget
 		c.setState(stateClosed)
 		return

@@ -1541,3 +1541,95 @@ func TestServerBufferedBodiesAreBounded(t *testing.T) {
 		t.Fatalf("a body once there is room again: %d", got.status)
 	}
 }
+
+// TestServerOnClientGone: what a handler registers with OnClientGone runs
+// once when its client leaves while the request is in flight — a close, a
+// half-close with nothing more asked, a reset — and never when the client
+// stays or is answered first.
+func TestServerOnClientGone(t *testing.T) {
+	ts := startServer(t, ServerConfig{})
+	hold := func(t *testing.T, c net.Conn, extra string) (w *ResponseWriter, fired <-chan struct{}) {
+		t.Helper()
+		send(t, c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"+extra)
+		w = <-ts.held
+		ch := make(chan struct{}, 2)
+		ts.do(func() { w.OnClientGone(func() { ch <- struct{}{} }) })
+		return w, ch
+	}
+	firedSoon := func(t *testing.T, fired <-chan struct{}, want bool) {
+		t.Helper()
+		ts.barrier()
+		select {
+		case <-fired:
+			if !want {
+				t.Fatal("OnClientGone ran, but the client is still there")
+			}
+		case <-time.After(200 * time.Millisecond):
+			if want {
+				t.Fatal("OnClientGone did not run after the client left")
+			}
+		}
+	}
+	for _, leave := range []struct {
+		name string
+		do   func(c net.Conn)
+	}{
+		{"close", func(c net.Conn) { c.Close() }},
+		{"half-close", func(c net.Conn) { _ = c.(*net.TCPConn).CloseWrite() }},
+		{"reset", func(c net.Conn) { _ = c.(*net.TCPConn).SetLinger(0); c.Close() }},
+	} {
+		t.Run(leave.name, func(t *testing.T) {
+			ts := ts.with(t)
+			c := ts.dial()
+			w, fired := hold(t, c, "")
+			firedSoon(t, fired, false)
+			leave.do(c)
+			firedSoon(t, fired, true)
+			ts.do(func() { w.Respond(200, "text/plain", nil) })
+			firedSoon(t, fired, false) // once only
+			if leave.name == "half-close" {
+				// The answer still goes out to a client that only stopped
+				// sending.
+				if got := readResp(t, bufio.NewReader(c), "GET"); got.status != 200 {
+					t.Fatalf("answer after a half-close: %d", got.status)
+				}
+			}
+			ts.eventually("the connection to be released", func() bool { st := ts.srv.Stats(); return st.Conns == 0 && st.InFlight == 0 })
+		})
+	}
+	t.Run("half-close with a request pipelined", func(t *testing.T) {
+		ts := ts.with(t)
+		c := ts.dial()
+		w, fired := hold(t, c, get)
+		_ = c.(*net.TCPConn).CloseWrite()
+		firedSoon(t, fired, false)
+		ts.do(func() { w.Respond(200, "text/plain", nil) })
+		br := bufio.NewReader(c)
+		for range 2 {
+			if got := readResp(t, br, "GET"); got.status != 200 {
+				t.Fatalf("status %d", got.status)
+			}
+		}
+	})
+	t.Run("answered, then gone", func(t *testing.T) {
+		ts := ts.with(t)
+		c := ts.dial()
+		w, fired := hold(t, c, "")
+		ts.do(func() { w.Respond(200, "text/plain", nil) })
+		readResp(t, bufio.NewReader(c), "GET")
+		c.Close()
+		firedSoon(t, fired, false)
+	})
+	t.Run("registered after the client left", func(t *testing.T) {
+		ts := ts.with(t)
+		c := ts.dial()
+		send(t, c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+		w := <-ts.held
+		c.Close()
+		ts.eventually("ClientGone", w.ClientGone)
+		fired := make(chan struct{}, 1)
+		ts.do(func() { w.OnClientGone(func() { fired <- struct{}{} }) })
+		firedSoon(t, fired, true)
+		ts.do(func() { w.Respond(200, "text/plain", nil) })
+	})
+}
