@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -297,5 +298,90 @@ func TestExternalMisbehavingGives502Or504(t *testing.T) {
 				t.Errorf("worker %d was replaced by %d", pid, now)
 			}
 		})
+	}
+}
+
+// TestClientsThatLeaveFreeTheirUpstreamCalls: requests whose external call
+// hangs (demo external --fault hang) are abandoned by their clients. Like
+// Uvicorn cancelling the app of a client that disconnects, the worker
+// cancels their calls at once: its descriptors return to the baseline
+// within a second — both the client's socket and the call's — instead of
+// being held until the external timeout (here an hour). Awaited calls
+// (/all-async) close their socket; blocking calls on the thread pool
+// (/threadpool) are cancelled through their context.
+func TestClientsThatLeaveFreeTheirUpstreamCalls(t *testing.T) {
+	ext := startDemo(t, "external", "--port", "0", "--delay", "0s", "--fault", "hang")
+	_, m := ext.waitLine(externalRunning, 0, 10*time.Second)
+	p, url := startServe(t, "--mode", "async", "--calls", "1", "--external-timeout", "1h", "--external", m[1])
+	addr := strings.TrimPrefix(url, "http://")
+	pid := onlyChild(t, p)
+	baseline := fdCount(t, pid)
+	const n = 10
+	for _, path := range []string{"/all-async", "/threadpool"} {
+		t.Run(path, func(t *testing.T) {
+			var conns []net.Conn
+			for range n {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+			}
+			// Every call is in flight: the client's socket and the call's.
+			deadline := time.Now().Add(5 * time.Second)
+			for fdCount(t, pid) < baseline+2*n {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d descriptors, want %d: the calls did not all start", fdCount(t, pid), baseline+2*n)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			held := fdCount(t, pid) - baseline
+			start := time.Now()
+			for _, c := range conns {
+				c.Close()
+			}
+			waitFDs(t, pid, baseline, time.Second)
+			t.Logf("%d clients left: %d descriptors freed in %v", n, held, time.Since(start).Round(time.Millisecond))
+		})
+	}
+	p.waitLine(regexp.MustCompile(`: cancelled, the client went away`), 0, time.Second)
+	if r := get(url + "/healthcheck"); r.status != 200 {
+		t.Fatalf("healthcheck after: %d %v", r.status, r.err)
+	}
+}
+
+// TestClientThatLeavesEndsAnAwaitedSleep: an app route awaiting an
+// hour-long asyncio.sleep, or sleeping on the thread pool, is cancelled
+// when its client hangs up: the worker logs the cancellation and the
+// access log shows 499 (nginx's "client closed request") at once.
+func TestClientThatLeavesEndsAnAwaitedSleep(t *testing.T) {
+	file := writeApp(t, "app.toml", `
+[routes."/nap"]
+def = "async"
+steps = [{ sleep = "1h" }]
+
+[routes."/pool-nap"]
+def = "sync"
+steps = [{ sleep = "1h", blocking = true }]
+`)
+	p, url := startServe(t, "--app", file)
+	addr := strings.TrimPrefix(url, "http://")
+	from := 0
+	for _, path := range []string{"/nap", "/pool-nap"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		at, _ := p.waitLine(startedLine, from, 5*time.Second)
+		c.Close()
+		p.waitLine(regexp.MustCompile(`: cancelled, the client went away`), at, 2*time.Second)
+		from, _ = p.waitLine(regexp.MustCompile(`"GET `+regexp.QuoteMeta(path)+` HTTP/1\.1" 499`), at, 2*time.Second)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -201,7 +202,15 @@ func (a *app) begin(q *request) {
 	a.infoEvent(a.line, contract.EventRequestStarted, q.id)
 }
 
-// end answers the request: hello world, or 502/504 naming the failed call.
+// errClientGone ends a request whose client went away before its answer.
+var errClientGone = errors.New("the client went away")
+
+// statusClientGone is what the access log shows for such a request
+// (nginx's 499, "client closed request"); nobody reads the answer.
+const statusClientGone = 499
+
+// end answers the request: hello world, or 502/504 naming the failed call,
+// or, to a client that went away, 499 (its calls were cancelled).
 func (a *app) end(w *eventloop.ResponseWriter, id string, err error) {
 	if err == nil {
 		a.line = contract.AppendFinished(a.line[:0], id)
@@ -210,10 +219,17 @@ func (a *app) end(w *eventloop.ResponseWriter, id string, err error) {
 		return
 	}
 	status := http.StatusBadGateway
-	if isTimeout(err) {
+	switch {
+	case errors.Is(err, errClientGone):
+		status = statusClientGone
+		a.line = append(append(a.line[:0], id...), ": cancelled, the client went away"...)
+		a.info(a.line)
+	case isTimeout(err):
 		status = http.StatusGatewayTimeout
+		fallthrough
+	default:
+		a.log.Error(fmt.Sprintf("%s: failed: %v", id, err))
 	}
-	a.log.Error(fmt.Sprintf("%s: failed: %v", id, err))
 	body, _ := json.Marshal(struct {
 		Error     string `json:"error"`
 		RequestID string `json:"request_id"`

@@ -44,13 +44,57 @@ type request struct {
 	// What awaited steps call back, bound once per request.
 	resume func()
 	called func(*client.Response, error)
+
+	// What the client going away cancels (eventloop's OnClientGone), as
+	// Uvicorn cancels an app whose client disconnects: the awaited call
+	// (its socket closes at once), the awaited sleep, or the context of a
+	// `def` route's blocking steps on the pool. A blocking step on the
+	// loop cannot be interrupted: the loop is busy running it.
+	gone      bool
+	stopCall  func()           // the awaited call in flight, or nil
+	sleep     *eventloop.Timer // the awaited sleep, or nil
+	cancelCtx func()           // a `def` route's context, or nil
 }
 
 func (a *app) newRequest(w *eventloop.ResponseWriter, r *appspec.Route) *request {
 	q := &request{a: a, spec: r, w: w, id: newRequestID()}
 	w.Header().Set("X-Request-ID", q.id)
-	q.resume, q.called = q.run, q.onCall
+	q.resume, q.called = q.wake, q.onCall
+	w.OnClientGone(q.clientGone)
 	return q
+}
+
+// clientGone cancels what the request waits for; whatever was cancelled
+// ends the request (finish), so the server can forget it.
+func (q *request) clientGone() {
+	q.gone = true
+	switch {
+	case q.stopCall != nil:
+		stop := q.stopCall
+		q.stopCall = nil
+		stop() // onCall runs later with context.Canceled
+	case q.sleep != nil:
+		q.a.loop.StopTimer(q.sleep)
+		q.sleep = nil
+		q.finish(errClientGone)
+	case q.cancelCtx != nil:
+		q.cancelCtx() // the pool goroutine returns, and posts finish
+	}
+}
+
+// finish answers the request, unless its client went away: then it only
+// lets the server forget it.
+func (q *request) finish(err error) {
+	if q.gone {
+		err = errClientGone
+	}
+	q.a.end(q.w, q.id, err)
+}
+
+// wake resumes the route after an awaited sleep.
+func (q *request) wake() {
+	q.sleep = nil
+	q.run()
 }
 
 // run runs an async route's steps from q.next on, on the loop: those that
@@ -64,7 +108,7 @@ func (q *request) run() {
 		q.next++
 		if s.Blocking {
 			if err := a.mixed(q, s); err != nil {
-				a.end(q.w, q.id, err)
+				q.finish(err)
 				return
 			}
 			continue
@@ -74,28 +118,29 @@ func (q *request) run() {
 			// httpx.AsyncClient: between the request and the response the
 			// loop is free.
 			q.calls++
-			a.client.Get(a.url(s), a.timeout(s), q.called)
+			q.stopCall = a.client.Get(a.url(s), a.timeout(s), q.called)
 		case appspec.Sleep:
 			// await asyncio.sleep: a loop timer.
-			a.loop.AfterFunc(s.Duration, q.resume)
+			q.sleep = a.loop.AfterFunc(s.Duration, q.resume)
 		}
 		return
 	}
-	a.end(q.w, q.id, nil)
+	q.finish(nil)
 }
 
 // onCall is an awaited call's completion, on the loop.
 func (q *request) onCall(resp *client.Response, err error) {
 	a := q.a
+	q.stopCall = nil
 	a.loop.AnnotateWith(&q.label)
-	if err == nil {
+	if err == nil && !q.gone {
 		// httpx prints the reason phrase: <Response [200 OK]>
 		a.line = contract.AppendCall(a.line[:0], q.id, q.calls, resp.Status)
 		a.info(a.line)
 		err = statusError(resp.StatusCode)
 	}
-	if err != nil {
-		a.end(q.w, q.id, &callError{n: q.calls, err: err})
+	if err != nil || q.gone {
+		q.finish(&callError{n: q.calls, err: err})
 		return
 	}
 	q.run()
@@ -126,10 +171,16 @@ func (a *app) mixed(q *request, s *appspec.Step) error {
 // anyio.to_thread: the loop keeps serving, and a request beyond the pool's
 // size waits for a slot before it even starts processing.
 func (a *app) onPool(q *request) {
-	ctx := a.loop.Context()
+	ctx, cancel := context.WithCancel(a.loop.Context())
+	q.cancelCtx = cancel
 	a.loop.Go(func() {
+		defer cancel()
 		if err := a.pool.Acquire(ctx, 1); err != nil {
-			return // the worker is exiting; nobody is left to answer
+			if a.loop.Context().Err() == nil {
+				// The client left while the request waited for a slot.
+				a.loop.Post(func() { q.finish(err) })
+			}
+			return // else the worker is exiting; nobody is left to answer
 		}
 		defer a.pool.Release(1)
 		line := contract.AppendStarted(nil, q.id) // a.line is the loop's
@@ -140,7 +191,7 @@ func (a *app) onPool(q *request) {
 				break
 			}
 		}
-		a.loop.Post(func() { a.end(q.w, q.id, err) })
+		a.loop.Post(func() { q.finish(err) })
 	})
 }
 
