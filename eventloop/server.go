@@ -164,6 +164,11 @@ type Server struct {
 	batch     []*conn // connections inside advance, holding back responses
 	listening bool    // lfd is registered with the loop
 	retry     *Timer  // resumes accepting after EMFILE
+	// Accept failures since the last success: counted, logged once and
+	// summed up when accepting works again.
+	acceptFailures int
+	acceptFailedAt time.Time
+	acceptErr      error
 	shutting  bool
 	doneFns   []func()
 	inFlight  int
@@ -311,12 +316,25 @@ func (s *Server) accept(max int) {
 				return
 			}
 		}
+		if s.acceptFailures > 0 {
+			s.logError("accepting again", fmt.Errorf("accept failed %d times over %v: %w",
+				s.acceptFailures, s.loop.Now().Sub(s.acceptFailedAt).Round(time.Millisecond), s.acceptErr))
+			s.acceptFailures, s.acceptErr = 0, nil
+		}
 		s.newConn(fd, sa)
 	}
 }
 
+// pauseAccepting steps back from a listener that fails (at the descriptor
+// limit, typically). The first failure is logged; the others are counted,
+// and summed up once accepting works again, so a worker at its limit does
+// not log a line every retry.
 func (s *Server) pauseAccepting(err error) {
-	s.logError("accept failed; pausing new connections for "+acceptRetryDelay.String(), err)
+	if s.acceptFailures == 0 {
+		s.acceptFailedAt, s.acceptErr = s.loop.Now(), err
+		s.logError("accept failed; pausing new connections, retrying every "+acceptRetryDelay.String(), err)
+	}
+	s.acceptFailures++
 	s.stopAccepting()
 	s.retry = s.loop.AfterFunc(acceptRetryDelay, s.resumeAccepting)
 }
