@@ -185,8 +185,8 @@ func parseChunkSize(line []byte) (size uint64, ok bool) {
 }
 
 // decodeChunked decodes a complete chunked body (as found by chunkScanner)
-// with net/http's decoder. Its trailer fields are merged into req.Trailer.
-func (s *Server) decodeChunked(req *http.Request, raw []byte, size int64) ([]byte, error) {
+// with net/http's decoder. Its trailer fields are merged into r.Trailer.
+func (s *Server) decodeChunked(r *Request, raw []byte, size int64) ([]byte, error) {
 	s.bytesR.Reset(raw)
 	s.br.Reset(&s.bytesR)
 	body := make([]byte, size)
@@ -211,11 +211,11 @@ func (s *Server) decodeChunked(req *http.Request, raw []byte, size int64) ([]byt
 		if s.br.Buffered() != 0 || s.bytesR.Len() != 0 {
 			return nil, errors.New("malformed chunked trailer")
 		}
-		if req.Trailer == nil {
-			req.Trailer = make(http.Header, len(hdr))
+		if r.Trailer == nil {
+			r.Trailer = make(http.Header, len(hdr))
 		}
 		for k, v := range hdr {
-			req.Trailer[k] = v
+			r.Trailer[k] = v
 		}
 	}
 	if len(body) == 0 {

@@ -1,7 +1,6 @@
 package eventloop
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -187,11 +186,20 @@ type conn struct {
 	off int
 
 	// Parse state of the message at in[off:]; offsets are relative to off.
-	scan      int           // where the search for the header block's end resumes
-	req       *http.Request // parsed header block waiting for its body, or nil
+	scan   int  // where the search for the header block's end resumes
+	parsed bool // the header block is parsed, into x; its body may be awaited
+	// named: the request's method and target are known (in x.r), for the
+	// access log line of a refusal.
+	named     bool
 	hdrLen    int
+	bodySize  int64 // Content-Length, if not chunked
+	chunked   bool
+	expect100 bool // the client waits for 100 Continue before its body
 	chunks    chunkScanner
-	continued bool // 100 Continue was sent for req
+	continued bool // 100 Continue was sent
+	// x is the exchange the next request is parsed into: the last one's,
+	// if its handler answered before returning, else nil (a new one).
+	x *exchange
 	// begun: bytes of the next request arrived (blank lines before it
 	// included) and it is not dispatched yet. It is what the buffer holds,
 	// not where the connection is: the state becomes stateHeader once the
@@ -301,7 +309,7 @@ func (c *conn) read() {
 	}
 	c.in = append(c.in, c.s.rbuf[:n]...)
 	c.bytesArrived()
-	if c.req == nil {
+	if !c.parsed {
 		c.begun = true // consume corrects it when these are a body's bytes
 	}
 }
@@ -351,7 +359,7 @@ func (c *conn) advance() {
 // client, from what its buffer holds.
 func (c *conn) waitingState() connState {
 	switch {
-	case c.req != nil:
+	case c.parsed:
 		return stateBody
 	case c.begun:
 		return stateHeader
@@ -361,134 +369,9 @@ func (c *conn) waitingState() connState {
 	return stateIdle
 }
 
-// step makes progress on the message at in[off:]. It reports true when it
-// dispatched a request or answered with an error, false when it needs more
-// bytes.
-func (c *conn) step() bool {
+func (c *conn) dispatch(body []byte) {
 	s := c.s
-	if c.req == nil {
-		if c.scan == 0 && !c.skipEmptyLines() {
-			return false
-		}
-		buf := c.in[c.off:]
-		end := c.headerEnd(buf)
-		if end < 0 {
-			if len(buf) > s.cfg.MaxHeaderBytes {
-				c.fail(http.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
-				return true
-			}
-			return false
-		}
-		if end > s.cfg.MaxHeaderBytes {
-			c.fail(http.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
-			return true
-		}
-		s.bytesR.Reset(buf[:end])
-		s.br.Reset(&s.bytesR)
-		req, err := http.ReadRequest(s.br)
-		if err != nil {
-			c.fail(readRequestStatus(err), err.Error())
-			return true
-		}
-		c.req = req
-		c.hdrLen = end
-		if status, msg := c.checkHeader(req, buf[:end]); status != 0 {
-			c.fail(status, msg)
-			return true
-		}
-	}
-
-	req := c.req
-	rest := c.in[c.off+c.hdrLen:]
-	chunked := len(req.TransferEncoding) > 0 // net/http accepts "chunked" only
-	var bodyLen int
-	switch {
-	case chunked:
-		end, status, msg := c.chunks.scan(rest, s.cfg.MaxBodyBytes, s.cfg.MaxHeaderBytes)
-		if status != 0 {
-			c.fail(status, msg)
-			return true
-		}
-		if end < 0 {
-			return c.awaitBody(len(rest))
-		}
-		bodyLen = end
-	case req.ContentLength > 0:
-		if int64(len(rest)) < req.ContentLength {
-			c.reserve(c.hdrLen + int(req.ContentLength))
-			return c.awaitBody(len(rest))
-		}
-		bodyLen = int(req.ContentLength)
-	}
-
-	var body []byte
-	if chunked {
-		var err error
-		if body, err = s.decodeChunked(req, rest[:bodyLen], c.chunks.data); err != nil {
-			c.fail(http.StatusBadRequest, err.Error())
-			return true
-		}
-	} else if bodyLen > 0 {
-		body = bytes.Clone(rest[:bodyLen])
-	}
-	c.consume(c.hdrLen + bodyLen)
-	c.dispatch(req, body)
-	return true
-}
-
-// awaitBody notes that the request's body has held bytes so far, and asks
-// for the rest (100 Continue) unless that would take the server's buffered
-// bodies past MaxBufferedBodyBytes: then the request gets 503. It reports
-// what step reports.
-func (c *conn) awaitBody(held int) bool {
-	s := c.s
-	if s.bodyBytes-c.bodyHeld+int64(held) > s.cfg.MaxBufferedBodyBytes {
-		c.releaseBody()
-		c.fail(http.StatusServiceUnavailable, "too many request bodies in progress; try again later")
-		return true
-	}
-	s.bodyBytes += int64(held) - c.bodyHeld
-	c.bodyHeld = int64(held)
-	c.sendContinue()
-	return false
-}
-
-// reserve makes room for the message at in[off:] to reach n bytes without
-// the buffer growing by doubling: the memory a body takes is then what it
-// holds, which is what MaxBufferedBodyBytes counts.
-func (c *conn) reserve(n int) {
-	if cap(c.in)-c.off >= n {
-		return
-	}
-	in := make([]byte, len(c.in)-c.off, n)
-	copy(in, c.in[c.off:])
-	c.in, c.off = in, 0
-}
-
-// releaseBody stops counting what the connection's body holds: it was
-// dispatched, refused or dropped.
-func (c *conn) releaseBody() {
-	c.s.bodyBytes -= c.bodyHeld
-	c.bodyHeld = 0
-}
-
-// consume drops one parsed message from the buffer and resets parse state.
-func (c *conn) consume(n int) {
-	c.releaseBody()
-	c.off += n
-	c.begun = c.off < len(c.in) // a pipelined request
-	c.scan, c.req, c.hdrLen, c.chunks, c.continued = 0, nil, 0, chunkScanner{}, false
-	if c.off == len(c.in) {
-		c.off = 0
-		c.in = c.in[:0]
-		if cap(c.in) > maxRetained {
-			c.in = nil
-		}
-	}
-}
-
-func (c *conn) dispatch(req *http.Request, body []byte) {
-	s := c.s
+	x := c.x
 	c.requests++
 	if c.urgent {
 		// Its first request is here: from now on it waits its turn.
@@ -500,15 +383,15 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 		}
 	}
 	if n := s.cfg.LimitConcurrency; n > 0 && (len(s.conns) > n || s.inFlight >= n) {
-		c.shed(req)
+		c.shed()
 		return
 	}
-	// One allocation for both halves of the exchange.
-	x := &struct {
-		w ResponseWriter
-		r Request
-	}{r: newRequest(req, body, c.remote)}
-	x.w = ResponseWriter{c: c, req: &x.r}
+	x.r.Body, x.r.RemoteAddr = body, c.remote
+	hdr := x.w.header
+	if hdr != nil {
+		clear(hdr)
+	}
+	x.w = ResponseWriter{c: c, req: &x.r, header: hdr}
 	w := &x.w
 	c.gone = nil
 	c.setState(stateActive)
@@ -523,6 +406,11 @@ func (c *conn) dispatch(req *http.Request, body []byte) {
 			}
 		}
 		c.dispatching = false
+		if !w.done {
+			// The handler answers later: the exchange is its own until
+			// then, and the next request gets a new one.
+			c.x = nil
+		}
 	}()
 	s.handler(w, &x.r)
 }

@@ -41,15 +41,21 @@ func FuzzServerFraming(f *testing.F) {
 	for _, seed := range framingSeeds {
 		f.Add([]byte(seed.data), uint16(len(seed.data)/2))
 	}
-	ts := startServerWith(f, fuzzConfig, echoHandler)
+	// The server's own parser, and net/http's behind NetHTTPParser: both
+	// are held to the reference.
+	ours := startServerWith(f, fuzzConfig, echoHandler)
+	netHTTP := startServerWith(f, fuzzConfigNetHTTP, echoHandler)
 	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
-		checkFraming(ts.with(t), fuzzLimits, data, splitPoints(len(data), split))
+		cuts := splitPoints(len(data), split)
+		checkFraming(ours.with(t), fuzzLimits, data, cuts)
+		checkFraming(netHTTP.with(t), fuzzLimits, data, cuts)
 	})
 }
 
 var (
-	fuzzConfig = ServerConfig{MaxHeaderBytes: 512, MaxBodyBytes: 256}
-	fuzzLimits = refLimits{maxHeader: 512, maxBody: 256}
+	fuzzConfig        = ServerConfig{MaxHeaderBytes: 512, MaxBodyBytes: 256}
+	fuzzConfigNetHTTP = ServerConfig{MaxHeaderBytes: 512, MaxBodyBytes: 256, NetHTTPParser: true}
+	fuzzLimits        = refLimits{maxHeader: 512, maxBody: 256}
 )
 
 // splitPoints turns the fuzzed split into cut points: split itself (modulo

@@ -5,10 +5,10 @@ import (
 	"net/url"
 )
 
-// Request is one complete request, body included. The server parses the
-// header block with net/http's ReadRequest, so each field means what the
-// field of the same name in http.Request means on a server; only what a
-// handler on the loop uses is here.
+// Request is one complete request, body included. Each field means what
+// the field of the same name in http.Request means on a server (the
+// server's parser gives what net/http's ReadRequest gives; see parse.go);
+// only what a handler on the loop uses is here.
 type Request struct {
 	Method     string
 	Target     string   // the request-target as sent: "/path?q=1" (http.Request's RequestURI)
@@ -26,19 +26,31 @@ type Request struct {
 	http11 bool // HTTP/1.1 or later: kept alive without being asked
 }
 
-// newRequest takes what a handler needs from a parsed header block.
-func newRequest(hr *http.Request, body []byte, remote string) Request {
-	return Request{
-		Method:     hr.Method,
-		Target:     hr.RequestURI,
-		URL:        hr.URL,
-		Proto:      hr.Proto,
-		Header:     hr.Header,
-		Host:       hr.Host,
-		Trailer:    hr.Trailer,
-		Body:       body,
-		RemoteAddr: remote,
-		Close:      hr.Close,
-		http11:     hr.ProtoAtLeast(1, 1),
+// exchange is one request and the writer that answers it: what a handler
+// gets. A connection parses its next request into the exchange of the last
+// one when that was answered before its handler returned (see Handler), so
+// a keep-alive request allocates nothing.
+type exchange struct {
+	w   ResponseWriter
+	r   Request
+	url url.URL     // r.URL, when the server's parser filled it
+	hdr http.Header // r.Header, when the server's parser filled it
+	// vals backs hdr's value slices.
+	vals []string
+}
+
+// fromNetHTTP takes what a handler needs from a header block net/http
+// parsed.
+func (r *Request) fromNetHTTP(hr *http.Request) {
+	*r = Request{
+		Method:  hr.Method,
+		Target:  hr.RequestURI,
+		URL:     hr.URL,
+		Proto:   hr.Proto,
+		Header:  hr.Header,
+		Host:    hr.Host,
+		Trailer: hr.Trailer,
+		Close:   hr.Close,
+		http11:  hr.ProtoAtLeast(1, 1),
 	}
 }

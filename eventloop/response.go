@@ -57,8 +57,9 @@ func (w *ResponseWriter) OnClientGone(fn func()) {
 	if w.done || !c.state.inFlight() {
 		return
 	}
+	seq := c.requests // the exchange may be reused once answered
 	c.gone = func() {
-		if !w.done {
+		if !w.done && c.requests == seq {
 			fn()
 		}
 	}
@@ -208,32 +209,36 @@ var bodyServiceUnavailable = []byte(`{"detail":"Service Unavailable"}`)
 // shed answers 503 instead of running the handler (LimitConcurrency) and
 // closes the connection afterwards, as uvicorn does. The request was read
 // whole, so there is nothing to linger for unless more is pipelined.
-func (c *conn) shed(req *http.Request) {
+func (c *conn) shed() {
 	s := c.s
+	r := &c.x.r
 	s.shed++
 	c.setState(stateClosing)
 	c.out = s.appendResponse(c.out, http.StatusServiceUnavailable, "application/json", nil,
-		bodyServiceUnavailable, req.Method == http.MethodHead, true, false)
+		bodyServiceUnavailable, r.Method == http.MethodHead, true, false)
 	c.queued()
-	s.accessLog(c, req.Method, req.RequestURI, req.Proto, http.StatusServiceUnavailable, req.Header)
+	s.accessLog(c, r.Method, r.Target, r.Proto, http.StatusServiceUnavailable, r.Header)
 }
 
 // fail answers with a JSON error and closes the connection afterwards,
 // lingering first: the client may still be sending the rejected request.
 func (c *conn) fail(status int, msg string) {
 	s := c.s
-	req := c.req
+	var r *Request
+	if c.named {
+		r = &c.x.r
+	}
 	c.releaseBody()
 	c.setState(stateClosing)
 	quoted, _ := json.Marshal(msg) // a string always marshals
 	body := make([]byte, 0, len(quoted)+10)
 	body = append(append(append(body, `{"error":`...), quoted...), '}')
-	c.out = s.appendResponse(c.out, status, "application/json", nil, body, req != nil && req.Method == http.MethodHead, true, false)
+	c.out = s.appendResponse(c.out, status, "application/json", nil, body, r != nil && r.Method == http.MethodHead, true, false)
 	c.queued()
-	if req == nil { // rejected before its header parsed
+	if r == nil { // refused before its request line parsed
 		s.accessLog(c, "", "", "", status, nil)
 	} else {
-		s.accessLog(c, req.Method, req.RequestURI, req.Proto, status, req.Header)
+		s.accessLog(c, r.Method, r.Target, r.Proto, status, r.Header)
 	}
 }
 

@@ -137,16 +137,23 @@ var framingSeeds = []framingSeed{
 // TestFramingSeeds runs each seed through the differential check, cut in
 // two at every position, so that every boundary — inside a token, between
 // CR and LF, inside a chunk-size line — is the end of one read.
+//
+// The server with NetHTTPParser gets each seed whole and cut in the middle:
+// it differs from the default only in how a complete header block is
+// parsed.
 func TestFramingSeeds(t *testing.T) {
-	ts := startServerWith(t, fuzzConfig, echoHandler)
+	ours := startServerWith(t, fuzzConfig, echoHandler)
+	netHTTP := startServerWith(t, fuzzConfigNetHTTP, echoHandler)
 	for _, seed := range framingSeeds {
 		t.Run(seed.name, func(t *testing.T) {
-			ts := ts.with(t)
 			data := []byte(seed.data)
+			ts := ours.with(t)
 			checkFraming(ts, fuzzLimits, data, nil)
 			for cut := 1; cut < len(data); cut++ {
 				checkFraming(ts, fuzzLimits, data, []int{cut})
 			}
+			checkFraming(netHTTP.with(t), fuzzLimits, data, nil)
+			checkFraming(netHTTP.with(t), fuzzLimits, data, []int{len(data) / 2})
 		})
 	}
 }

@@ -81,6 +81,11 @@ type ServerConfig struct {
 	// socket this is why one worker may grab several connections at once.
 	AcceptBatch int
 	ServerName  string // default "demo": the Server header
+	// NetHTTPParser parses every request with net/http's ReadRequest (and
+	// the checks its server adds), the reference the server's own parser
+	// is tested against, instead of only what the server's parser leaves
+	// to it. Slower; for comparisons.
+	NetHTTPParser bool
 	// AccessLog, if set, is called on the loop after each response is
 	// queued. For requests rejected before their header parsed, method,
 	// target and proto are empty and header is nil. header is the
@@ -124,6 +129,10 @@ func (c *ServerConfig) setDefaults() {
 
 // Handler serves a request on the loop goroutine. It may respond before it
 // returns or later, from any loop callback (timer, Post, client completion).
+// Like net/http's handlers once they return, it must not use w or r (or
+// r's header maps) after it has both responded and returned: the server
+// reuses them for the connection's next request, which is what makes a
+// keep-alive request free of allocations. r.Body is the handler's to keep.
 type Handler func(w *ResponseWriter, r *Request)
 
 // Flush writes out the responses held back while the loop answers a batch
@@ -169,12 +178,12 @@ type Server struct {
 	acceptFailures int
 	acceptFailedAt time.Time
 	acceptErr      error
-	shutting  bool
-	doneFns   []func()
-	inFlight  int
-	requests  uint64
-	shed      uint64
-	bodyBytes int64 // held by incomplete request bodies (conn.bodyHeld summed)
+	shutting       bool
+	doneFns        []func()
+	inFlight       int
+	requests       uint64
+	shed           uint64
+	bodyBytes      int64 // held by incomplete request bodies (conn.bodyHeld summed)
 
 	// Scratch shared by all connections: only the loop goroutine runs.
 	rbuf    []byte        // read(2) target
@@ -182,6 +191,7 @@ type Server struct {
 	bytesR  bytes.Reader
 	dateSec int64
 	date    []byte
+	strs    map[string]string // interned targets and field values (parse.go)
 }
 
 // NewServer serves h on the connections accepted from listenFD, which it
@@ -202,8 +212,9 @@ func NewServer(l *Loop, listenFD int, cfg ServerConfig, h Handler) (*Server, err
 		handler: h,
 		conns:   make(map[*conn]struct{}),
 		rbuf:    make([]byte, readSize),
+		strs:    make(map[string]string),
 	}
-	s.br = bufio.NewReaderSize(&s.bytesR, maxChunkLine)
+	s.br = newScratchReader(&s.bytesR)
 	if err := s.register(); err != nil {
 		return nil, fmt.Errorf("register listener: %w", err)
 	}
@@ -419,6 +430,10 @@ func (s *Server) accessLog(c *conn, method, target, proto string, status int, he
 		s.cfg.AccessLog(c.remote, method, target, proto, status, header)
 	}
 }
+
+// newScratchReader is the reader net/http's parsers read a block through:
+// its size is net/http's server's, which bounds a chunk-size line.
+func newScratchReader(r *bytes.Reader) *bufio.Reader { return bufio.NewReaderSize(r, maxChunkLine) }
 
 func sockaddrString(sa unix.Sockaddr) string {
 	switch a := sa.(type) {

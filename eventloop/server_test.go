@@ -276,7 +276,7 @@ type want struct {
 	method string            // of the request, for HEAD framing
 }
 
-type exchange struct {
+type turn struct {
 	send string
 	want []want
 }
@@ -288,15 +288,15 @@ func TestServerFraming(t *testing.T) {
 	errJSON := map[string]string{"Connection": "close", "Content-Type": "application/json"}
 	cases := []struct {
 		name   string
-		steps  []exchange
+		steps  []turn
 		closed bool // the server closes after the last step
 	}{
-		{name: "simple GET", steps: []exchange{{get, []want{{status: 200, body: "hello", header: map[string]string{"Connection": "", "Content-Type": "text/plain"}}}}}},
-		{name: "keep-alive two requests", steps: []exchange{
+		{name: "simple GET", steps: []turn{{get, []want{{status: 200, body: "hello", header: map[string]string{"Connection": "", "Content-Type": "text/plain"}}}}}},
+		{name: "keep-alive two requests", steps: []turn{
 			{get, []want{{status: 200, body: "hello"}}},
 			{get, []want{{status: 200, body: "hello"}}},
 		}},
-		{name: "pipelined three in one write", steps: []exchange{{
+		{name: "pipelined three in one write", steps: []turn{{
 			"GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?3 HTTP/1.1\r\nHost: x\r\n\r\n",
 			[]want{
 				{status: 200, header: map[string]string{"X-Target": "/echo?1"}},
@@ -304,73 +304,73 @@ func TestServerFraming(t *testing.T) {
 				{status: 200, header: map[string]string{"X-Target": "/echo?3"}},
 			},
 		}}},
-		{name: "HTTP/1.0 closes", closed: true, steps: []exchange{
+		{name: "HTTP/1.0 closes", closed: true, steps: []turn{
 			{"GET / HTTP/1.0\r\n\r\n", []want{{status: 200, body: "hello", header: closes}}},
 		}},
-		{name: "HTTP/1.0 keep-alive", steps: []exchange{
+		{name: "HTTP/1.0 keep-alive", steps: []turn{
 			{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", []want{{status: 200, body: "hello", header: map[string]string{"Connection": "keep-alive"}}}},
 		}},
-		{name: "Connection: close", closed: true, steps: []exchange{
+		{name: "Connection: close", closed: true, steps: []turn{
 			{"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", []want{{status: 200, body: "hello", header: closes}}},
 		}},
-		{name: "Content-Length body", steps: []exchange{
+		{name: "Content-Length body", steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", []want{{status: 200, body: "hello"}}},
 		}},
-		{name: "chunked body", steps: []exchange{
+		{name: "chunked body", steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
 				[]want{{status: 200, body: "hello world"}}},
 		}},
-		{name: "chunked body with trailer", steps: []exchange{
+		{name: "chunked body with trailer", steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n",
 				[]want{{status: 200, body: "abc", header: map[string]string{"X-Trailer-Sum": "42"}}}},
 		}},
-		{name: "Transfer-Encoding wins over Content-Length, then close", closed: true, steps: []exchange{
+		{name: "Transfer-Encoding wins over Content-Length, then close", closed: true, steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 				[]want{{status: 200, body: "", header: closes}}},
 		}},
-		{name: "leading CRLF and bare LF lines", steps: []exchange{
+		{name: "leading CRLF and bare LF lines", steps: []turn{
 			{"\r\n\nGET / HTTP/1.1\nHost: x\n\n", []want{{status: 200, body: "hello"}}},
 		}},
-		{name: "HEAD sends no body", steps: []exchange{
+		{name: "HEAD sends no body", steps: []turn{
 			{"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", []want{{status: 200, body: "", method: "HEAD", header: map[string]string{"Content-Length": "5"}}}},
 		}},
-		{name: "100-continue", steps: []exchange{
+		{name: "100-continue", steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", []want{{status: 100}}},
 			{"hello", []want{{status: 200, body: "hello"}}},
 		}},
-		{name: "100-continue with the body already sent", steps: []exchange{
+		{name: "100-continue with the body already sent", steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello", []want{{status: 200, body: "hello"}}},
 		}},
-		{name: "extra headers sanitised", steps: []exchange{
+		{name: "extra headers sanitised", steps: []turn{
 			{"GET /header HTTP/1.1\r\nHost: x\r\n\r\n", []want{{status: 200, body: "hello", header: map[string]string{
 				"X-Extra": "v  Injected: yes", "Injected": "", "Connection": "", "Content-Length": "5"}}}},
 		}},
-		{name: "garbage", closed: true, steps: []exchange{{"garbage\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}}}},
-		{name: "missing Host", closed: true, steps: []exchange{{"GET / HTTP/1.1\r\n\r\n", []want{{status: 400, body: `{"error":"missing required Host header"}`, header: errJSON}}}}},
-		{name: "invalid Content-Length", closed: true, steps: []exchange{
+		{name: "garbage", closed: true, steps: []turn{{"garbage\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}}}},
+		{name: "missing Host", closed: true, steps: []turn{{"GET / HTTP/1.1\r\n\r\n", []want{{status: 400, body: `{"error":"missing required Host header"}`, header: errJSON}}}}},
+		{name: "invalid Content-Length", closed: true, steps: []turn{
 			{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}},
 		}},
-		{name: "bad chunk size", closed: true, steps: []exchange{
+		{name: "bad chunk size", closed: true, steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}},
 		}},
-		{name: "chunk data without CRLF", closed: true, steps: []exchange{
+		{name: "chunk data without CRLF", closed: true, steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", []want{{status: 400, body: "-", header: errJSON}}},
 		}},
-		{name: "431 on a 17 KiB header", closed: true, steps: []exchange{{bigHeader, []want{{status: 431, body: "-", header: errJSON}}}}},
-		{name: "431 on an unterminated 17 KiB header", closed: true, steps: []exchange{
+		{name: "431 on a 17 KiB header", closed: true, steps: []turn{{bigHeader, []want{{status: 431, body: "-", header: errJSON}}}}},
+		{name: "431 on an unterminated 17 KiB header", closed: true, steps: []turn{
 			{bigHeader[:len(bigHeader)-4], []want{{status: 431, body: "-", header: errJSON}}},
 		}},
-		{name: "413 on a declared big body", closed: true, steps: []exchange{
+		{name: "413 on a declared big body", closed: true, steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", []want{{status: 413, body: "-", header: errJSON}}},
 		}},
-		{name: "413 on a big chunk", closed: true, steps: []exchange{
+		{name: "413 on a big chunk", closed: true, steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n", []want{{status: 413, body: "-", header: errJSON}}},
 		}},
-		{name: "417 on an unknown expectation", closed: true, steps: []exchange{
+		{name: "417 on an unknown expectation", closed: true, steps: []turn{
 			{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx", []want{{status: 417, body: "-", header: errJSON}}},
 		}},
-		{name: "505 on HTTP/2.0", closed: true, steps: []exchange{{"GET / HTTP/2.0\r\nHost: x\r\n\r\n", []want{{status: 505, body: "-", header: errJSON}}}}},
-		{name: "413 to HEAD has no body", closed: true, steps: []exchange{
+		{name: "505 on HTTP/2.0", closed: true, steps: []turn{{"GET / HTTP/2.0\r\nHost: x\r\n\r\n", []want{{status: 505, body: "-", header: errJSON}}}}},
+		{name: "413 to HEAD has no body", closed: true, steps: []turn{
 			{"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", []want{{status: 413, body: "", method: "HEAD", header: errJSON}}},
 		}},
 	}
