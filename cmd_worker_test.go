@@ -67,6 +67,7 @@ func TestWorkerArgvRoundTrip(t *testing.T) {
 	cfg.RequestBodyTimeout = 7 * time.Second
 	cfg.MaxBodyBytes = 12345
 	cfg.MaxBufferedBodyBytes = 1 << 20
+	cfg.HTTPParser = "net/http"
 	cfg.MaxHeaderBytes = 4096
 	cfg.ProxyHeaders = false
 	cfg.ForwardedAllowIPs = "10.0.0.0/8, unix"

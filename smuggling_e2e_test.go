@@ -145,11 +145,13 @@ var framingAttacks = []framingAttack{
 	},
 }
 
-// TestFramingAttacks runs framingAttacks against `demo serve` and a
-// net/http server.
+// TestFramingAttacks runs framingAttacks against `demo serve` — with its
+// own request parser and with net/http's behind the hidden --http-parser —
+// and a net/http server.
 func TestFramingAttacks(t *testing.T) {
 	_, url := startServe(t, "--mode", "async", "--no-access-log")
-	demo := strings.TrimPrefix(url, "http://")
+	_, refURL := startServe(t, "--mode", "async", "--no-access-log", "--http-parser", "net/http")
+	demos := map[string]string{"demo": strings.TrimPrefix(url, "http://"), "demo --http-parser net/http": strings.TrimPrefix(refURL, "http://")}
 	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.Copy(io.Discard, r.Body); err != nil {
 			w.Header().Set("Connection", "close")
@@ -162,9 +164,11 @@ func TestFramingAttacks(t *testing.T) {
 	for _, a := range framingAttacks {
 		t.Run(a.name, func(t *testing.T) {
 			t.Logf("rule: %s", a.why)
-			got, closed := converse(t, demo, a.send)
-			if !equalClasses(got, a.want, true) || closed != a.closes {
-				t.Errorf("demo answered %v and closed %v, want %v and closed %v", got, closed, a.want, a.closes)
+			for name, addr := range demos {
+				got, closed := converse(t, addr, a.send)
+				if !equalClasses(got, a.want, true) || closed != a.closes {
+					t.Errorf("%s answered %v and closed %v, want %v and closed %v", name, got, closed, a.want, a.closes)
+				}
 			}
 			peerGot, peerClosed := converse(t, peer.Listener.Addr().String(), a.send)
 			peerWant := a.want

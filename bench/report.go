@@ -215,6 +215,14 @@ func (r *runner) renderCosts(w io.Writer, check func(bool, string, string)) {
 	if ngOn, ngOff := r.row(keepAlive, nginxLogOnName), r.row(keepAlive, nginxName); ngOn != nil && ngOff != nil && ngOff.fig.perCPU > 0 {
 		fmt.Fprintf(w, "  for comparison, nginx's access log costs it %.1f%% (%s vs %s)\n", 100*(1-ratio(ngOn, ngOff, perCPU)), nginxLogOnName, nginxName)
 	}
+	if ref := r.row(keepAlive, demoNetHTTP); ref != nil && one != nil && ref.fig.perCPU > 0 {
+		fmt.Fprintf(w, "  the server's own request parser: %.2f× the requests per CPU-second of net/http's ReadRequest (%s vs %s)",
+			ratio(one, ref, perCPU), demoOne, demoNetHTTP)
+		if refP, oneP := r.row(r.pipelinedLabel(), demoNetHTTP), r.row(r.pipelinedLabel(), demoOne); refP != nil && oneP != nil && refP.fig.perCPU > 0 {
+			fmt.Fprintf(w, ", %.2f× %s", ratio(oneP, refP, perCPU), r.pipelinedLabel())
+		}
+		fmt.Fprintln(w)
+	}
 	r.noiseNote(w)
 	fmt.Fprintln(w)
 	check(cost <= 0.05, "costs: access log + detector ≤ 5% of req/CPU-s (all on vs all off)", fmt.Sprintf("%.1f%%", 100*cost))

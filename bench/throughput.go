@@ -82,6 +82,9 @@ const (
 	demoOne    = "demo async ×1"         // --no-access-log, detector on: the configuration the keep-alive targets name
 	demoAllOn  = "demo async ×1 all on"  // access log + detector: demo serve's defaults
 	demoAllOff = "demo async ×1 all off" // --no-access-log --slow-callback 0
+	// demoNetHTTP is demoOne parsing every request with net/http's
+	// ReadRequest, the reference its own parser is fuzzed against.
+	demoNetHTTP = "demo async ×1 net/http parser"
 )
 
 // socketSetup is one way --workers 2 shares the port.
@@ -118,6 +121,12 @@ func (r *runner) runThroughput(ctx context.Context) error {
 		targets = append(targets,
 			target{name: demoAllOn, start: demo(demoAllOn, 1), keepAlive: true},
 			target{name: demoAllOff, start: demo(demoAllOff, 1, "--no-access-log", "--slow-callback", "0"), keepAlive: true})
+		if serveAccepts(ctx, c.Bin, "--http-parser=net/http") {
+			targets = append(targets, target{name: demoNetHTTP, start: demo(demoNetHTTP, 1, "--no-access-log", "--http-parser", "net/http"),
+				keepAlive: true, pipelined: c.has(Pipelined)})
+		} else {
+			r.notes = append(r.notes, "costs: the net/http parser row skipped: this demo serve has no --http-parser")
+		}
 	}
 	peers, err := r.peerTargets(ctx)
 	if err != nil {
@@ -147,6 +156,14 @@ func serveHasFlag(ctx context.Context, bin, flag string) bool {
 		return false
 	}
 	return regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(flag) + `\b`).Match(out)
+}
+
+// serveAccepts reports whether `demo serve` takes flag (hidden flags
+// included, which --help does not list).
+func serveAccepts(ctx context.Context, bin, flag string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, bin, "serve", flag, "--help").Run() == nil
 }
 
 // load is one load a target gets.

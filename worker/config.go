@@ -47,7 +47,11 @@ type Config struct {
 	RequestBodyTimeout   time.Duration // a body must complete within it of its header, or 408
 	MaxBodyBytes         int64         // larger bodies get 413
 	MaxBufferedBodyBytes int64         // bodies being received, summed over connections; past it 503
-	MaxHeaderBytes       int           // a larger header block gets 431 (h11's max incomplete event size)
+	// HTTPParser is "demo", the server's own request parser (net/http's
+	// for what it leaves), or "net/http": net/http's ReadRequest for every
+	// request, the reference the other is fuzzed against, to compare.
+	HTTPParser     string
+	MaxHeaderBytes int // a larger header block gets 431 (h11's max incomplete event size)
 
 	// ProxyHeaders takes the client's address and scheme from
 	// X-Forwarded-For and X-Forwarded-Proto when the peer is one of
@@ -99,6 +103,7 @@ func DefaultConfig() Config {
 		RequestBodyTimeout:   30 * time.Second,
 		MaxBodyBytes:         1 << 20,
 		MaxBufferedBodyBytes: 64 << 20,
+		HTTPParser:           "demo",
 		MaxHeaderBytes:       16 << 10, // h11's DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 		ProxyHeaders:         true,
 		ForwardedAllowIPs:    "127.0.0.1",
@@ -129,6 +134,8 @@ func (c *Config) Validate() error {
 		return setting.Errorf("KeepAliveTimeout", "must be positive, got %v", c.KeepAliveTimeout)
 	case c.RequestHeaderTimeout <= 0:
 		return setting.Errorf("RequestHeaderTimeout", "must be positive, got %v", c.RequestHeaderTimeout)
+	case c.HTTPParser != "demo" && c.HTTPParser != "net/http":
+		return setting.Errorf("HTTPParser", "must be demo or net/http, got %q", c.HTTPParser)
 	case c.RequestBodyTimeout <= 0:
 		return setting.Errorf("RequestBodyTimeout", "must be positive, got %v", c.RequestBodyTimeout)
 	case c.MaxBufferedBodyBytes < 1:

@@ -143,6 +143,7 @@ func (a *app) serverConfig() eventloop.ServerConfig {
 		RequestBodyTimeout:   a.cfg.RequestBodyTimeout,
 		MaxBodyBytes:         a.cfg.MaxBodyBytes,
 		MaxBufferedBodyBytes: a.cfg.MaxBufferedBodyBytes,
+		NetHTTPParser:        a.cfg.HTTPParser == "net/http",
 		MaxHeaderBytes:       a.cfg.MaxHeaderBytes,
 		ErrorLog: func(msg string, err error) {
 			a.log.Error(msg, zap.Error(err))
