@@ -46,14 +46,47 @@ func (s *Server) intern(b []byte) string {
 	return v
 }
 
-// Common methods and field names, so they need no table at all.
-var (
-	knownMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
-		http.MethodDelete, http.MethodOptions, http.MethodPatch}
-	knownFields = [...]string{"Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language",
-		"Connection", "Content-Length", "Content-Type", "Cookie", "Authorization", "Referer",
-		"Origin", "Cache-Control", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id", "X-Real-Ip"}
-)
+// knownField returns the canonical name as a constant string when it is
+// one of the fields clients commonly send, so that it needs no table.
+func knownField(canon []byte) (string, bool) {
+	switch string(canon) { // compiled to a search on length and bytes: no allocation
+	case "Host":
+		return "Host", true
+	case "User-Agent":
+		return "User-Agent", true
+	case "Accept":
+		return "Accept", true
+	case "Accept-Encoding":
+		return "Accept-Encoding", true
+	case "Accept-Language":
+		return "Accept-Language", true
+	case "Connection":
+		return "Connection", true
+	case "Content-Length":
+		return "Content-Length", true
+	case "Content-Type":
+		return "Content-Type", true
+	case "Cookie":
+		return "Cookie", true
+	case "Authorization":
+		return "Authorization", true
+	case "Referer":
+		return "Referer", true
+	case "Origin":
+		return "Origin", true
+	case "Cache-Control":
+		return "Cache-Control", true
+	case "X-Forwarded-For":
+		return "X-Forwarded-For", true
+	case "X-Forwarded-Proto":
+		return "X-Forwarded-Proto", true
+	case "X-Request-Id":
+		return "X-Request-Id", true
+	case "X-Real-Ip":
+		return "X-Real-Ip", true
+	}
+	return "", false
+}
 
 // parseFast parses the complete header block at block into x. It reports
 // false, with x left for the other parser to fill, when the block is
@@ -231,12 +264,25 @@ func isPathByte(b byte) bool {
 // not take it: an upper-case token, CONNECT aside (its target is an
 // authority).
 func methodName(m []byte, s *Server) string {
-	for _, known := range knownMethods {
-		if string(m) == known {
-			return known
-		}
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodOptions:
+		return http.MethodOptions
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodConnect:
+		return ""
 	}
-	if len(m) > 20 || string(m) == http.MethodConnect {
+	if len(m) > 20 {
 		return ""
 	}
 	for _, b := range m {
@@ -270,10 +316,8 @@ func (c *conn) fieldName(name []byte) (string, bool) {
 		canon[i] = b
 		upper = b == '-'
 	}
-	for _, known := range knownFields {
-		if string(canon) == known {
-			return known, true
-		}
+	if known, ok := knownField(canon); ok {
+		return known, true
 	}
 	return c.s.intern(canon), true
 }
