@@ -40,6 +40,15 @@ const (
 // callbacks instead of once per pass over the whole burst.
 const maxEvents = 64
 
+// yieldEvery is how often a busy loop hands its thread to the Go scheduler
+// for a moment (runtime.Gosched). The loop goroutine never leaves its
+// thread, so to the runtime's monitor (sysmon) it looks like one that ran
+// too long: every 10 ms it takes the loop's P away while it sits in a
+// system call, and after each time it goes back to watching every 20 µs.
+// Under load that monitor thread cost as much as a tenth of what the loop
+// itself spent; a yield now and then keeps it asleep.
+const yieldEvery = 5 * time.Millisecond
+
 // Loop is a single-goroutine reactor. Only Post, Go and Context may be called
 // from other goroutines; every other method belongs to the loop goroutine.
 //
@@ -59,6 +68,8 @@ type Loop struct {
 	timers timerHeap
 	now    time.Time
 	stop   bool
+	// yielded is when the loop last yielded to the Go scheduler.
+	yielded time.Time
 
 	backlogged   bool // the last epoll_wait filled its batch: more is ready
 	urgentPolled bool // the urgent set was polled in this iteration
@@ -131,6 +142,10 @@ func (l *Loop) Run() error {
 	for !l.stop {
 		n, err := unix.EpollWait(l.epfd, events, l.waitMillis())
 		l.now = time.Now()
+		if l.now.Sub(l.yielded) >= yieldEvery {
+			l.yielded = l.now
+			runtime.Gosched()
+		}
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
