@@ -61,7 +61,8 @@ const (
 	// wait and is not restarted, so a slow drip cannot hold it.
 	stateHeader
 	// stateBody: the header block is parsed and checked, the body is
-	// arriving. The keep-alive clock runs.
+	// arriving. The keep-alive clock runs, and the body clock, from the
+	// end of the header and not restarted by arriving bytes.
 	stateBody
 	// stateActive: the handler has the request and the server counts it
 	// in flight. No clock: a handler takes as long as it takes.

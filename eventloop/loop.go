@@ -43,11 +43,13 @@ const maxEvents = 64
 // yieldEvery is how often a busy loop hands its thread to the Go scheduler
 // for a moment (runtime.Gosched). The loop goroutine never leaves its
 // thread, so to the runtime's monitor (sysmon) it looks like one that ran
-// too long: every 10 ms it takes the loop's P away while it sits in a
-// system call, and after each time it goes back to watching every 20 µs.
-// Under load that monitor thread cost as much as a tenth of what the loop
-// itself spent; a yield now and then keeps it asleep.
-const yieldEvery = 5 * time.Millisecond
+// too long: every 10 ms (forcePreemptNS) it takes the loop's P away, while
+// the loop sits in a system call, and after each time it goes back to
+// watching every 20 µs. Under load that monitor thread cost as much as a
+// tenth of what the loop itself spent. Yielding a little more often than
+// that keeps the monitor asleep, and changes nothing else: the loop was
+// preempted at that rate anyway, involuntarily.
+const yieldEvery = 8 * time.Millisecond
 
 // Loop is a single-goroutine reactor. Only Post, Go and Context may be called
 // from other goroutines; every other method belongs to the loop goroutine.
