@@ -333,24 +333,24 @@ func serve(c *cli.Context) error {
 	if ctlPath == "" {
 		ctlPath = control.Path(sock.port, sock.uds)
 	}
-	ctl := supervisor.NewControl()
+	insp := supervisor.NewInspector()
 	ctlServer, err := control.Listen(ctlPath)
 	if err != nil {
 		return err
 	}
 	defer ctlServer.Close()
 	ctlServer.Serve(func() control.Snapshot {
-		snap := snapshot(ctl, sock.addr, serving)
+		snap := snapshot(insp, sock.addr, serving)
 		snap.LogLinesDropped = logger.Dropped()
 		return snap
 	})
 	logger.Info("Control socket at " + ctlPath + " (demo status reads it)")
 	if metricsSrv != nil {
-		metricsSrv.Serve(metrics.Handler(ctl))
+		metricsSrv.Serve(metrics.Handler(insp))
 		logger.Info("Metrics at http://" + metricsSrv.Addr() + "/metrics")
 	}
 
-	cfg.Addr, cfg.UnixSocket, cfg.Control = sock.addr, sock.uds, ctl
+	cfg.Addr, cfg.UnixSocket, cfg.Inspector = sock.addr, sock.uds, insp
 	if sock.reuseAddr != "" {
 		cfg.ReusePort = true
 		wcfg.ReusePortAddr, wcfg.Backlog = sock.reuseAddr, c.Int("backlog")
@@ -372,12 +372,12 @@ func serve(c *cli.Context) error {
 
 // snapshot answers a control connection from the supervisor's table, the
 // loops' own reports and /proc.
-func snapshot(ctl *supervisor.Control, addr, mode string) control.Snapshot {
+func snapshot(insp *supervisor.Inspector, addr, mode string) control.Snapshot {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	now := time.Now()
 	snap := control.Snapshot{MasterPID: os.Getpid(), Addr: addr, Mode: mode, Taken: now, Refresh: contract.HeartbeatInterval}
-	ws, err := ctl.Workers(ctx)
+	ws, err := insp.Workers(ctx)
 	if err != nil {
 		return snap
 	}

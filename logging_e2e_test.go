@@ -98,8 +98,8 @@ func serveOnPipe(t *testing.T, args ...string) *pipedServe {
 	return s
 }
 
-// status reads `demo status --json` from the control socket.
-func status(t *testing.T, ctl string) control.Snapshot {
+// demoStatus reads `demo status --json` from the control socket.
+func demoStatus(t *testing.T, ctl string) control.Snapshot {
 	t.Helper()
 	out, err := exec.Command(demoBin, "status", "--control", ctl, "--json").Output()
 	if err != nil {
@@ -146,7 +146,7 @@ func waitDropped(t *testing.T, ctl string) control.Snapshot {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		snap := status(t, ctl)
+		snap := demoStatus(t, ctl)
 		for _, w := range snap.Workers {
 			if w.LogLinesDropped > 0 {
 				return snap
@@ -222,7 +222,7 @@ func TestLogReaderThatComesBackHearsWhatWasDropped(t *testing.T) {
 	// dropped since the reader came back.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		n := status(t, s.ctl).Workers[0].LogLinesDropped
+		n := demoStatus(t, s.ctl).Workers[0].LogLinesDropped
 		if n == reported {
 			break
 		}

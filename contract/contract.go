@@ -52,7 +52,7 @@ const EnvMasterPID = "DEMO_MASTER_PID"
 // respawning it forever, like Gunicorn's WORKER_BOOT_ERROR.
 const ExitStartupFailure = 3
 
-// Kind names a status message.
+// Kind names a message on the status pipe.
 type Kind string
 
 const (

@@ -25,7 +25,7 @@ import (
 	"demo/supervisor"
 )
 
-// Source gives the supervisor's table; *supervisor.Control is one.
+// Source gives the supervisor's table; *supervisor.Inspector is one.
 type Source interface {
 	Snapshot(ctx context.Context) (supervisor.Snapshot, error)
 }

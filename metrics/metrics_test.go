@@ -94,11 +94,11 @@ func TestMetricsFromTheSnapshot(t *testing.T) {
 	stalls.Count, stalls.Sum = 5, 402*time.Second
 	snap := supervisor.Snapshot{
 		Wanted: 2,
-		Workers: []supervisor.WorkerStatus{
+		Workers: []supervisor.WorkerSnapshot{
 			{Index: 1, State: supervisor.Ready},
 			{Index: 2, State: supervisor.Starting},
 		},
-		Slots: []supervisor.SlotStatus{
+		Slots: []supervisor.SlotSnapshot{
 			{Index: 1, Wanted: true, Requests: 42, InFlight: 3, Conns: 5, Blocked: 2500 * time.Millisecond, Stalls: stalls},
 			{Index: 2, Wanted: true, Requests: 7},
 		},

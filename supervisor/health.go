@@ -77,40 +77,40 @@ type verdict struct {
 // seen, since that is what `demo status` shows: from the stalled
 // callback's start when the worker's detector reported it, else from the
 // last Beat.
-func judge(w *worker, now time.Time, lim healthLimits) verdict {
+func judge(c *child, now time.Time, lim healthLimits) verdict {
 	var v verdict
-	if since := w.stallSince(); !since.IsZero() {
+	if since := c.stallSince(); !since.IsZero() {
 		v.stall = now.Sub(since)
-		if v.stall > StallThreshold && w.state != Killed {
-			last := w.stallNoted
+		if v.stall > StallThreshold && c.state != Killed {
+			last := c.stallNoted
 			if last.IsZero() {
 				last = since
 			}
 			v.progress = now.Sub(last) >= lim.stallEvery
 		}
 	}
-	switch w.state {
+	switch c.state {
 	case Starting:
-		if now.Sub(w.started) > lim.healthcheck {
+		if now.Sub(c.started) > lim.healthcheck {
 			v.act = actKillBoot
 		}
 	case Ready:
-		since := w.readyAt
-		if w.lastAlive.After(since) {
-			since = w.lastAlive
+		since := c.readyAt
+		if c.lastAlive.After(since) {
+			since = c.lastAlive
 		}
 		switch {
-		case lim.timeout > 0 && !w.stallSince().IsZero() && v.stall > lim.timeout:
+		case lim.timeout > 0 && !c.stallSince().IsZero() && v.stall > lim.timeout:
 			v.act = actAbort
 		case now.Sub(since) > lim.healthcheck:
 			v.act = actKillSilent
 		}
 	case Draining:
-		if !w.drainBy.IsZero() && now.After(w.drainBy) {
+		if !c.drainBy.IsZero() && now.After(c.drainBy) {
 			v.act = actKillDrain
 		}
 	case Killed:
-		if !w.abortedAt.IsZero() && !w.timeoutLogged && now.Sub(w.abortedAt) >= abortGrace {
+		if !c.abortedAt.IsZero() && !c.timeoutLogged && now.Sub(c.abortedAt) >= abortGrace {
 			v.act = actKillAborted
 		}
 	}
@@ -120,56 +120,56 @@ func judge(w *worker, now time.Time, lim healthLimits) verdict {
 // checkHealth runs every HeartbeatInterval on the owner goroutine: ping
 // every live worker, then act on judge's verdicts.
 func (s *supervisor) checkHealth(now time.Time) {
-	for _, w := range s.procs {
-		if !w.alive() {
+	for _, c := range s.children {
+		if !c.alive() {
 			continue
 		}
-		ping(w)
-		v := judge(w, now, s.limits)
+		ping(c)
+		v := judge(c, now, s.limits)
 		if v.progress && v.act != actAbort { // the WORKER TIMEOUT entry says it all
-			s.noteStall(w, now, v.stall)
+			s.noteStall(c, now, v.stall)
 		}
 		switch v.act {
 		case actKillBoot:
-			s.healthKill(w, fmt.Sprintf("Child process [%d] not ready after %v, killed", w.pid, s.limits.healthcheck), "not ready in time")
+			s.healthKill(c, fmt.Sprintf("Child process [%d] not ready after %v, killed", c.pid, s.limits.healthcheck), "not ready in time")
 		case actKillSilent:
-			s.healthKill(w, fmt.Sprintf("Child process [%d] did not answer for %v, killed", w.pid, s.limits.healthcheck), "did not answer pings")
+			s.healthKill(c, fmt.Sprintf("Child process [%d] did not answer for %v, killed", c.pid, s.limits.healthcheck), "did not answer pings")
 		case actAbort:
-			s.abort(w, now)
+			s.abort(c, now)
 		case actKillAborted:
-			s.timedOut(w, now, "", "")
+			s.timedOut(c, now, "", "")
 		case actKillDrain:
-			s.log.Warn(fmt.Sprintf("Child process [%d] did not finish draining within %v, killing it", w.pid, s.cfg.GracefulTimeout))
-			w.state = Killed
-			w.killedFor = "drain timeout"
-			s.sigkill(w)
+			s.log.Warn(fmt.Sprintf("Child process [%d] did not finish draining within %v, killing it", c.pid, s.cfg.GracefulTimeout))
+			c.state = Killed
+			c.killedFor = "drain timeout"
+			s.sigkill(c)
 		}
 	}
 }
 
 // healthKill kills a worker that failed a health check; it is replaced when
 // reaped, like any worker that died.
-func (s *supervisor) healthKill(w *worker, line, why string) {
-	s.log.Error(line, zap.String("worker", w.name()))
-	w.state = Killed
-	w.killedFor = why
-	w.death = RestartHealthcheck
-	s.sigkill(w)
+func (s *supervisor) healthKill(c *child, line, why string) {
+	s.log.Error(line, zap.String("worker", c.name()))
+	c.state = Killed
+	c.killedFor = why
+	c.death = RestartHealthcheck
+	s.sigkill(c)
 }
 
-func (s *supervisor) sigkill(w *worker) {
-	if err := w.signal(syscall.SIGKILL); err != nil {
-		s.log.Error("SIGKILL failed", zap.Int("pid", w.pid), zap.Error(err))
+func (s *supervisor) sigkill(c *child) {
+	if err := c.signal(syscall.SIGKILL); err != nil {
+		s.log.Error("SIGKILL failed", zap.Int("pid", c.pid), zap.Error(err))
 	}
 }
 
-// ping writes one contract.Ping on w's lifeline without ever blocking the
+// ping writes one contract.Ping on c's lifeline without ever blocking the
 // owner goroutine: a worker that stopped reading fills the pipe, and then
 // pings are simply dropped (its silence is what the healthcheck catches). A
 // worker that is gone gives EPIPE, which Go reports as an error instead of
 // raising SIGPIPE for fds other than stdout and stderr.
-func ping(w *worker) {
-	rc, err := w.lifelineW.SyscallConn()
+func ping(c *child) {
+	rc, err := c.lifelineW.SyscallConn()
 	if err != nil {
 		return
 	}

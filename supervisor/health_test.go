@@ -23,36 +23,36 @@ func TestJudge(t *testing.T) {
 	s := time.Second
 	for _, tc := range []struct {
 		name     string
-		w        worker
+		w        child
 		now      time.Duration
 		lim      healthLimits
 		act      action
 		stall    time.Duration
 		progress bool
 	}{
-		{"starting, within limit", worker{state: Starting, started: t0}, 5 * s, lim, actNone, 0, false},
-		{"starting too long", worker{state: Starting, started: t0}, 5*s + 1, lim, actKillBoot, 0, false},
-		{"ready, answering", worker{state: Ready, readyAt: t0, lastAlive: at(9 * s), lastBeat: at(9 * s)}, 10 * s, lim, actNone, s, false},
-		{"ready, never answered, within limit", worker{state: Ready, readyAt: t0}, 5 * s, lim, actNone, 0, false},
-		{"ready, never answered", worker{state: Ready, readyAt: t0}, 5*s + 1, lim, actKillSilent, 0, false},
-		{"ready, silent since last answer", worker{state: Ready, readyAt: t0, lastAlive: at(2 * s)}, 7*s + 1, lim, actKillSilent, 0, false},
-		{"loop stalled, process answers, no timeout", worker{state: Ready, readyAt: t0, lastAlive: at(59 * s), lastBeat: at(30 * s)}, 60 * s, lim, actNone, 30 * s, true},
-		{"stall at the threshold", worker{state: Ready, readyAt: t0, lastAlive: at(10 * s), lastBeat: at(10 * s)}, 10*s + StallThreshold, lim, actNone, StallThreshold, false},
-		{"stall reported recently", worker{state: Ready, readyAt: t0, lastAlive: at(20 * s), lastBeat: at(10 * s), stallNoted: at(16 * s)}, 20 * s, lim, actNone, 10 * s, false},
-		{"stall report due again", worker{state: Ready, readyAt: t0, lastAlive: at(21 * s), lastBeat: at(10 * s), stallNoted: at(16 * s)}, 21 * s, lim, actNone, 11 * s, true},
-		{"timeout, stalled longer", worker{state: Ready, readyAt: t0, lastAlive: at(13 * s), lastBeat: at(10 * s)}, 13*s + 1, withTimeout, actAbort, 3*s + 1, false},
-		{"timeout, not yet", worker{state: Ready, readyAt: t0, lastAlive: at(13 * s), lastBeat: at(10 * s)}, 13 * s, withTimeout, actNone, 3 * s, false},
-		{"timeout, no beat yet: not judged", worker{state: Ready, readyAt: t0, lastAlive: at(9 * s)}, 10 * s, withTimeout, actNone, 0, false},
-		{"timeout beats silence", worker{state: Ready, readyAt: t0, lastBeat: t0}, 9 * s, withTimeout, actAbort, 9 * s, true},
-		{"draining and blocked: graceful timeout governs", worker{state: Draining, readyAt: t0, lastBeat: t0, drainBy: at(30 * s)}, 29 * s, withTimeout, actNone, 29 * s, true},
-		{"draining past its deadline", worker{state: Draining, readyAt: t0, drainBy: at(30 * s)}, 30*s + 1, lim, actKillDrain, 0, false},
-		{"draining at shutdown: no own deadline", worker{state: Draining, readyAt: t0}, 100 * s, lim, actNone, 0, false},
-		{"aborted, within grace", worker{state: Killed, abortedAt: at(10 * s), lastBeat: t0}, 10*s + abortGrace - 1, withTimeout, actNone, 11*s - 1, false},
-		{"aborted, grace over", worker{state: Killed, abortedAt: at(10 * s), lastBeat: t0}, 10*s + abortGrace, withTimeout, actKillAborted, 11 * s, false},
-		{"killed by healthcheck: nothing more", worker{state: Killed, readyAt: t0}, 100 * s, lim, actNone, 0, false},
-		{"aborted, stack logged and killed: nothing more", worker{state: Killed, abortedAt: at(10 * s), timeoutLogged: true, lastBeat: t0}, 12 * s, withTimeout, actNone, 12 * s, false},
-		{"stall timed from the detector's start", worker{state: Ready, readyAt: t0, lastAlive: at(20 * s), lastBeat: at(10 * s), stallFrom: at(12 * s)}, 20 * s, withTimeout, actAbort, 8 * s, true},
-		{"detector's stall not long enough yet", worker{state: Ready, readyAt: t0, lastAlive: at(14 * s), lastBeat: at(10 * s), stallFrom: at(12 * s)}, 14 * s, withTimeout, actNone, 2 * s, false},
+		{"starting, within limit", child{state: Starting, started: t0}, 5 * s, lim, actNone, 0, false},
+		{"starting too long", child{state: Starting, started: t0}, 5*s + 1, lim, actKillBoot, 0, false},
+		{"ready, answering", child{state: Ready, readyAt: t0, lastAlive: at(9 * s), lastBeat: at(9 * s)}, 10 * s, lim, actNone, s, false},
+		{"ready, never answered, within limit", child{state: Ready, readyAt: t0}, 5 * s, lim, actNone, 0, false},
+		{"ready, never answered", child{state: Ready, readyAt: t0}, 5*s + 1, lim, actKillSilent, 0, false},
+		{"ready, silent since last answer", child{state: Ready, readyAt: t0, lastAlive: at(2 * s)}, 7*s + 1, lim, actKillSilent, 0, false},
+		{"loop stalled, process answers, no timeout", child{state: Ready, readyAt: t0, lastAlive: at(59 * s), lastBeat: at(30 * s)}, 60 * s, lim, actNone, 30 * s, true},
+		{"stall at the threshold", child{state: Ready, readyAt: t0, lastAlive: at(10 * s), lastBeat: at(10 * s)}, 10*s + StallThreshold, lim, actNone, StallThreshold, false},
+		{"stall reported recently", child{state: Ready, readyAt: t0, lastAlive: at(20 * s), lastBeat: at(10 * s), stallNoted: at(16 * s)}, 20 * s, lim, actNone, 10 * s, false},
+		{"stall report due again", child{state: Ready, readyAt: t0, lastAlive: at(21 * s), lastBeat: at(10 * s), stallNoted: at(16 * s)}, 21 * s, lim, actNone, 11 * s, true},
+		{"timeout, stalled longer", child{state: Ready, readyAt: t0, lastAlive: at(13 * s), lastBeat: at(10 * s)}, 13*s + 1, withTimeout, actAbort, 3*s + 1, false},
+		{"timeout, not yet", child{state: Ready, readyAt: t0, lastAlive: at(13 * s), lastBeat: at(10 * s)}, 13 * s, withTimeout, actNone, 3 * s, false},
+		{"timeout, no beat yet: not judged", child{state: Ready, readyAt: t0, lastAlive: at(9 * s)}, 10 * s, withTimeout, actNone, 0, false},
+		{"timeout beats silence", child{state: Ready, readyAt: t0, lastBeat: t0}, 9 * s, withTimeout, actAbort, 9 * s, true},
+		{"draining and blocked: graceful timeout governs", child{state: Draining, readyAt: t0, lastBeat: t0, drainBy: at(30 * s)}, 29 * s, withTimeout, actNone, 29 * s, true},
+		{"draining past its deadline", child{state: Draining, readyAt: t0, drainBy: at(30 * s)}, 30*s + 1, lim, actKillDrain, 0, false},
+		{"draining at shutdown: no own deadline", child{state: Draining, readyAt: t0}, 100 * s, lim, actNone, 0, false},
+		{"aborted, within grace", child{state: Killed, abortedAt: at(10 * s), lastBeat: t0}, 10*s + abortGrace - 1, withTimeout, actNone, 11*s - 1, false},
+		{"aborted, grace over", child{state: Killed, abortedAt: at(10 * s), lastBeat: t0}, 10*s + abortGrace, withTimeout, actKillAborted, 11 * s, false},
+		{"killed by healthcheck: nothing more", child{state: Killed, readyAt: t0}, 100 * s, lim, actNone, 0, false},
+		{"aborted, stack logged and killed: nothing more", child{state: Killed, abortedAt: at(10 * s), timeoutLogged: true, lastBeat: t0}, 12 * s, withTimeout, actNone, 12 * s, false},
+		{"stall timed from the detector's start", child{state: Ready, readyAt: t0, lastAlive: at(20 * s), lastBeat: at(10 * s), stallFrom: at(12 * s)}, 20 * s, withTimeout, actAbort, 8 * s, true},
+		{"detector's stall not long enough yet", child{state: Ready, readyAt: t0, lastAlive: at(14 * s), lastBeat: at(10 * s), stallFrom: at(12 * s)}, 14 * s, withTimeout, actNone, 2 * s, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := judge(&tc.w, at(tc.now), tc.lim)
@@ -102,7 +102,7 @@ func TestPingNeverBlocks(t *testing.T) {
 	if filled == 0 {
 		t.Fatal("could not fill the pipe")
 	}
-	wk := &worker{lifelineW: w}
+	wk := &child{lifelineW: w}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -155,8 +155,8 @@ func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 			t.Parallel()
 			m := startMasterEnv(t, healthEnv(time.Second, 0, time.Second), 1, 5*time.Second, tc.behaviour)
 			pid := m.waitRunning()[1]
-			if st := m.status(); len(st) != 1 || st[0].pid != pid || st[0].state != "ready" || st[0].stalled {
-				t.Fatalf("status before the block: %+v", st)
+			if st := m.snapshot(); len(st) != 1 || st[0].pid != pid || st[0].state != "ready" || st[0].stalled {
+				t.Fatalf("snapshot before the block: %+v", st)
 			}
 
 			const block = 2500 * time.Millisecond
@@ -171,16 +171,16 @@ func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 			m.waitFor(`loop blocked`, 5*time.Second)
 			// The master sees the stall while it lasts (bounded poll: a stall has
 			// no event of its own until it ends).
-			var st []workerStatus
+			var st []workerRow
 			for deadline := time.Now().Add(5 * time.Second); ; {
-				st = m.status()
+				st = m.snapshot()
 				if len(st) == 1 && st[0].stalled || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 			if len(st) != 1 || !st[0].stalled || st[0].stall <= StallThreshold || st[0].pid != pid {
-				t.Fatalf("status during the block: %+v, want worker %d stalled", st, pid)
+				t.Fatalf("snapshot during the block: %+v, want worker %d stalled", st, pid)
 			}
 			if st[0].sinceAlv > time.Second {
 				t.Errorf("process stopped answering pings while only its loop was blocked: %+v", st[0])
@@ -188,10 +188,10 @@ func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 			// The counters come with the Alive answers: the blocking request
 			// is in flight on the one connection it came on.
 			if st[0].inFlight != 1 || st[0].conns != 1 || st[0].requests != 1 {
-				t.Errorf("status during the block: %d requests, %d in flight, %d connections; want 1, 1, 1", st[0].requests, st[0].inFlight, st[0].conns)
+				t.Errorf("snapshot during the block: %d requests, %d in flight, %d connections; want 1, 1, 1", st[0].requests, st[0].inFlight, st[0].conns)
 			}
 			if sl := m.slots(); len(sl) != 1 || sl[0].blocked != st[0].stall {
-				t.Errorf("slot status during the block: %+v, want it blocked for %v", sl, st[0].stall)
+				t.Errorf("slot snapshot during the block: %+v, want it blocked for %v", sl, st[0].stall)
 			}
 			by := ""
 			if tc.behaviour == "ok" {
@@ -212,14 +212,14 @@ func TestBlockedLoopIsReportedNotKilled(t *testing.T) {
 			}
 			// Heartbeats resume; the stall is over and counted once.
 			for deadline := time.Now().Add(5 * time.Second); ; {
-				if st = m.status(); len(st) == 1 && !st[0].stalled || time.Now().After(deadline) {
+				if st = m.snapshot(); len(st) == 1 && !st[0].stalled || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 			sl := m.slots()
 			if len(sl) != 1 || sl[0].stalls != 1 || sl[0].blocked != 0 || sl[0].requests != 1 {
-				t.Fatalf("slot status after the block: %+v, want one stall counted, not blocked now, 1 request", sl)
+				t.Fatalf("slot snapshot after the block: %+v, want one stall counted, not blocked now, 1 request", sl)
 			}
 			if tc.behaviour == "ok" && (sl[0].stallSum < block || sl[0].stallSum > block+100*time.Millisecond) {
 				t.Errorf("stall counted as %v, want the detector's own figure, just over %v", sl[0].stallSum, block)
@@ -300,9 +300,9 @@ func TestTimeoutAbortsStalledWorker(t *testing.T) {
 			if n := m.count(`WORKER TIMEOUT`); n != 1 {
 				t.Errorf("%d WORKER TIMEOUT entries, want 1", n)
 			}
-			m.status()
+			m.snapshot()
 			if sl := m.slots(); len(sl) != 1 || sl[0].restarts["timeout"] != 1 || sl[0].restarts["crash"] != 0 {
-				t.Errorf("slot status: %+v, want one restart for a timeout", sl)
+				t.Errorf("slot snapshot: %+v, want one restart for a timeout", sl)
 			}
 			m.stopCleanly()
 		})
@@ -361,9 +361,9 @@ func TestSIGABRTFromOutside(t *testing.T) {
 	if n := m.count(`WORKER TIMEOUT`); n != 0 {
 		t.Errorf("a WORKER TIMEOUT for a SIGABRT the master did not send")
 	}
-	m.status()
+	m.snapshot()
 	if sl := m.slots(); len(sl) != 1 || sl[0].restarts["crash"] != 1 {
-		t.Errorf("slot status: %+v, want one restart for a crash", sl)
+		t.Errorf("slot snapshot: %+v, want one restart for a crash", sl)
 	}
 	m.stopCleanly()
 }

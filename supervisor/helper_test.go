@@ -137,7 +137,7 @@ func testMaster() int {
 		HealthcheckTimeout: durs[1],
 		Timeout:            durs[2],
 		Logger:             logger,
-		Control:            NewControl(),
+		Inspector:          NewInspector(),
 		// Executable left empty: os.Executable(), this test binary.
 	}
 	var bindArg string // reuseport: where each worker binds
@@ -207,9 +207,9 @@ func testMaster() int {
 		defer func() { close(stop); <-done }()
 		go churnThreads(logger, stop, done)
 	}
-	stopStatus := serveStatus(cfg.Control)
+	stopSnapshots := serveSnapshots(cfg.Inspector)
 	err = Run(cfg)
-	stopStatus()
+	stopSnapshots()
 	_ = logger.Sync()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "master error:", err)
@@ -232,9 +232,9 @@ func boundAddr(f *os.File) string {
 	return sockets.TCPAddr(sa).String()
 }
 
-// serveStatus prints the worker table on stderr at every SIGUSR1, as
-// "status #Q ..." lines closed by "status #Q end", until stop is called.
-func serveStatus(c *Control) (stop func()) {
+// serveSnapshots prints the worker table on stderr at every SIGUSR1, as
+// "snapshot #Q ..." lines closed by "snapshot #Q end", until stop is called.
+func serveSnapshots(in *Inspector) (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGUSR1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -247,14 +247,14 @@ func serveStatus(c *Control) (stop func()) {
 				return
 			case <-sigs:
 			}
-			snap, err := c.Snapshot(ctx)
+			snap, err := in.Snapshot(ctx)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "status #%d error %v\n", q, err)
+				fmt.Fprintf(os.Stderr, "snapshot #%d error %v\n", q, err)
 				continue
 			}
 			// One write per line: the workers write to the same pipe.
 			for _, w := range snap.Workers {
-				fmt.Fprintf(os.Stderr, "status #%d worker=%d/%d pid=%d state=%s successor=%t stalled=%t since-beat=%v since-alive=%v stall=%v requests=%d in-flight=%d conns=%d\n",
+				fmt.Fprintf(os.Stderr, "snapshot #%d worker=%d/%d pid=%d state=%s successor=%t stalled=%t since-beat=%v since-alive=%v stall=%v requests=%d in-flight=%d conns=%d\n",
 					q, w.Index, w.Total, w.PID, w.State, w.Successor, w.Stalled, w.SinceBeat, w.SinceAlive, w.Stall, w.Loop.Requests, w.Loop.InFlight, w.Loop.Conns)
 			}
 			for _, sl := range snap.Slots {
@@ -262,10 +262,10 @@ func serveStatus(c *Control) (stop func()) {
 				for _, c := range RestartCauses {
 					restarts = append(restarts, fmt.Sprintf("%s:%d", c, sl.Restarts[c]))
 				}
-				fmt.Fprintf(os.Stderr, "status #%d slot=%d wanted=%t requests=%d blocked=%v stalls=%d stall-sum=%v restarts=%s\n",
+				fmt.Fprintf(os.Stderr, "snapshot #%d slot=%d wanted=%t requests=%d blocked=%v stalls=%d stall-sum=%v restarts=%s\n",
 					q, sl.Index, sl.Wanted, sl.Requests, sl.Blocked, sl.Stalls.Count, sl.Stalls.Sum, strings.Join(restarts, ","))
 			}
-			fmt.Fprintf(os.Stderr, "status #%d end\n", q)
+			fmt.Fprintf(os.Stderr, "snapshot #%d end\n", q)
 		}
 	}()
 	return func() {
@@ -581,7 +581,7 @@ type master struct {
 	waitErr error
 	exitAt  time.Time
 
-	lastQuery int // the last status query's number
+	lastQuery int // the last snapshot query's number
 }
 
 // startMaster starts a master with n workers; behaviours apply by worker
@@ -791,8 +791,8 @@ func (m *master) stopCleanly() {
 	}
 }
 
-// workerStatus is one line of the test master's status dump.
-type workerStatus struct {
+// workerRow is one line of the test master's snapshot dump.
+type workerRow struct {
 	index, total, pid          int
 	state                      string
 	successor, stalled         bool
@@ -800,25 +800,25 @@ type workerStatus struct {
 	requests, inFlight, conns  int
 }
 
-// slotStatus is one slot line of the test master's status dump.
-type slotStatus struct {
+// slotRow is one slot line of the test master's snapshot dump.
+type slotRow struct {
 	index, requests, stalls int
 	wanted                  bool
 	blocked, stallSum       time.Duration
 	restarts                map[string]int
 }
 
-// status asks the master (SIGUSR1 → Control.Workers) for its worker table.
-func (m *master) status() []workerStatus {
+// snapshot asks the master (SIGUSR1 → Inspector.Workers) for its worker table.
+func (m *master) snapshot() []workerRow {
 	m.t.Helper()
 	m.mu.Lock()
-	q := len(regexpAll(m.lines, `^status #\d+ end$`)) + 1
+	q := len(regexpAll(m.lines, `^snapshot #\d+ end$`)) + 1
 	m.mu.Unlock()
 	m.signal(syscall.SIGUSR1)
-	m.await(fmt.Sprintf(`^status #%d end$`, q), 5*time.Second)
-	var out []workerStatus
-	for _, sub := range m.all(fmt.Sprintf(`^status #%d worker=(\d+)/(\d+) pid=(\d+) state=(\S+) successor=(\S+) stalled=(\S+) since-beat=(\S+) since-alive=(\S+) stall=(\S+) requests=(\d+) in-flight=(\d+) conns=(\d+)$`, q)) {
-		var ws workerStatus
+	m.await(fmt.Sprintf(`^snapshot #%d end$`, q), 5*time.Second)
+	var out []workerRow
+	for _, sub := range m.all(fmt.Sprintf(`^snapshot #%d worker=(\d+)/(\d+) pid=(\d+) state=(\S+) successor=(\S+) stalled=(\S+) since-beat=(\S+) since-alive=(\S+) stall=(\S+) requests=(\d+) in-flight=(\d+) conns=(\d+)$`, q)) {
+		var ws workerRow
 		ws.index, _ = strconv.Atoi(sub[1])
 		ws.total, _ = strconv.Atoi(sub[2])
 		ws.pid, _ = strconv.Atoi(sub[3])
@@ -837,12 +837,12 @@ func (m *master) status() []workerStatus {
 	return out
 }
 
-// slots returns the slot lines of the last status query.
-func (m *master) slots() []slotStatus {
+// slots returns the slot lines of the last snapshot query.
+func (m *master) slots() []slotRow {
 	m.t.Helper()
-	var out []slotStatus
-	for _, sub := range m.all(fmt.Sprintf(`^status #%d slot=(\d+) wanted=(\S+) requests=(\d+) blocked=(\S+) stalls=(\d+) stall-sum=(\S+) restarts=(\S+)$`, m.lastQuery)) {
-		st := slotStatus{restarts: map[string]int{}}
+	var out []slotRow
+	for _, sub := range m.all(fmt.Sprintf(`^snapshot #%d slot=(\d+) wanted=(\S+) requests=(\d+) blocked=(\S+) stalls=(\d+) stall-sum=(\S+) restarts=(\S+)$`, m.lastQuery)) {
+		st := slotRow{restarts: map[string]int{}}
 		st.index, _ = strconv.Atoi(sub[1])
 		st.wanted = sub[2] == "true"
 		st.requests, _ = strconv.Atoi(sub[3])

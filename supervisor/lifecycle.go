@@ -47,10 +47,10 @@ type slot struct {
 	index int
 	// cur serves the slot; nil while empty (between a death and its
 	// respawn, or while a SIGTTIN slot's first process boots).
-	cur *worker
+	cur *child
 	// next boots to replace cur (or to fill a new slot); when it is ready
 	// it becomes cur and the old cur drains. At most one at a time.
-	next       *worker
+	next       *child
 	nextFor    purpose
 	fastDeaths int          // consecutive deaths within fastDeath of starting
 	respawnAt  time.Time    // zero unless a backed-off respawn is pending
@@ -71,65 +71,65 @@ func (s *supervisor) maybeAnnounce() {
 	s.log.Info(contract.RunningMsg(contract.ServeName, s.cfg.Addr), contract.RunningFields(s.cfg.Addr))
 }
 
-func (s *supervisor) logStarted(w *worker) {
-	s.log.Info(contract.WorkerStartedMsg(w.pid, w.name()), contract.WorkerStartedFields(w.name(), w.pid))
+func (s *supervisor) logStarted(c *child) {
+	s.log.Info(contract.WorkerStartedMsg(c.pid, c.name()), contract.WorkerStartedFields(c.name(), c.pid))
 }
 
 // reap forgets a worker that exited and whose status pipe is drained, and
 // decides what its exit means for its slot.
-func (s *supervisor) reap(w *worker) {
-	w.state = Exited
+func (s *supervisor) reap(c *child) {
+	c.state = Exited
 	// Its requests stay counted for its index: the metrics' counters only grow.
-	s.history(w.index).requests += w.loop.Requests
-	for i, p := range s.procs {
-		if p == w {
-			s.procs = append(s.procs[:i], s.procs[i+1:]...)
+	s.history(c.index).requests += c.loop.Requests
+	for i, p := range s.children {
+		if p == c {
+			s.children = append(s.children[:i], s.children[i+1:]...)
 			break
 		}
 	}
-	sl := w.slot
-	ps := w.cmd.ProcessState
-	fields := []zap.Field{zap.String("worker", w.name()), zap.String("status", ps.String())}
-	if w.killedFor != "" {
-		fields = append(fields, zap.String("killed", w.killedFor))
+	sl := c.slot
+	ps := c.cmd.ProcessState
+	fields := []zap.Field{zap.String("worker", c.name()), zap.String("status", ps.String())}
+	if c.killedFor != "" {
+		fields = append(fields, zap.String("killed", c.killedFor))
 	}
 	switch {
 	case s.stopping:
-		if sl.cur == w {
+		if sl.cur == c {
 			sl.cur = nil
 		}
-		if sl.next == w {
+		if sl.next == c {
 			sl.next = nil
 		}
-		s.log.Info(fmt.Sprintf("Child process [%d] stopped", w.pid), fields...)
-	case sl.next == w:
+		s.log.Info(fmt.Sprintf("Child process [%d] stopped", c.pid), fields...)
+	case sl.next == c:
 		sl.next = nil
-		s.nextFailed(sl, w, fields)
-	case sl.cur != w:
+		s.nextFailed(sl, c, fields)
+	case sl.cur != c:
 		// Retired on purpose: replaced, or its slot removed.
-		s.log.Info(fmt.Sprintf("Child process [%d] stopped", w.pid), fields...)
+		s.log.Info(fmt.Sprintf("Child process [%d] stopped", c.pid), fields...)
 	default:
 		sl.cur = nil
-		s.slotDied(sl, w, fields)
+		s.slotDied(sl, c, fields)
 	}
 }
 
 // slotDied handles the death of the process serving sl.
-func (s *supervisor) slotDied(sl *slot, w *worker, fields []zap.Field) {
-	ps := w.cmd.ProcessState
+func (s *supervisor) slotDied(sl *slot, c *child, fields []zap.Field) {
+	ps := c.cmd.ProcessState
 	switch {
 	case ps.Exited() && ps.ExitCode() == contract.ExitStartupFailure:
 		// Like gunicorn's WORKER_BOOT_ERROR: a worker that cannot start
 		// will not start next time either, so respawning is pointless.
-		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot", w.pid), fields...)
-		s.shutdown(fmt.Errorf("worker %s [%d] could not start (exit status %d)", w.name(), w.pid, contract.ExitStartupFailure), "a worker failed to boot")
+		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot", c.pid), fields...)
+		s.shutdown(fmt.Errorf("worker %s [%d] could not start (exit status %d)", c.name(), c.pid, contract.ExitStartupFailure), "a worker failed to boot")
 	case !s.announced:
-		s.log.Error(fmt.Sprintf("Child process [%d] died during start-up", w.pid), fields...)
-		s.shutdown(fmt.Errorf("worker %s [%d] exited during start-up: %s", w.name(), w.pid, ps), "a worker died during start-up")
+		s.log.Error(fmt.Sprintf("Child process [%d] died during start-up", c.pid), fields...)
+		s.shutdown(fmt.Errorf("worker %s [%d] exited during start-up: %s", c.name(), c.pid, ps), "a worker died during start-up")
 	default:
-		s.log.Warn(fmt.Sprintf("Child process [%d] died", w.pid), fields...)
-		sl.diedOf = w.death
-		if time.Since(w.started) < fastDeath {
+		s.log.Warn(fmt.Sprintf("Child process [%d] died", c.pid), fields...)
+		sl.diedOf = c.death
+		if time.Since(c.started) < fastDeath {
 			sl.fastDeaths++
 		} else {
 			sl.fastDeaths = 0
@@ -145,11 +145,11 @@ func (s *supervisor) slotDied(sl *slot, w *worker, fields []zap.Field) {
 // nextFailed handles a process that died before it was ready to take over
 // sl: the operation it was for is abandoned and whatever serves sl keeps
 // serving. Only when sl has nobody left does the respawn policy apply.
-func (s *supervisor) nextFailed(sl *slot, w *worker, fields []zap.Field) {
+func (s *supervisor) nextFailed(sl *slot, c *child, fields []zap.Field) {
 	why := sl.nextFor
 	sl.nextFor = 0
 	if why == forScaleUp {
-		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot; not adding worker %s", w.pid, w.name()), fields...)
+		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot; not adding worker %s", c.pid, c.name()), fields...)
 		if s.dropNewSlot(sl) {
 			return
 		}
@@ -157,9 +157,9 @@ func (s *supervisor) nextFailed(sl *slot, w *worker, fields []zap.Field) {
 	if sl.cur == nil {
 		// Nobody serves sl (a later SIGTTIN slot, or its predecessor died
 		// meanwhile): the respawn policy applies as to any death.
-		s.slotDied(sl, w, fields)
+		s.slotDied(sl, c, fields)
 	} else {
-		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot; keeping [%d] (worker %s)", w.pid, sl.cur.pid, sl.cur.name()), fields...)
+		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot; keeping [%d] (worker %s)", c.pid, sl.cur.pid, sl.cur.name()), fields...)
 		if why == forRecycle {
 			s.log.Warn(fmt.Sprintf("Recycling of [%d] abandoned; it keeps serving", sl.cur.pid))
 		}
@@ -198,16 +198,16 @@ func backoffDelay(n int) time.Duration {
 // start counts as a fast death, so a missing executable backs off instead
 // of spinning.
 func (s *supervisor) restart(sl *slot) {
-	w, err := s.spawn(sl)
+	c, err := s.spawn(sl)
 	if err != nil {
 		s.log.Error("Could not restart worker", zap.Error(err))
 		sl.fastDeaths = max(sl.fastDeaths+1, backoffAfter)
 		s.replace(sl)
 		return
 	}
-	sl.cur = w
+	sl.cur = c
 	s.countRestart(sl.index, sl.diedOf)
-	s.logStarted(w)
+	s.logStarted(c)
 }
 
 func (s *supervisor) armRespawn() {

@@ -75,7 +75,7 @@ func (s *supervisor) advance() {
 // slot, to fill it). If it cannot even be spawned, what it was for is
 // abandoned, as when it dies before it is ready.
 func (s *supervisor) startSuccessor(sl *slot, why purpose) {
-	w, err := s.spawn(sl)
+	c, err := s.spawn(sl)
 	if err != nil {
 		s.log.Error(fmt.Sprintf("Could not start a process for worker %d/%d (%v)", sl.index, len(s.slots), why), zap.Error(err))
 		switch why {
@@ -86,14 +86,14 @@ func (s *supervisor) startSuccessor(sl *slot, why purpose) {
 		}
 		return
 	}
-	sl.next, sl.nextFor = w, why
+	sl.next, sl.nextFor = c, why
 	switch why {
 	case forRestart:
 		s.countRestart(sl.index, RestartReload)
 	case forRecycle:
 		s.countRestart(sl.index, RestartRecycle)
 	}
-	s.logStarted(w)
+	s.logStarted(c)
 }
 
 // promote makes sl.next, which just got ready, serve sl and asks its
@@ -116,24 +116,24 @@ func (s *supervisor) promote(sl *slot) {
 // retire asks a worker that no longer serves a slot to drain, with its own
 // GracefulTimeout deadline (outside shutdown nothing else bounds it). A
 // worker already being killed is left to that.
-func (s *supervisor) retire(w *worker) {
-	if w.state == Killed || w.state == Draining {
+func (s *supervisor) retire(c *child) {
+	if c.state == Killed || c.state == Draining {
 		return
 	}
-	w.drainBy = time.Now().Add(s.cfg.GracefulTimeout)
-	s.terminate(w)
+	c.drainBy = time.Now().Add(s.cfg.GracefulTimeout)
+	s.terminate(c)
 }
 
 // retireRequested handles a worker's contract.Retire: it served its
 // --limit-max-requests and keeps serving until its successor is ready.
-func (s *supervisor) retireRequested(w *worker, served int64) {
-	sl := w.slot
-	if s.stopping || sl.cur != w || w.state != Ready || sl.next != nil {
+func (s *supervisor) retireRequested(c *child, served int64) {
+	sl := c.slot
+	if s.stopping || sl.cur != c || c.state != Ready || sl.next != nil {
 		// Draining, being replaced already, or shutting down: the
 		// request is moot.
 		return
 	}
-	s.log.Info(fmt.Sprintf("worker %s [%d] served %d requests, recycling", w.name(), w.pid, served))
+	s.log.Info(fmt.Sprintf("worker %s [%d] served %d requests, recycling", c.name(), c.pid, served))
 	s.startSuccessor(sl, forRecycle)
 }
 
@@ -156,10 +156,10 @@ func (s *supervisor) scaleDown() {
 		return
 	}
 	sl := s.slots[len(s.slots)-1]
-	for _, w := range []*worker{sl.next, sl.cur} {
-		if w != nil && w.alive() {
-			s.log.Info(fmt.Sprintf("Stopping child process [%d] (worker %s)", w.pid, w.name()))
-			s.retire(w)
+	for _, c := range []*child{sl.next, sl.cur} {
+		if c != nil && c.alive() {
+			s.log.Info(fmt.Sprintf("Stopping child process [%d] (worker %s)", c.pid, c.name()))
+			s.retire(c)
 		}
 	}
 	s.removeSlot(sl)

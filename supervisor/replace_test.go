@@ -224,7 +224,7 @@ func TestSecondSIGHUPExtendsRestart(t *testing.T) {
 		t.Errorf("%d 'done' lines, want 1", n)
 	}
 	ready := map[int]bool{}
-	for _, w := range m.status() {
+	for _, w := range m.snapshot() {
 		if w.state == "ready" {
 			ready[w.index] = true
 		}
@@ -256,8 +256,8 @@ func TestSIGTTINAndSIGTTOU(t *testing.T) {
 	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", third)); err != nil || string(cmdline) != testWorkerArgv0+"\x00worker\x003/3\x00ok\x00" {
 		t.Errorf("third worker cmdline %q, %v", cmdline, err)
 	}
-	if st := m.status(); len(st) != 3 {
-		t.Errorf("status: %+v, want 3 workers", st)
+	if st := m.snapshot(); len(st) != 3 {
+		t.Errorf("snapshot: %+v, want 3 workers", st)
 	}
 
 	// The last one added goes first, and drains.
@@ -270,8 +270,8 @@ func TestSIGTTINAndSIGTTOU(t *testing.T) {
 	m.waitFor(fmt.Sprintf(`Child process \[%d\] stopped`, second), 5*time.Second)
 	waitGone(t, third, time.Second)
 	waitGone(t, second, time.Second)
-	if st := m.status(); len(st) != 1 || st[0].pid != first {
-		t.Errorf("status: %+v, want only the first worker %d", st, first)
+	if st := m.snapshot(); len(st) != 1 || st[0].pid != first {
+		t.Errorf("snapshot: %+v, want only the first worker %d", st, first)
 	}
 	if body, err := get(m.url + "/"); err != nil || body != strconv.Itoa(first) {
 		t.Errorf("after scaling down: %q, %v; want %d", body, err, first)

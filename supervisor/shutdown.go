@@ -38,27 +38,27 @@ func (s *supervisor) shutdown(reason error, why string) {
 	}
 	s.beginStop(reason)
 	s.log.Info("Shutting down", zap.String("reason", why))
-	for _, w := range s.procs {
-		if !w.alive() || w.state == Killed {
+	for _, c := range s.children {
+		if !c.alive() || c.state == Killed {
 			continue
 		}
-		if w.state != Draining {
-			s.log.Info(fmt.Sprintf("Waiting for child process [%d]", w.pid), zap.String("worker", w.name()))
-			s.terminate(w)
+		if c.state != Draining {
+			s.log.Info(fmt.Sprintf("Waiting for child process [%d]", c.pid), zap.String("worker", c.name()))
+			s.terminate(c)
 		}
 		// The one shutdown deadline governs every drain from now on.
-		w.drainBy = time.Time{}
+		c.drainBy = time.Time{}
 	}
 	s.drain = time.NewTimer(s.cfg.GracefulTimeout)
 	s.drainAt = time.Now().Add(s.cfg.GracefulTimeout)
 }
 
-// terminate asks w to drain: it stops accepting, finishes its in-flight
+// terminate asks c to drain: it stops accepting, finishes its in-flight
 // requests and exits.
-func (s *supervisor) terminate(w *worker) {
-	w.state = Draining
-	if err := w.signal(syscall.SIGTERM); err != nil {
-		s.log.Error("SIGTERM failed", zap.Int("pid", w.pid), zap.Error(err))
+func (s *supervisor) terminate(c *child) {
+	c.state = Draining
+	if err := c.signal(syscall.SIGTERM); err != nil {
+		s.log.Error("SIGTERM failed", zap.Int("pid", c.pid), zap.Error(err))
 	}
 }
 
@@ -84,12 +84,12 @@ func (s *supervisor) kill(reason error) {
 }
 
 func (s *supervisor) killAll() {
-	for _, w := range s.procs {
-		if !w.alive() {
+	for _, c := range s.children {
+		if !c.alive() {
 			continue
 		}
-		w.state = Killed
-		s.log.Warn(fmt.Sprintf("Killing child process [%d]", w.pid), zap.String("worker", w.name()))
-		s.sigkill(w)
+		c.state = Killed
+		s.log.Warn(fmt.Sprintf("Killing child process [%d]", c.pid), zap.String("worker", c.name()))
+		s.sigkill(c)
 	}
 }

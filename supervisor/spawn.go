@@ -55,7 +55,7 @@ func closeInheritedOnExec() error {
 // spawn starts a worker for sl per contract.go and the two goroutines that
 // turn its exit and its status lines into events. It neither records the
 // worker in sl nor logs: the caller decides what the new process is for.
-func (s *supervisor) spawn(sl *slot) (*worker, error) {
+func (s *supervisor) spawn(sl *slot) (*child, error) {
 	index, total := sl.index, len(s.slots)
 	argv := s.cfg.WorkerArgs(index, total)
 	if len(argv) == 0 {
@@ -100,7 +100,7 @@ func (s *supervisor) spawn(sl *slot) (*worker, error) {
 		return nil, fmt.Errorf("start worker %d/%d: %w", index, total, err)
 	}
 
-	w := &worker{
+	c := &child{
 		slot:      sl,
 		index:     index,
 		total:     total,
@@ -112,26 +112,26 @@ func (s *supervisor) spawn(sl *slot) (*worker, error) {
 		statusR:   statusR,
 		lifelineW: lifelineW,
 	}
-	s.procs = append(s.procs, w)
+	s.children = append(s.children, c)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		err := cmd.Wait()
-		s.events <- event{kind: evExited, w: w, err: err}
+		s.events <- event{kind: evExited, c: c, err: err}
 	}()
 	go func() {
 		defer s.wg.Done()
-		err := s.readStatus(w)
-		s.events <- event{kind: evStatusClosed, w: w, err: err}
+		err := s.readStatusPipe(c)
+		s.events <- event{kind: evPipeClosed, c: c, err: err}
 	}()
-	return w, nil
+	return c, nil
 }
 
-// readStatus forwards each status line as an event until EOF, which comes
+// readStatusPipe forwards each status line as an event until EOF, which comes
 // when the worker exits (the master closed its copy of the write end).
-func (s *supervisor) readStatus(w *worker) error {
-	defer w.statusR.Close()
-	r := contract.NewReader(w.statusR)
+func (s *supervisor) readStatusPipe(c *child) error {
+	defer c.statusR.Close()
+	r := contract.NewReader(c.statusR)
 	for {
 		msg, err := r.Next()
 		if err == io.EOF {
@@ -139,16 +139,16 @@ func (s *supervisor) readStatus(w *worker) error {
 		}
 		var numErr *strconv.NumError
 		if errors.As(err, &numErr) {
-			s.log.Warn("bad status line from worker", zap.String("worker", w.name()), zap.Int("pid", w.pid), zap.Error(err))
+			s.log.Warn("bad status line from worker", zap.String("worker", c.name()), zap.Int("pid", c.pid), zap.Error(err))
 			continue
 		}
 		if err != nil {
 			// Keep reading to EOF anyway: a worker writing into a pipe
 			// nobody drains would block once the pipe buffer is full.
-			_, _ = io.Copy(io.Discard, w.statusR)
+			_, _ = io.Copy(io.Discard, c.statusR)
 			return err
 		}
-		s.events <- event{kind: evMsg, w: w, msg: msg}
+		s.events <- event{kind: evMsg, c: c, msg: msg}
 	}
 }
 

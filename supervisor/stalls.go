@@ -27,27 +27,27 @@ import (
 
 // beat handles a contract.Beat: the loop runs. A stall the detector did not
 // report is logged and counted here, by the gap between beats.
-func (s *supervisor) beat(w *worker, now time.Time, msg contract.Msg) {
-	if gap := now.Sub(w.lastBeat); !w.lastBeat.IsZero() && gap > StallThreshold {
-		if w.stallFrom.IsZero() {
-			s.log.Warn(contract.WorkerStallMsg(w.name(), w.pid, gap), contract.StallFields(contract.EventWorkerStall, w.name(), gap, "", "", ""))
-			s.history(w.index).stalls.observe(gap)
+func (s *supervisor) beat(c *child, now time.Time, msg contract.Msg) {
+	if gap := now.Sub(c.lastBeat); !c.lastBeat.IsZero() && gap > StallThreshold {
+		if c.stallFrom.IsZero() {
+			s.log.Warn(contract.WorkerStallMsg(c.name(), c.pid, gap), contract.StallFields(contract.EventWorkerStall, c.name(), gap, "", "", ""))
+			s.history(c.index).stalls.observe(gap)
 		} else {
 			// The detector logged it, but its total never came (a full
 			// status pipe drops messages): count it as measured here.
-			s.history(w.index).stalls.observe(now.Sub(w.stallFrom))
+			s.history(c.index).stalls.observe(now.Sub(c.stallFrom))
 		}
 	}
-	w.lastBeat = now
-	w.clearStall()
+	c.lastBeat = now
+	c.clearStall()
 	if msg.Text != "" {
 		var st contract.LoopStats
 		// Stats are for display only: a bad payload just isn't shown.
 		if json.Unmarshal([]byte(msg.Text), &st) == nil {
-			counts := w.loop
-			w.loop = st
+			counts := c.loop
+			c.loop = st
 			if st.Seq < counts.Seq { // an Alive brought newer counters
-				w.loop.Requests, w.loop.InFlight, w.loop.Conns, w.loop.Seq = counts.Requests, counts.InFlight, counts.Conns, counts.Seq
+				c.loop.Requests, c.loop.InFlight, c.loop.Conns, c.loop.Seq = counts.Requests, counts.InFlight, counts.Conns, counts.Seq
 			}
 		}
 	}
@@ -55,85 +55,85 @@ func (s *supervisor) beat(w *worker, now time.Time, msg contract.Msg) {
 
 // alive handles a contract.Alive: the process answers, and the counters
 // it carries are the loop's latest, even while the loop is blocked.
-func (s *supervisor) alive(w *worker, now time.Time, msg contract.Msg) {
-	w.lastAlive = now
+func (s *supervisor) alive(c *child, now time.Time, msg contract.Msg) {
+	c.lastAlive = now
 	if msg.Text == "" {
 		return
 	}
 	var st contract.LoopStats
-	if json.Unmarshal([]byte(msg.Text), &st) == nil && st.Seq >= w.loop.Seq {
-		w.loop.Requests, w.loop.InFlight, w.loop.Conns, w.loop.Seq = st.Requests, st.InFlight, st.Conns, st.Seq
+	if json.Unmarshal([]byte(msg.Text), &st) == nil && st.Seq >= c.loop.Seq {
+		c.loop.Requests, c.loop.InFlight, c.loop.Conns, c.loop.Seq = st.Requests, st.InFlight, st.Conns, st.Seq
 	}
 }
 
 // stallReported handles a contract.Stall: the detector says what blocks
 // the loop, and for how long already.
-func (s *supervisor) stallReported(w *worker, now time.Time, msg contract.Msg) {
-	w.stalledBy = msg.Text
-	w.stallLabel, _, _ = strings.Cut(msg.Text, " at ")
-	if w.stallFrom.IsZero() {
-		w.stallFrom = now.Add(-time.Duration(msg.Value))
+func (s *supervisor) stallReported(c *child, now time.Time, msg contract.Msg) {
+	c.stalledBy = msg.Text
+	c.stallLabel, _, _ = strings.Cut(msg.Text, " at ")
+	if c.stallFrom.IsZero() {
+		c.stallFrom = now.Add(-time.Duration(msg.Value))
 	}
 }
 
 // stallEnded handles a contract.StallEnd: a callback the detector timed
 // returned, after msg.Value; the worker has logged that total, and it is
 // the one counted here. The loop sent it, so the loop runs again.
-func (s *supervisor) stallEnded(w *worker, now time.Time, msg contract.Msg) {
-	s.history(w.index).stalls.observe(time.Duration(msg.Value))
-	w.lastBeat = now
-	w.clearStall()
+func (s *supervisor) stallEnded(c *child, now time.Time, msg contract.Msg) {
+	s.history(c.index).stalls.observe(time.Duration(msg.Value))
+	c.lastBeat = now
+	c.clearStall()
 }
 
-func (w *worker) clearStall() {
-	w.stalledBy, w.stallLabel, w.stallFrom, w.stallNoted = "", "", time.Time{}, time.Time{}
+func (c *child) clearStall() {
+	c.stalledBy, c.stallLabel, c.stallFrom, c.stallNoted = "", "", time.Time{}, time.Time{}
 }
 
-// noteStall logs that w's stall goes on.
-func (s *supervisor) noteStall(w *worker, now time.Time, stall time.Duration) {
-	w.stallNoted = now
-	s.log.Warn(contract.WorkerStallingMsg(w.name(), w.pid, stall, w.stallLabel),
-		contract.StallFields(contract.EventWorkerStalling, w.name(), stall, w.stallLabel, "", ""))
+// noteStall logs that c's stall goes on.
+func (s *supervisor) noteStall(c *child, now time.Time, stall time.Duration) {
+	c.stallNoted = now
+	s.log.Warn(contract.WorkerStallingMsg(c.name(), c.pid, stall, c.stallLabel),
+		contract.StallFields(contract.EventWorkerStalling, c.name(), stall, c.stallLabel, "", ""))
 }
 
 // abort starts the end of a worker whose loop stalled past --timeout: it
 // is asked for its loop's stack (SIGABRT), and killed once that arrives
 // or abortGrace passed, whichever comes first.
-func (s *supervisor) abort(w *worker, now time.Time) {
-	w.state = Killed
-	w.killedFor = "worker timeout"
-	w.death = RestartTimeout
-	w.abortedAt = now
-	if err := w.signal(syscall.SIGABRT); err != nil {
-		s.log.Debug("SIGABRT failed", zap.Int("pid", w.pid), zap.Error(err))
-		s.timedOut(w, now, "", "SIGABRT failed: "+err.Error())
+func (s *supervisor) abort(c *child, now time.Time) {
+	c.state = Killed
+	c.killedFor = "worker timeout"
+	c.death = RestartTimeout
+	c.abortedAt = now
+	if err := c.signal(syscall.SIGABRT); err != nil {
+		s.log.Debug("SIGABRT failed", zap.Int("pid", c.pid), zap.Error(err))
+		s.timedOut(c, now, "", "SIGABRT failed: "+err.Error())
 	}
 }
 
 // stackReceived handles a contract.Stack: the worker's answer to SIGABRT.
-func (s *supervisor) stackReceived(w *worker, now time.Time, msg contract.Msg) {
+func (s *supervisor) stackReceived(c *child, now time.Time, msg contract.Msg) {
 	var stack string
 	if err := json.Unmarshal([]byte(msg.Text), &stack); err != nil {
 		stack = ""
 	}
-	if w.abortedAt.IsZero() {
+	if c.abortedAt.IsZero() {
 		// Someone else sent it SIGABRT; it ends itself now.
-		s.log.Warn(entry(fmt.Sprintf("worker %s [%d] received SIGABRT; its event loop goroutine:", w.name(), w.pid), stack))
+		s.log.Warn(entry(fmt.Sprintf("worker %s [%d] received SIGABRT; its event loop goroutine:", c.name(), c.pid), stack))
 		return
 	}
-	s.timedOut(w, now, stack, "")
+	s.timedOut(c, now, stack, "")
 }
 
-// timedOut writes the WORKER TIMEOUT entry, once, and kills w.
-func (s *supervisor) timedOut(w *worker, now time.Time, stack, noStack string) {
-	if w.timeoutLogged {
+// timedOut writes the WORKER TIMEOUT entry, once, and kills c.
+func (s *supervisor) timedOut(c *child, now time.Time, stack, noStack string) {
+	if c.timeoutLogged {
 		return
 	}
-	w.timeoutLogged = true
+	c.timeoutLogged = true
 	head := fmt.Sprintf("WORKER TIMEOUT (pid:%d) worker %s: event loop blocked for %s (--timeout %v)",
-		w.pid, w.name(), seconds(now.Sub(w.stallSince())), s.limits.timeout)
-	if w.stallLabel != "" {
-		head += " by " + w.stallLabel
+		c.pid, c.name(), seconds(now.Sub(c.stallSince())), s.limits.timeout)
+	if c.stallLabel != "" {
+		head += " by " + c.stallLabel
 	}
 	switch {
 	case stack != "":
@@ -146,7 +146,7 @@ func (s *supervisor) timedOut(w *worker, now time.Time, stack, noStack string) {
 	// gunicorn's words first, so existing alerts keep matching; one
 	// entry, whatever the log reader: see entry.
 	s.log.Error(entry(head, stack))
-	s.sigkill(w)
+	s.sigkill(c)
 }
 
 // entry is head with body under it, each line indented: the logs package

@@ -78,8 +78,8 @@ func TestMaxWorkers(t *testing.T) {
 	m.waitRunning()
 	m.signal(syscall.SIGTTIN)
 	m.waitFor(`Already at 2 worker processes, the most that can share this socket; not increasing further\.`, 5*time.Second)
-	if st := m.status(); len(st) != 2 {
-		t.Errorf("status: %+v, want 2 workers", st)
+	if st := m.snapshot(); len(st) != 2 {
+		t.Errorf("snapshot: %+v, want 2 workers", st)
 	}
 	m.stopCleanly()
 
@@ -131,7 +131,7 @@ func TestRestartCauses(t *testing.T) {
 	}
 	m.waitFor(fmt.Sprintf(`Child process \[%d\] did not answer for 1s, killed`, pid), 5*time.Second)
 	next(pid)
-	m.status()
+	m.snapshot()
 	sl := m.slots()
 	if len(sl) != 1 {
 		t.Fatalf("slots: %+v", sl)

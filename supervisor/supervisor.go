@@ -10,7 +10,7 @@
 // Structure follows cloudflare/tableflip and uvicorn: signals only enqueue,
 // and one owner goroutine (the caller of Run) holds the worker table and
 // dispatches every event — signal, worker exited, worker message, health
-// tick, timer, status query.
+// tick, timer, snapshot query.
 package supervisor
 
 import (
@@ -77,8 +77,8 @@ type Config struct {
 	// Stderr and Stdout are the children's stdio, inherited as fds (no
 	// copying goroutines). Nil means the master's own.
 	Stderr, Stdout *os.File
-	// Control, if set, answers status queries while Run runs.
-	Control *Control
+	// Inspector, if set, answers snapshot queries while Run runs.
+	Inspector *Inspector
 }
 
 // Defaults of the command line (Uvicorn's).
@@ -120,8 +120,8 @@ func Run(cfg Config) error {
 	if cfg.Listener != nil {
 		defer cfg.Listener.Close() // ours now, whatever happens
 	}
-	if cfg.Control != nil {
-		defer cfg.Control.stopped() // queries fail from now on
+	if cfg.Inspector != nil {
+		defer cfg.Inspector.stopped() // queries fail from now on
 	}
 	if err := cfg.fill(); err != nil {
 		return err
@@ -190,15 +190,15 @@ func (c *Config) fill() error {
 type eventKind int
 
 const (
-	evMsg          eventKind = iota // a status line from a worker
-	evExited                        // cmd.Wait returned
-	evStatusClosed                  // the status reader finished
+	evMsg        eventKind = iota // a status line from a worker
+	evExited                      // cmd.Wait returned
+	evPipeClosed                  // the status reader finished
 )
 
 // event is what the per-worker goroutines send to the owner.
 type event struct {
 	kind eventKind
-	w    *worker
+	c    *child
 	msg  contract.Msg
 	err  error
 }
@@ -215,8 +215,8 @@ type supervisor struct {
 	sock    *socketFile
 	limits  healthLimits
 
-	slots []*slot   // index i holds worker i+1; len is the wanted count
-	procs []*worker // every process not yet reaped, in start order
+	slots    []*slot  // index i holds worker i+1; len is the wanted count
+	children []*child // every process not yet reaped, in start order
 	// unstarted are the slots whose first process Run has not spawned
 	// yet: they start startBatch at a time (see startSome).
 	unstarted []*slot
@@ -259,13 +259,13 @@ func (s *supervisor) run() error {
 	defer health.Stop()
 
 	var queries <-chan chan Snapshot
-	if c := s.cfg.Control; c != nil {
-		queries = c.reqs
+	if in := s.cfg.Inspector; in != nil {
+		queries = in.reqs
 	}
 
 	s.unstarted = append([]*slot(nil), s.slots...)
 	s.startSome()
-	for !s.stopping || len(s.procs) > 0 {
+	for !s.stopping || len(s.children) > 0 {
 		select {
 		case sig := <-sigs:
 			s.handleSignal(sig)
@@ -341,60 +341,60 @@ func (s *supervisor) handleSignal(sig os.Signal) {
 }
 
 func (s *supervisor) handleEvent(ev event) {
-	w := ev.w
+	c := ev.c
 	switch ev.kind {
 	case evMsg:
-		s.handleMsg(w, ev.msg)
+		s.handleMsg(c, ev.msg)
 	case evExited:
-		w.waited = true
+		c.waited = true
 		// Nothing of the worker is left to ping or to tell it we live.
-		w.lifelineW.Close()
-		_ = w.statusR.SetReadDeadline(time.Now().Add(readerGrace))
-	case evStatusClosed:
-		w.readerDone = true
+		c.lifelineW.Close()
+		_ = c.statusR.SetReadDeadline(time.Now().Add(readerGrace))
+	case evPipeClosed:
+		c.readerDone = true
 		if ev.err != nil {
-			s.log.Debug("status pipe closed with an error", zap.String("worker", w.name()), zap.Int("pid", w.pid), zap.Error(ev.err))
+			s.log.Debug("status pipe closed with an error", zap.String("worker", c.name()), zap.Int("pid", c.pid), zap.Error(ev.err))
 		}
 	}
 	// Reap only when both goroutines are done, so a "ready" written just
 	// before an exit is always handled before the exit itself.
-	if w.waited && w.readerDone && w.state != Exited {
-		s.reap(w)
+	if c.waited && c.readerDone && c.state != Exited {
+		s.reap(c)
 	}
 }
 
-func (s *supervisor) handleMsg(w *worker, msg contract.Msg) {
-	if w.state == Exited {
+func (s *supervisor) handleMsg(c *child, msg contract.Msg) {
+	if c.state == Exited {
 		return
 	}
 	now := time.Now()
 	switch msg.Kind {
 	case contract.Ready:
-		if w.state != Starting {
+		if c.state != Starting {
 			return
 		}
-		w.state = Ready
-		w.readyAt = now
-		s.log.Debug(fmt.Sprintf("Child process [%d] ready", w.pid), zap.String("worker", w.name()),
-			zap.Duration("boot", now.Sub(w.started).Round(time.Millisecond)))
-		if sl := w.slot; sl.next == w {
+		c.state = Ready
+		c.readyAt = now
+		s.log.Debug(fmt.Sprintf("Child process [%d] ready", c.pid), zap.String("worker", c.name()),
+			zap.Duration("boot", now.Sub(c.started).Round(time.Millisecond)))
+		if sl := c.slot; sl.next == c {
 			s.promote(sl)
 		}
 		s.maybeAnnounce()
 	case contract.Beat:
-		s.beat(w, now, msg)
+		s.beat(c, now, msg)
 	case contract.Alive:
-		s.alive(w, now, msg)
+		s.alive(c, now, msg)
 	case contract.Stall:
-		s.stallReported(w, now, msg)
+		s.stallReported(c, now, msg)
 	case contract.StallEnd:
-		s.stallEnded(w, now, msg)
+		s.stallEnded(c, now, msg)
 	case contract.Stack:
-		s.stackReceived(w, now, msg)
+		s.stackReceived(c, now, msg)
 	case contract.Retire:
-		s.retireRequested(w, msg.Value)
+		s.retireRequested(c, msg.Value)
 	default:
-		s.log.Debug("unknown status message", zap.String("worker", w.name()), zap.String("kind", string(msg.Kind)))
+		s.log.Debug("unknown status message", zap.String("worker", c.name()), zap.String("kind", string(msg.Kind)))
 	}
 }
 
@@ -416,8 +416,8 @@ func stopTimer(t *time.Timer) {
 func (s *supervisor) startSome() {
 	for len(s.unstarted) > 0 && !s.stopping {
 		booting := 0
-		for _, w := range s.procs {
-			if w.state == Starting {
+		for _, c := range s.children {
+			if c.state == Starting {
 				booting++
 			}
 		}
@@ -429,21 +429,21 @@ func (s *supervisor) startSome() {
 		if sl.index > len(s.slots) || s.slots[sl.index-1] != sl || sl.cur != nil {
 			continue // removed by SIGTTOU meanwhile
 		}
-		w, err := s.spawn(sl)
+		c, err := s.spawn(sl)
 		if err != nil {
 			s.shutdown(err, "a worker could not be started")
 			return
 		}
-		sl.cur = w
-		s.logStarted(w)
+		sl.cur = c
+		s.logStarted(c)
 	}
 }
 
 // running counts the worker processes that may still run.
 func (s *supervisor) running() int {
 	n := 0
-	for _, w := range s.procs {
-		if w.alive() {
+	for _, c := range s.children {
+		if c.alive() {
 			n++
 		}
 	}

@@ -422,14 +422,14 @@ func waitStopped(t *testing.T, pid int) {
 	}
 }
 
-func TestControlAfterRunReturned(t *testing.T) {
-	c := NewControl()
-	if err := Run(Config{Workers: 1, Control: c}); err == nil {
+func TestInspectorAfterRunReturned(t *testing.T) {
+	in := NewInspector()
+	if err := Run(Config{Workers: 1, Inspector: in}); err == nil {
 		t.Fatal("Run without a listener succeeded")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.Workers(ctx); !errors.Is(err, ErrNotRunning) {
+	if _, err := in.Workers(ctx); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Workers after Run returned: %v, want ErrNotRunning", err)
 	}
 }

@@ -63,10 +63,10 @@ func (s State) String() string {
 	return "State(" + strconv.Itoa(int(s)) + ")"
 }
 
-// worker is one process in the table. Only the owner goroutine (the one in
-// Run) reads or writes its fields; the two goroutines per worker only send
-// events.
-type worker struct {
+// child is one worker process in the table. Only the owner goroutine (the
+// one in Run) reads or writes its fields; the two goroutines per process
+// only send events.
+type child struct {
 	slot  *slot
 	index int // 1-based slot index, fixed at spawn
 	total int // number of slots when it was spawned (its argv says so)
@@ -113,25 +113,25 @@ type worker struct {
 	readerDone bool // status pipe drained to EOF (or given up on)
 }
 
-func (w *worker) name() string { return contract.WorkerName(w.index, w.total) }
+func (c *child) name() string { return contract.WorkerName(c.index, c.total) }
 
-// stallSince is when w's loop stopped moving, as precisely as known: when
+// stallSince is when c's loop stopped moving, as precisely as known: when
 // the callback the detector reported began, else the last sign the loop
 // ran. Zero before the loop's first Beat.
-func (w *worker) stallSince() time.Time {
-	if !w.stallFrom.IsZero() {
-		return w.stallFrom
+func (c *child) stallSince() time.Time {
+	if !c.stallFrom.IsZero() {
+		return c.stallFrom
 	}
-	return w.lastBeat
+	return c.lastBeat
 }
 
 // alive reports whether the process may still be running, i.e. whether a
 // signal could reach it.
-func (w *worker) alive() bool { return !w.waited }
+func (c *child) alive() bool { return !c.waited }
 
-func (w *worker) signal(sig syscall.Signal) error {
+func (c *child) signal(sig syscall.Signal) error {
 	// Process.Signal goes through a pidfd, so it can never hit a recycled pid.
-	err := w.cmd.Process.Signal(sig)
+	err := c.cmd.Process.Signal(sig)
 	if errors.Is(err, os.ErrProcessDone) {
 		return nil
 	}

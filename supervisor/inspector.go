@@ -8,8 +8,8 @@ import (
 	"demo/contract"
 )
 
-// WorkerStatus is one worker process as the master sees it at one moment.
-type WorkerStatus struct {
+// WorkerSnapshot is one worker process as the master sees it at one moment.
+type WorkerSnapshot struct {
 	Index, Total int // Total: what its argv said when it was spawned
 	PID          int
 	State        State
@@ -38,10 +38,10 @@ type WorkerStatus struct {
 	StalledBy string
 }
 
-// SlotStatus is what one worker index did across all the processes that
+// SlotSnapshot is what one worker index did across all the processes that
 // had it (a replacement keeps its predecessor's index), for metrics:
 // counters only grow, whatever restarts.
-type SlotStatus struct {
+type SlotSnapshot struct {
 	Index int
 	// Wanted: the index is one of the Config.Workers slots now (SIGTTOU
 	// removes the last; its history stays).
@@ -63,44 +63,44 @@ type SlotStatus struct {
 // Snapshot is the master's whole table at one moment.
 type Snapshot struct {
 	Taken   time.Time
-	Wanted  int            // worker slots wanted now
-	Workers []WorkerStatus // every process not yet reaped, in start order
-	Slots   []SlotStatus   // every worker index ever used, in order
+	Wanted  int              // worker slots wanted now
+	Workers []WorkerSnapshot // every process not yet reaped, in start order
+	Slots   []SlotSnapshot   // every worker index ever used, in order
 }
 
-// ErrNotRunning is returned by Control.Workers when its Run has returned.
+// ErrNotRunning is returned by Inspector.Workers when its Run has returned.
 var ErrNotRunning = errors.New("supervisor not running")
 
-// Control answers questions about a running Run from other goroutines (a
-// status endpoint, `demo status`, the metrics). The owner goroutine
-// answers between events, into a buffered channel — it never waits for
-// the asker — so the answer is consistent and nothing else touches its
-// table. Give one Control to one Run.
-type Control struct {
+// Inspector answers questions about a running Run from other goroutines
+// (the control socket `demo status` reads, the metrics). The owner
+// goroutine answers between events, into a buffered channel — it never
+// waits for the asker — so the answer is consistent and nothing else
+// touches its table. Give one Inspector to one Run.
+type Inspector struct {
 	reqs chan chan Snapshot
 	done chan struct{}
 }
 
-// NewControl returns a Control to put in Config.Control.
-func NewControl() *Control {
-	return &Control{reqs: make(chan chan Snapshot), done: make(chan struct{})}
+// NewInspector returns an Inspector to put in Config.Inspector.
+func NewInspector() *Inspector {
+	return &Inspector{reqs: make(chan chan Snapshot), done: make(chan struct{})}
 }
 
 // Workers returns every worker process not yet reaped, in start order. It
 // waits for Run to start, until ctx ends or Run has returned.
-func (c *Control) Workers(ctx context.Context) ([]WorkerStatus, error) {
-	snap, err := c.Snapshot(ctx)
+func (in *Inspector) Workers(ctx context.Context) ([]WorkerSnapshot, error) {
+	snap, err := in.Snapshot(ctx)
 	return snap.Workers, err
 }
 
 // Snapshot returns the master's table. It waits for Run to start, until
 // ctx ends or Run has returned.
-func (c *Control) Snapshot(ctx context.Context) (Snapshot, error) {
+func (in *Inspector) Snapshot(ctx context.Context) (Snapshot, error) {
 	reply := make(chan Snapshot, 1)
 	select {
-	case c.reqs <- reply:
+	case in.reqs <- reply:
 		return <-reply, nil
-	case <-c.done:
+	case <-in.done:
 		return Snapshot{}, ErrNotRunning
 	case <-ctx.Done():
 		return Snapshot{}, ctx.Err()
@@ -108,13 +108,13 @@ func (c *Control) Snapshot(ctx context.Context) (Snapshot, error) {
 }
 
 // stopped is called by Run as it returns.
-func (c *Control) stopped() { close(c.done) }
+func (in *Inspector) stopped() { close(in.done) }
 
 func (s *supervisor) snapshot(now time.Time) Snapshot {
-	snap := Snapshot{Taken: now, Wanted: len(s.slots), Workers: s.workerStatus(now)}
+	snap := Snapshot{Taken: now, Wanted: len(s.slots), Workers: s.workerSnapshots(now)}
 	s.history(len(s.slots)) // every wanted index has a record
 	for i, h := range s.histories {
-		st := SlotStatus{Index: i + 1, Wanted: i < len(s.slots), Requests: h.requests, Stalls: h.stalls.clone(), Restarts: h.restarts}
+		st := SlotSnapshot{Index: i + 1, Wanted: i < len(s.slots), Requests: h.requests, Stalls: h.stalls.clone(), Restarts: h.restarts}
 		for _, w := range snap.Workers {
 			if w.Index != st.Index {
 				continue
@@ -131,10 +131,10 @@ func (s *supervisor) snapshot(now time.Time) Snapshot {
 	return snap
 }
 
-func (s *supervisor) workerStatus(now time.Time) []WorkerStatus {
-	out := make([]WorkerStatus, 0, len(s.procs))
-	for _, w := range s.procs {
-		st := WorkerStatus{
+func (s *supervisor) workerSnapshots(now time.Time) []WorkerSnapshot {
+	out := make([]WorkerSnapshot, 0, len(s.children))
+	for _, w := range s.children {
+		st := WorkerSnapshot{
 			Index: w.index, Total: w.total, PID: w.pid, State: w.state,
 			Successor: w.slot.next == w,
 			Started:   w.started,
