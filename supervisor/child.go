@@ -1,9 +1,6 @@
 package supervisor
 
 import (
-	"errors"
-	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -25,7 +22,7 @@ import (
 //	Draining → Killed    still draining at its deadline (SIGKILL)
 //	any      → Killed    SIGQUIT, a second SIGINT/SIGTERM, or the graceful
 //	                     shutdown timed out (SIGKILL to every worker)
-//	any      → Exited    cmd.Wait returned and its status pipe hit EOF
+//	any      → Exited    it was waited for and its status pipe hit EOF
 //
 // Health checks only judge a worker by its state (see judge): a Draining
 // worker is never killed for a stalled loop or silence, only at its drain
@@ -72,7 +69,6 @@ type child struct {
 	total int // number of slots when it was spawned (its argv says so)
 	gen   int // supervisor.gen at spawn: SIGHUP replaces every older worker
 	pid   int
-	cmd   *exec.Cmd
 	state State
 
 	started   time.Time
@@ -102,14 +98,11 @@ type child struct {
 	killedFor     string       // why the master killed it, for the reap log line
 	death         RestartCause // why its slot gets a new process if it dies now
 
-	// statusR is the master's end of the status pipe; the reader goroutine
-	// owns and closes it. lifelineW is the only write end of the worker's
-	// lifeline: the master pings on it, and the kernel closes it if the
-	// master dies, which the worker sees as EOF.
-	statusR   *os.File
-	lifelineW *os.File
+	// proc is the process itself: signals, pings and how it ended go
+	// through it.
+	proc process
 
-	waited     bool // cmd.Wait returned
+	waited     bool // the process was waited for (evExited)
 	readerDone bool // status pipe drained to EOF (or given up on)
 }
 
@@ -129,11 +122,4 @@ func (c *child) stallSince() time.Time {
 // signal could reach it.
 func (c *child) alive() bool { return !c.waited }
 
-func (c *child) signal(sig syscall.Signal) error {
-	// Process.Signal goes through a pidfd, so it can never hit a recycled pid.
-	err := c.cmd.Process.Signal(sig)
-	if errors.Is(err, os.ErrProcessDone) {
-		return nil
-	}
-	return err
-}
+func (c *child) signal(sig syscall.Signal) error { return c.proc.signal(sig) }

@@ -1,13 +1,11 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"demo/contract"
 )
@@ -124,7 +122,7 @@ func (s *supervisor) checkHealth(now time.Time) {
 		if !c.alive() {
 			continue
 		}
-		ping(c)
+		c.proc.ping()
 		v := judge(c, now, s.limits)
 		if v.progress && v.act != actAbort { // the WORKER TIMEOUT entry says it all
 			s.noteStall(c, now, v.stall)
@@ -161,26 +159,6 @@ func (s *supervisor) sigkill(c *child) {
 	if err := c.signal(syscall.SIGKILL); err != nil {
 		s.log.Error("SIGKILL failed", zap.Int("pid", c.pid), zap.Error(err))
 	}
-}
-
-// ping writes one contract.Ping on c's lifeline without ever blocking the
-// owner goroutine: a worker that stopped reading fills the pipe, and then
-// pings are simply dropped (its silence is what the healthcheck catches). A
-// worker that is gone gives EPIPE, which Go reports as an error instead of
-// raising SIGPIPE for fds other than stdout and stderr.
-func ping(c *child) {
-	rc, err := c.lifelineW.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Write(func(fd uintptr) bool {
-		for {
-			_, err := unix.Write(int(fd), []byte{contract.Ping})
-			if !errors.Is(err, unix.EINTR) {
-				return true // done, whatever happened: never wait for room
-			}
-		}
-	})
 }
 
 // seconds formats d like "20.0s", the way the stall warnings read.

@@ -102,13 +102,13 @@ func TestPingNeverBlocks(t *testing.T) {
 	if filled == 0 {
 		t.Fatal("could not fill the pipe")
 	}
-	wk := &child{lifelineW: w}
+	p := &execProcess{lifelineW: w}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ping(wk) // full pipe
+		p.ping() // full pipe
 		r.Close()
-		ping(wk) // EPIPE: nobody reads any more
+		p.ping() // EPIPE: nobody reads any more
 	}()
 	select {
 	case <-done:

@@ -88,8 +88,7 @@ func (s *supervisor) reap(c *child) {
 		}
 	}
 	sl := c.slot
-	ps := c.cmd.ProcessState
-	fields := []zap.Field{zap.String("worker", c.name()), zap.String("status", ps.String())}
+	fields := []zap.Field{zap.String("worker", c.name()), zap.String("status", c.proc.exit().desc)}
 	if c.killedFor != "" {
 		fields = append(fields, zap.String("killed", c.killedFor))
 	}
@@ -116,20 +115,20 @@ func (s *supervisor) reap(c *child) {
 
 // slotDied handles the death of the process serving sl.
 func (s *supervisor) slotDied(sl *slot, c *child, fields []zap.Field) {
-	ps := c.cmd.ProcessState
+	ex := c.proc.exit()
 	switch {
-	case ps.Exited() && ps.ExitCode() == contract.ExitStartupFailure:
+	case ex.code == contract.ExitStartupFailure:
 		// Like gunicorn's WORKER_BOOT_ERROR: a worker that cannot start
 		// will not start next time either, so respawning is pointless.
 		s.log.Error(fmt.Sprintf("Child process [%d] failed to boot", c.pid), fields...)
 		s.shutdown(fmt.Errorf("worker %s [%d] could not start (exit status %d)", c.name(), c.pid, contract.ExitStartupFailure), "a worker failed to boot")
 	case !s.announced:
 		s.log.Error(fmt.Sprintf("Child process [%d] died during start-up", c.pid), fields...)
-		s.shutdown(fmt.Errorf("worker %s [%d] exited during start-up: %s", c.name(), c.pid, ps), "a worker died during start-up")
+		s.shutdown(fmt.Errorf("worker %s [%d] exited during start-up: %s", c.name(), c.pid, ex.desc), "a worker died during start-up")
 	default:
 		s.log.Warn(fmt.Sprintf("Child process [%d] died", c.pid), fields...)
 		sl.diedOf = c.death
-		if time.Since(c.started) < fastDeath {
+		if s.now().Sub(c.started) < fastDeath {
 			sl.fastDeaths++
 		} else {
 			sl.fastDeaths = 0
@@ -179,7 +178,7 @@ func (s *supervisor) replace(sl *slot) {
 	delay := backoffDelay(sl.fastDeaths)
 	s.log.Warn(fmt.Sprintf("Worker %d/%d died within %v of starting %d times in a row; restarting it in %v",
 		sl.index, len(s.slots), fastDeath, sl.fastDeaths, delay))
-	sl.respawnAt = time.Now().Add(delay)
+	sl.respawnAt = s.now().Add(delay)
 	s.armRespawn()
 }
 
@@ -222,14 +221,14 @@ func (s *supervisor) armRespawn() {
 		return
 	}
 	if s.respawn == nil {
-		s.respawn = time.NewTimer(time.Until(next))
+		s.respawn = time.NewTimer(next.Sub(s.now()))
 		return
 	}
-	s.respawn.Reset(time.Until(next))
+	s.respawn.Reset(next.Sub(s.now()))
 }
 
 func (s *supervisor) respawnDue() {
-	now := time.Now()
+	now := s.now()
 	for _, sl := range s.slots {
 		if !sl.respawnAt.IsZero() && !now.Before(sl.respawnAt) {
 			sl.respawnAt = time.Time{}

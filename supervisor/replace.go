@@ -34,7 +34,7 @@ func (s *supervisor) startRollingRestart() {
 	s.gen++
 	if !s.rolling {
 		s.rolling = true
-		s.rollStarted = time.Now()
+		s.rollStarted = s.now()
 		s.rollSteps = 0
 	}
 }
@@ -67,7 +67,7 @@ func (s *supervisor) advance() {
 	case !pending:
 		s.rolling = false
 		s.log.Info(fmt.Sprintf("Rolling restart done: %d worker processes replaced in %v",
-			s.rollSteps, time.Since(s.rollStarted).Round(time.Millisecond)))
+			s.rollSteps, s.now().Sub(s.rollStarted).Round(time.Millisecond)))
 	}
 }
 
@@ -120,7 +120,7 @@ func (s *supervisor) retire(c *child) {
 	if c.state == Killed || c.state == Draining {
 		return
 	}
-	c.drainBy = time.Now().Add(s.cfg.GracefulTimeout)
+	c.drainBy = s.now().Add(s.cfg.GracefulTimeout)
 	s.terminate(c)
 }
 

@@ -50,7 +50,7 @@ func (s *supervisor) shutdown(reason error, why string) {
 		c.drainBy = time.Time{}
 	}
 	s.drain = time.NewTimer(s.cfg.GracefulTimeout)
-	s.drainAt = time.Now().Add(s.cfg.GracefulTimeout)
+	s.drainAt = s.now().Add(s.cfg.GracefulTimeout)
 }
 
 // terminate asks c to drain: it stops accepting, finishes its in-flight

@@ -136,10 +136,21 @@ func Run(cfg Config) error {
 		defer ln.Close()
 		cfg.Listener = ln
 	}
+	s := newSupervisor(cfg, sock)
+	s.env = workerEnv(s.pid)
+	s.start = s.startProcess
+	return s.run()
+}
+
+// newSupervisor is Run's state before anything started; s.start is left
+// for the caller to set.
+func newSupervisor(cfg Config, sock *socketFile) *supervisor {
 	s := &supervisor{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		pid:    os.Getpid(),
+		now:    time.Now,
+		batch:  startBatch,
 		events: make(chan event, 16),
 		slots:  make([]*slot, cfg.Workers),
 		sock:   sock,
@@ -149,11 +160,10 @@ func Run(cfg Config) error {
 			stallEvery:  stallProgressEvery,
 		},
 	}
-	s.env = workerEnv(s.pid)
 	for i := range s.slots {
 		s.slots[i] = &slot{index: i + 1}
 	}
-	return s.run()
+	return s
 }
 
 func (c *Config) fill() error {
@@ -210,8 +220,11 @@ type supervisor struct {
 	pid     int
 	env     []string
 	events  chan event
+	start   startFunc // startProcess, or a table test's fake
+	now     func() time.Time
+	batch   int // startBatch, or a table test's
 	spawner *spawner
-	wg      sync.WaitGroup // the per-worker goroutines
+	wg      sync.WaitGroup // the per-process goroutines
 	sock    *socketFile
 	limits  healthLimits
 
@@ -263,8 +276,7 @@ func (s *supervisor) run() error {
 		queries = in.reqs
 	}
 
-	s.unstarted = append([]*slot(nil), s.slots...)
-	s.startSome()
+	s.startAll()
 	for !s.stopping || len(s.children) > 0 {
 		select {
 		case sig := <-sigs:
@@ -274,14 +286,13 @@ func (s *supervisor) run() error {
 		case now := <-health.C:
 			s.checkHealth(now)
 		case reply := <-queries:
-			reply <- s.snapshot(time.Now())
+			reply <- s.snapshot(s.now())
 		case <-timerC(s.drain):
 			s.drainExpired()
 		case <-timerC(s.respawn):
 			s.respawnDue()
 		}
-		s.advance()
-		s.startSome()
+		s.settle()
 	}
 	// Every worker was reaped, so both its goroutines have sent their last
 	// event; this returns at once.
@@ -305,7 +316,7 @@ func (s *supervisor) handleSignal(sig os.Signal) {
 			// SIGTERM: the requests in flight still deserve their answers.
 			left := ""
 			if s.drain != nil {
-				left = fmt.Sprintf(", up to %s left", seconds(time.Until(s.drainAt)))
+				left = fmt.Sprintf(", up to %s left", seconds(s.drainAt.Sub(s.now())))
 			}
 			procs := fmt.Sprintf("%d child processes", s.running())
 			if s.running() == 1 {
@@ -347,9 +358,7 @@ func (s *supervisor) handleEvent(ev event) {
 		s.handleMsg(c, ev.msg)
 	case evExited:
 		c.waited = true
-		// Nothing of the worker is left to ping or to tell it we live.
-		c.lifelineW.Close()
-		_ = c.statusR.SetReadDeadline(time.Now().Add(readerGrace))
+		c.proc.waited()
 	case evPipeClosed:
 		c.readerDone = true
 		if ev.err != nil {
@@ -367,7 +376,7 @@ func (s *supervisor) handleMsg(c *child, msg contract.Msg) {
 	if c.state == Exited {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	switch msg.Kind {
 	case contract.Ready:
 		if c.state != Starting {
@@ -411,8 +420,21 @@ func stopTimer(t *time.Timer) {
 	}
 }
 
+// settle runs after every event: the next step of a rolling restart, the
+// next workers of the start.
+func (s *supervisor) settle() {
+	s.advance()
+	s.startSome()
+}
+
+// startAll starts the first process of every slot, a batch at a time.
+func (s *supervisor) startAll() {
+	s.unstarted = append([]*slot(nil), s.slots...)
+	s.startSome()
+}
+
 // startSome spawns the first process of unstarted slots while fewer than
-// startBatch workers are booting; the rest wait for those to get ready.
+// s.batch workers are booting; the rest wait for those to get ready.
 func (s *supervisor) startSome() {
 	for len(s.unstarted) > 0 && !s.stopping {
 		booting := 0
@@ -421,7 +443,7 @@ func (s *supervisor) startSome() {
 				booting++
 			}
 		}
-		if booting >= startBatch {
+		if booting >= s.batch {
 			return
 		}
 		sl := s.unstarted[0]
