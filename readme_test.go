@@ -72,7 +72,7 @@ func readmeCommands(readme string) []readmeCommand {
 			shows = lines[i+1]
 		}
 		for _, part := range regexp.MustCompile(`\s(?:&&|&|;|\|)\s?`).Split(stripComment(cmd), -1) {
-			words := withoutRedirection(shellWords(part)) // deploy_e2e_test.go's
+			words := withoutRedirection(shellWords(part))
 			var env []string
 			for len(words) > 0 && regexp.MustCompile(`^[A-Z_]+=`).MatchString(words[0]) {
 				env, words = append(env, words[0]), words[1:]
@@ -102,6 +102,38 @@ func stripComment(s string) string {
 		}
 	}
 	return s
+}
+
+// shellWords splits a simple shell command: words, "double" and 'single'
+// quotes, no expansions.
+func shellWords(s string) []string {
+	var words []string
+	var w strings.Builder
+	in, quote := false, byte(0)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteByte(c)
+		case c == '"' || c == '\'':
+			quote, in = c, true
+		case c == ' ' || c == '\t':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+				in = false
+			}
+		default:
+			w.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words
 }
 
 // withoutRedirection drops a redirection and what follows it.

@@ -309,6 +309,22 @@ func (c *Child) WaitFor(ctx context.Context, what string, match func(Line) bool,
 // Exited is closed once the child has exited and been waited for.
 func (c *Child) Exited() <-chan struct{} { return c.exited }
 
+// ExitCode is the child's exit code once it exited (-1 if a signal ended
+// it), and -1 while it runs.
+func (c *Child) ExitCode() int {
+	select {
+	case <-c.exited:
+		return c.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
+
+// Signal sends sig to the child (not its process group): SIGHUP to make a
+// server reload, say. It fails with os.ErrProcessDone once the child has
+// exited.
+func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
+
 // ExitErr reports how the child exited: nil while it runs or after exit
 // status 0, otherwise an error wrapping Wait's (an *exec.ExitError) that
 // quotes the last lines of output.

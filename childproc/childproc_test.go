@@ -265,6 +265,34 @@ func TestExitingEarlyReportsItsExitAndOutput(t *testing.T) {
 	}
 }
 
+// TestSignalAndExitCode: a signal reaches the child itself; its exit code
+// is known once it exited, and a signal after that says it is done.
+func TestSignalAndExitCode(t *testing.T) {
+	c := start(t, "serve", func(raw string) string { return strings.TrimPrefix(raw, "INFO: ") })
+	if _, err := c.WaitLine(context.Background(), readyRe, 0, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.ExitCode(); code != -1 {
+		t.Errorf("ExitCode while running: %d, want -1", code)
+	}
+	if err := c.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("Signal: %v", err)
+	}
+	<-c.Exited()
+	if code := c.ExitCode(); code != 0 {
+		t.Errorf("ExitCode after SIGTERM: %d, want 0 (the helper exits 0)", code)
+	}
+	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("Signal after the exit: %v, want os.ErrProcessDone", err)
+	}
+
+	f := start(t, "fail", nil)
+	<-f.Exited()
+	if code := f.ExitCode(); code != 1 {
+		t.Errorf("ExitCode of a child that exits 1: %d", code)
+	}
+}
+
 // TestDrainAfterKeepsLinesUpToItThenOnlyTheTail: lines are kept up to the
 // DrainAfter line, the rest of the output is read (the child is not stopped
 // by a full pipe) and only its end is quoted.
@@ -370,6 +398,44 @@ func readable(t *testing.T, fd int, timeout time.Duration) bool {
 		case n > 0:
 			return true
 		}
+	}
+}
+
+// TestChildrenArgvAndAlive: what /proc says of a child's own child, found
+// from a thread other than the one that forked it, until it is gone.
+func TestChildrenArgvAndAlive(t *testing.T) {
+	parent := start(t, "parent", nil)
+	m, err := parent.WaitLine(context.Background(), grandchildRe, 0, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpid, _ := strconv.Atoi(m.Groups[1])
+	kids, err := childproc.Children(parent.PID())
+	if err != nil || !slices.Equal(kids, []int{gpid}) {
+		t.Errorf("Children: %v %v, want [%d]", kids, err, gpid)
+	}
+	if argv, err := childproc.Argv(gpid); err != nil || !slices.Equal(argv, []string{os.Args[0]}) {
+		t.Errorf("Argv: %q %v, want [%q]", argv, err, os.Args[0])
+	}
+	if !childproc.Alive(gpid) {
+		t.Errorf("grandchild %d not alive", gpid)
+	}
+	if err := parent.Stop(time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// Its Pdeathsig came with the parent's death; a zombie counts as gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for childproc.Alive(gpid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d alive 5s after its parent", gpid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := childproc.Children(parent.PID()); err == nil {
+		t.Errorf("Children of a reaped process: no error")
+	}
+	if _, err := childproc.Argv(parent.PID()); err == nil {
+		t.Errorf("Argv of a reaped process: no error")
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"demo/childproc"
 	"demo/contract"
 )
 
@@ -49,7 +50,7 @@ type sideBySideShape struct {
 // the article's reader does from two consoles and a load balancer would.
 func measureShape(t *testing.T, p *proc, base, path string) sideBySideShape {
 	t.Helper()
-	from := len(p.snapshotLines())
+	from := len(p.lines())
 	start := time.Now()
 	first := getAsync(base + path)
 	p.waitLine(startedLine, from, 10*time.Second)
@@ -146,11 +147,7 @@ steps = [{ call = "external", blocking = true }, { sleep = "200ms", blocking = t
 
 	demo, demoURL := startServe(t, "--app", file, "--external", ext)
 	ln, port := listenerFile(t)
-	cmd := exec.Command(python, "-m", "uvicorn", "sidebyside:app", "--workers", "1", "--fd", "3")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "EXTERNAL_API="+ext)
-	cmd.ExtraFiles = []*os.File{ln}
-	uv := startCmd(t, cmd)
+	uv := startSpec(t, childproc.Spec{Path: python, Args: []string{"-m", "uvicorn", "sidebyside:app", "--workers", "1", "--fd", "3"}, Dir: dir, Env: []string{"EXTERNAL_API=" + ext}, ExtraFiles: []*os.File{ln}})
 	uv.waitLine(regexp.MustCompile(`Uvicorn running on`), 0, 30*time.Second)
 	uvURL := fmt.Sprintf("http://127.0.0.1:%d", port)
 

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/childproc"
 )
 
 // The files in deploy/ are checked by running what can run here: the
@@ -113,8 +115,8 @@ func serveSeconds(t *testing.T, args []string, flag string) float64 {
 // command line serves on it, reloads with its ExecReload and stops as
 // KillMode=mixed does, with SIGTERM to the master alone.
 func TestSystemdUnits(t *testing.T) {
-	sock := readUnit(t, "deploy/demo.socket")
-	svc := readUnit(t, "deploy/demo.service")
+	sock := readUnit(t, "../deploy/demo.socket")
+	svc := readUnit(t, "../deploy/demo.service")
 	fdName := sock.one(t, "Socket", "FileDescriptorName")
 	if sock.one(t, "Socket", "ListenStream") == "" || fdName == "" {
 		t.Errorf("demo.socket: want a ListenStream and a FileDescriptorName")
@@ -151,7 +153,7 @@ func TestSystemdUnits(t *testing.T) {
 		// The units as installed, with ExecStart pointing at this build.
 		dir := t.TempDir()
 		for _, name := range []string{"demo.socket", "demo.service"} {
-			raw, err := os.ReadFile("deploy/" + name)
+			raw, err := os.ReadFile("../deploy/" + name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +176,7 @@ func TestSystemdUnits(t *testing.T) {
 		// A unix socket stands in for ListenStream=8000: no fixed port in tests.
 		path := filepath.Join(t.TempDir(), "demo.sock")
 		argv := append([]string{"-l", path, "--fdname=" + fdName, demoBin}, localArgs(t, args)...)
-		p := startCmd(t, exec.Command(activate, argv...))
+		p := startSpec(t, childproc.Spec{Path: activate, Args: argv})
 		p.waitLine(regexp.MustCompile(`Listening on `+regexp.QuoteMeta(path)), 0, 10*time.Second)
 		// As systemd does, it starts the service at the first connection,
 		// which waits in the socket's backlog meanwhile: none is refused.
@@ -189,7 +191,7 @@ func TestSystemdUnits(t *testing.T) {
 		}()
 		at, _ := p.waitLine(regexp.MustCompile(`Using the socket systemd passed \(`+fdName+`\)`), 0, 10*time.Second)
 		p.waitLine(regexp.MustCompile(`demo running on unix:`+regexp.QuoteMeta(path)), at, 10*time.Second)
-		pid := p.cmd.Process.Pid // systemd-socket-activate execs the service in place
+		pid := p.pid() // systemd-socket-activate execs the service in place
 		if err := <-first; err != nil {
 			t.Fatalf("the connection that started the service: %v", err)
 		}
@@ -230,43 +232,11 @@ func dockerfile(t *testing.T, path string) [][2]string {
 	return out
 }
 
-// shellWords splits a simple shell command: words, "double" and 'single'
-// quotes, no expansions.
-func shellWords(s string) []string {
-	var words []string
-	var w strings.Builder
-	in, quote := false, byte(0)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote != 0 && c == quote:
-			quote = 0
-		case quote != 0:
-			w.WriteByte(c)
-		case c == '"' || c == '\'':
-			quote, in = c, true
-		case c == ' ' || c == '\t':
-			if in {
-				words = append(words, w.String())
-				w.Reset()
-				in = false
-			}
-		default:
-			w.WriteByte(c)
-			in = true
-		}
-	}
-	if in {
-		words = append(words, w.String())
-	}
-	return words
-}
-
 // TestDockerfileBuildsAStaticBinary runs the Dockerfile's go build line as
 // it is, here, and checks that the binary needs no libc — the runtime base
 // has none — and that the image's command line serves.
 func TestDockerfileBuildsAStaticBinary(t *testing.T) {
-	ins := dockerfile(t, "deploy/Dockerfile")
+	ins := dockerfile(t, "../deploy/Dockerfile")
 	var froms, runs []string
 	var entrypoint, cmd []string
 	copyTo := map[string]string{} // --from=build source → destination
@@ -295,36 +265,32 @@ func TestDockerfileBuildsAStaticBinary(t *testing.T) {
 	if len(froms) != 2 || !regexp.MustCompile(`^(gcr\.io/distroless/static\S*|scratch)$`).MatchString(froms[1]) {
 		t.Errorf("stages %q: want a build stage and a distroless/static or scratch one, with no libc", froms)
 	}
-	var build []string
+	var build string
 	for _, r := range runs {
 		if strings.Contains(r, "go build") {
-			build = shellWords(r)
+			build = r
 		}
 	}
-	if build == nil {
-		t.Fatal("no RUN go build in the Dockerfile")
+	// VAR=value words first, then go build ... -o OUT.
+	m := regexp.MustCompile(`^((?:[A-Z_]+=\S*\s+)*)go build\s.*-o\s+(\S+)`).FindStringSubmatchIndex(build)
+	if m == nil {
+		t.Fatalf("build line %q: want [VAR=value ...] go build ... -o OUT", build)
 	}
-	// VAR=value words first, then go build ... -o OUT .
-	var env []string
-	for len(build) > 0 && strings.Contains(build[0], "=") && !strings.HasPrefix(build[0], "-") {
-		env, build = append(env, build[0]), build[1:]
-	}
-	if !slices.Contains(env, "CGO_ENABLED=0") {
+	if env := strings.Fields(build[m[2]:m[3]]); !slices.Contains(env, "CGO_ENABLED=0") {
 		t.Errorf("the build sets %q, want CGO_ENABLED=0", env)
 	}
-	out := flagValue(build, "-o")
-	if len(build) < 2 || build[0] != "go" || build[1] != "build" || out == "" {
-		t.Fatalf("build line %q: want go build -o OUT", build)
-	}
+	out := build[m[4]:m[5]]
 	if dest := copyTo[out]; len(entrypoint) != 1 || entrypoint[0] != dest {
 		t.Errorf("ENTRYPOINT %q, want the binary copied from %s to %q", entrypoint, out, dest)
 	}
+	// Docker runs a RUN line with /bin/sh -c, in the build context (the
+	// module root); so does this test, with the binary written here.
 	bin := filepath.Join(t.TempDir(), "demo")
-	build[slices.Index(build, out)] = bin
-	goCmd := exec.Command("go", build[1:]...)
-	goCmd.Env = append(os.Environ(), env...)
-	if msg, err := goCmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", strings.Join(env, " "), strings.Join(build, " "), err, msg)
+	line := build[:m[4]] + bin + build[m[5]:]
+	sh := exec.Command("/bin/sh", "-c", line)
+	sh.Dir = ".."
+	if msg, err := sh.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", line, err, msg)
 	}
 	f, err := elf.Open(bin)
 	if err != nil {
@@ -357,7 +323,7 @@ func TestDockerfileBuildsAStaticBinary(t *testing.T) {
 	if flagValue(cmd, "--host") != "0.0.0.0" {
 		t.Errorf("CMD %q: want --host 0.0.0.0, or nothing outside the container reaches it", cmd)
 	}
-	serveAndStop(t, startCmd(t, exec.Command(bin, append(localArgs(t, cmd), "--port", "0")...)))
+	serveAndStop(t, startSpec(t, childproc.Spec{Path: bin, Args: append(localArgs(t, cmd), "--port", "0")}))
 }
 
 // serveAndStop waits for p (a demo serve) to run, asks /healthcheck, and
@@ -391,7 +357,7 @@ type k8sProbe struct {
 func TestKubernetesManifest(t *testing.T) {
 	var docs []map[string]any
 	for _, py := range []string{"python3", "/usr/bin/python3"} {
-		out, err := exec.Command(py, "-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))", "deploy/kubernetes.yaml").Output()
+		out, err := exec.Command(py, "-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))", "../deploy/kubernetes.yaml").Output()
 		if err == nil {
 			if err := json.Unmarshal(out, &docs); err != nil {
 				t.Fatal(err)

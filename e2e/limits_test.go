@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -171,7 +171,7 @@ func TestLimitMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 		"--limit-max-requests-jitter", strconv.Itoa(jitter), "--no-access-log")
 
 	// ps shows each worker's own limit.
-	pids := childPids(t, p.cmd.Process.Pid)
+	pids := childPids(t, p.pid())
 	if len(pids) != 1 {
 		t.Fatalf("%d workers, want 1", len(pids))
 	}

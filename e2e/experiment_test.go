@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/childproc"
 )
 
 // experimentRun is a running `demo experiment`. Its children inherit a
@@ -83,7 +85,7 @@ func markedPids(marker string) []int {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(env, []byte(marker+"\x00")) && alive(pid) {
+		if err == nil && bytes.Contains(env, []byte(marker+"\x00")) && childproc.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -47,7 +47,7 @@ func TestDetectorStaysQuietInAsyncMode(t *testing.T) {
 		}
 	}
 	// Both finished, so every line they caused is logged; none is a stall.
-	if n := p.countBefore(contract.StallLine("", ""), len(p.snapshotLines())); n != 0 {
+	if n := p.countBefore(contract.StallLine("", ""), len(p.lines())); n != 0 {
 		t.Errorf("%d stall warnings in async/threadpool mode, want none", n)
 	}
 }
@@ -75,8 +75,8 @@ func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling the master: the stall must outlast a heartbeat
 	}
-	if snap.MasterPID != p.cmd.Process.Pid {
-		t.Errorf("status names master %d, want %d", snap.MasterPID, p.cmd.Process.Pid)
+	if snap.MasterPID != p.pid() {
+		t.Errorf("status names master %d, want %d", snap.MasterPID, p.pid())
 	}
 	var pids []int
 	stalled := 0
@@ -94,7 +94,7 @@ func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
 			t.Errorf("worker row %+v: want %s with an RSS", w, want)
 		}
 	}
-	kids := childPids(t, p.cmd.Process.Pid)
+	kids := childPids(t, p.pid())
 	slices.Sort(pids)
 	slices.Sort(kids)
 	if !slices.Equal(pids, kids) {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"demo/childproc"
 )
 
 // targetJSON is the part of a --target burst's --json the tests read.
@@ -142,7 +144,7 @@ func TestExperimentTargetUnreachable(t *testing.T) {
 func TestExperimentTargetThatStopsAnswering(t *testing.T) {
 	ext := startExternal(t, 100*time.Millisecond)
 	srv, url := startServe(t, "--workers", "1", "--external", ext)
-	workers := childPids(t, srv.cmd.Process.Pid)
+	workers := childPids(t, srv.pid())
 	r := startExperiment(t, "--target", url, "--rate", "20", "--duration", "30s", "--mix", "/all-async")
 	// Once the run's health checks were answered (the server's access log
 	// says so: the check before the run, then at its start a probe and a
@@ -224,12 +226,7 @@ func TestExperimentTargetJudgesRealUvicorn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, "-m", "uvicorn", "demoapp:app", "--fd", "3", "--workers", "1")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "EXTERNAL_API="+ext)
-	cmd.ExtraFiles = []*os.File{lnFile}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	uv := startCmd(t, cmd)
+	uv := startSpec(t, childproc.Spec{Path: py, Args: []string{"-m", "uvicorn", "demoapp:app", "--fd", "3", "--workers", "1"}, Dir: dir, Env: []string{"EXTERNAL_API=" + ext}, ExtraFiles: []*os.File{lnFile}})
 	lnFile.Close()
 	uv.waitLine(regexp.MustCompile(`Application startup complete|Uvicorn running`), 0, 30*time.Second)
 

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,63 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"demo/childproc"
 	"demo/contract"
 )
 
 // End-to-end proofs of the supervisor (issue 3): health checks, rolling
 // restarts, scaling, recycling, socket sources and shutdown, each with the
 // real binary, real signals and real sockets.
-
-// workerArgv reads a process's argv from /proc.
-func workerArgv(t *testing.T, pid int) []string {
-	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		t.Fatalf("argv of %d: %v", pid, err)
-	}
-	return strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-}
-
-// waitChildren polls the master's children until ok accepts them, or fails.
-func waitChildren(t *testing.T, master int, timeout time.Duration, ok func([]int) bool) []int {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		kids := childPids(t, master)
-		if ok(kids) {
-			return kids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("children of %d after %v: %v", master, timeout, kids)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// waitHealthy polls /healthcheck until it answers 200, or fails.
-func waitHealthy(t *testing.T, url string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		r := get(url + "/healthcheck")
-		if r.err == nil && r.status == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthcheck did not answer 200 within %v: %d %v", timeout, r.status, r.err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func onlyChild(t *testing.T, p *proc) int {
-	t.Helper()
-	kids := childPids(t, p.cmd.Process.Pid)
-	if len(kids) != 1 {
-		t.Fatalf("master has children %v, want exactly one", kids)
-	}
-	return kids[0]
-}
 
 var workerTimeoutLine = regexp.MustCompile(`WORKER TIMEOUT \(pid:(\d+)\)`)
 
@@ -137,7 +86,7 @@ func TestTimeoutAbortsABlockedLoop(t *testing.T) {
 			// 500 ms) must not report the same stall again.
 			time.Sleep(time.Second)
 			totals := regexp.MustCompile(`event loop (was )?blocked (for )?\d+\.\d+s( by|$)`)
-			if n := p.countBefore(totals, len(p.snapshotLines())); n != 1 {
+			if n := p.countBefore(totals, len(p.lines())); n != 1 {
 				t.Errorf("the stall's total was logged %d times, want once", n)
 			}
 			out := p.output()
@@ -198,7 +147,7 @@ func TestSighupUnderLoadDropsNothing(t *testing.T) {
 
 func sighupUnderLoad(t *testing.T, args []string) {
 	p, url := startServe(t, args...)
-	master := p.cmd.Process.Pid
+	master := p.pid()
 	before := waitChildren(t, master, time.Second, func(k []int) bool { return len(k) == 2 })
 
 	const clients = 4
@@ -286,7 +235,7 @@ func sighupUnderLoad(t *testing.T, args []string) {
 // TestSigttinSigttouScale adds and removes a worker, and never goes below one.
 func TestSigttinSigttouScale(t *testing.T) {
 	p, url := startServe(t, "--mode", "async")
-	master := p.cmd.Process.Pid
+	master := p.pid()
 	first := onlyChild(t, p)
 
 	p.signal(syscall.SIGTTIN)
@@ -324,7 +273,7 @@ func TestLimitMaxRequestsJitterIsWhatTheWorkerEnforces(t *testing.T) {
 	const limit, jitter = 3, 4
 	p, url := startServe(t, "--mode", "async", "--limit-max-requests", strconv.Itoa(limit),
 		"--limit-max-requests-jitter", strconv.Itoa(jitter))
-	master := p.cmd.Process.Pid
+	master := p.pid()
 	limitOf := func(pid int) int {
 		argv := workerArgv(t, pid)
 		i := slices.Index(argv, "--limit-max-requests")
@@ -402,7 +351,7 @@ func TestUnixSocket(t *testing.T) {
 	if code, err := getVia(c, "http://demo/healthcheck"); err != nil || code != 200 {
 		t.Fatalf("over the unix socket: %d %v", code, err)
 	}
-	kids := childPids(t, crashed.cmd.Process.Pid)
+	kids := childPids(t, crashed.pid())
 	crashed.signal(syscall.SIGKILL)
 	crashed.wait(5 * time.Second)
 	waitGone(t, kids, time.Second)
@@ -459,9 +408,7 @@ func listenerFile(t *testing.T) (*os.File, int) {
 // TestInheritedFD: --fd 3 serves on a socket the test bound and passed.
 func TestInheritedFD(t *testing.T) {
 	f, port := listenerFile(t)
-	cmd := exec.Command(demoBin, "serve", "--fd", "3", "--mode", "async")
-	cmd.ExtraFiles = []*os.File{f}
-	p := startCmd(t, cmd)
+	p := startSpec(t, childproc.Spec{Args: []string{"serve", "--fd", "3", "--mode", "async"}, ExtraFiles: []*os.File{f}})
 	_, m := p.waitLine(serveRunning, 0, 10*time.Second)
 	if want := fmt.Sprintf("http://127.0.0.1:%d", port); m[1] != want {
 		t.Errorf("running on %s, want %s", m[1], want)
@@ -480,10 +427,8 @@ func TestInheritedFD(t *testing.T) {
 func TestSystemdSocketActivation(t *testing.T) {
 	t.Run("ours", func(t *testing.T) {
 		f, port := listenerFile(t)
-		cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec "$0" serve "$@"`,
-			demoBin, "--mode", "async")
-		cmd.ExtraFiles = []*os.File{f}
-		p := startCmd(t, cmd)
+		p := startSpec(t, childproc.Spec{Path: "sh", Args: []string{"-c", `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec "$0" serve "$@"`,
+			demoBin, "--mode", "async"}, ExtraFiles: []*os.File{f}})
 		at, _ := p.waitLine(regexp.MustCompile(`Using the socket systemd passed \(web\)`), 0, 10*time.Second)
 		_, m := p.waitLine(serveRunning, at, 10*time.Second)
 		if want := fmt.Sprintf("http://127.0.0.1:%d", port); m[1] != want {
@@ -503,10 +448,7 @@ func TestSystemdSocketActivation(t *testing.T) {
 	})
 	t.Run("another pid", func(t *testing.T) {
 		f, port := listenerFile(t)
-		cmd := exec.Command(demoBin, "serve", "--port", "0", "--mode", "async")
-		cmd.Env = append(os.Environ(), "LISTEN_PID=1", "LISTEN_FDS=1", "LISTEN_FDNAMES=web")
-		cmd.ExtraFiles = []*os.File{f}
-		p := startCmd(t, cmd)
+		p := startSpec(t, childproc.Spec{Args: []string{"serve", "--port", "0", "--mode", "async"}, Env: []string{"LISTEN_PID=1", "LISTEN_FDS=1", "LISTEN_FDNAMES=web"}, ExtraFiles: []*os.File{f}})
 		_, m := p.waitLine(serveRunning, 0, 10*time.Second)
 		if m[1] == fmt.Sprintf("http://127.0.0.1:%d", port) || strings.Contains(p.output(), "systemd passed") {
 			t.Errorf("used a socket meant for pid 1 (running on %s)", m[1])
@@ -575,7 +517,7 @@ func TestSigkillMasterLeavesNoWorkerInAnyMode(t *testing.T) {
 	for _, mode := range []string{"async", "threadpool"} {
 		t.Run(mode, func(t *testing.T) {
 			p, url := startServe(t, "--workers", "2", "--mode", mode, "--external", ext)
-			kids := childPids(t, p.cmd.Process.Pid)
+			kids := childPids(t, p.pid())
 			inflight := []<-chan result{getAsync(url + "/"), getAsync(url + "/")}
 			at, _ := p.waitLine(startedLine, 0, 5*time.Second)
 			p.waitLine(startedLine, at+1, 5*time.Second)
@@ -620,7 +562,7 @@ func TestShutdownSignals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, url := startServe(t, append([]string{"--external", ext}, tc.args...)...)
-			kids := childPids(t, p.cmd.Process.Pid)
+			kids := childPids(t, p.pid())
 			var inflight <-chan result
 			if tc.busy {
 				inflight = getAsync(url + "/")

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -43,7 +43,7 @@ func TestWorkerTimeoutIsOneEntry(t *testing.T) {
 		}
 	}
 	p.waitLine(contract.WorkerStartedLine(""), at, 5*time.Second) // replaced
-	lines := p.snapshotLines()
+	lines := p.lines()
 	head := regexp.MustCompile(`ERROR WORKER TIMEOUT \(pid:(\d+)\) worker [12]/2: event loop blocked for (\d+\.\d)s \(--timeout 1s\) by GET / \(request ([0-9a-f-]{36})\); killed\. Its event loop goroutine:$`)
 	entries := 0
 	for i, l := range lines {
@@ -161,11 +161,11 @@ func TestStallToldOnceAndAgreed(t *testing.T) {
 		t.Fatalf("total %q, want at least the 6 s of calls", total[1])
 	}
 	reminders := regexp.MustCompile(fmt.Sprintf(`WARN worker %d/2 \[%d\]: event loop still blocked after 5\.\ds by GET / \(request %s\)$`, blocked.Index, blocked.PID, id))
-	if n := p.countBefore(reminders, len(p.snapshotLines())); n != 1 {
+	if n := p.countBefore(reminders, len(p.lines())); n != 1 {
 		t.Errorf("%d reminders from the master, want 1 (at 5 s)", n)
 	}
 	for _, re := range []string{`still blocked after \S+ by .* at `, `worker-\d\[\d+\] event loop still blocked`, `event loop was blocked for`} {
-		if n := p.countBefore(regexp.MustCompile(re), len(p.snapshotLines())); n != 0 {
+		if n := p.countBefore(regexp.MustCompile(re), len(p.lines())); n != 0 {
 			t.Errorf("%d lines matching %q, want none: one reminder stream, one total", n, re)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -172,7 +172,7 @@ steps = [{ sleep = "300ms", blocking = true }, { cpu = "300ms" }, { call = "exte
 		{"/pool", false, 600*time.Millisecond + delay, ""},
 	} {
 		t.Run(tc.path[1:], func(t *testing.T) {
-			from := len(p.snapshotLines())
+			from := len(p.lines())
 			res, slowest := probeDuring(t, base, getAsync(base+tc.path))
 			slowestBy[tc.path], holds[tc.path] = slowest, tc.holds
 			if res.err != nil || res.status != http.StatusOK || res.body["message"] != "hello world" {
@@ -195,7 +195,7 @@ steps = [{ sleep = "300ms", blocking = true }, { cpu = "300ms" }, { call = "exte
 				}
 				return
 			}
-			if n := p.countBefore(stall, len(p.snapshotLines())); n != 0 {
+			if n := p.countBefore(stall, len(p.lines())); n != 0 {
 				t.Errorf("%d detector warnings for %s, want none", n, tc.path)
 			}
 		})

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"demo/childproc"
 	"demo/contract"
 )
 
@@ -325,7 +326,7 @@ func TestMalformedRequestGets400AndWorkerLivesOn(t *testing.T) {
 
 func TestPsShowsMasterAndWorkers(t *testing.T) {
 	p, _ := startServe(t, "--workers", "2", "--mode", "async")
-	master := p.cmd.Process.Pid
+	master := p.pid()
 	kids := childPids(t, master)
 	if len(kids) != 2 {
 		t.Fatalf("master has %d children, want 2", len(kids))
@@ -356,7 +357,7 @@ func TestPsShowsMasterAndWorkers(t *testing.T) {
 func TestSigtermFinishesInFlightThenExits0(t *testing.T) {
 	ext := startExternal(t, delay)
 	p, url := startServe(t, "--mode", "mixed", "--external", ext)
-	kids := childPids(t, p.cmd.Process.Pid)
+	kids := childPids(t, p.pid())
 	inflight := getAsync(url + "/")
 	p.waitLine(startedLine, 0, 5*time.Second)
 	p.signal(syscall.SIGTERM)
@@ -372,7 +373,7 @@ func TestSigtermFinishesInFlightThenExits0(t *testing.T) {
 func TestSigkillMasterTakesBlockedWorkersWithIt(t *testing.T) {
 	ext := startExternal(t, 30*time.Second)
 	p, url := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext)
-	kids := childPids(t, p.cmd.Process.Pid)
+	kids := childPids(t, p.pid())
 	// Block one worker's loop inside a call, so only the process can react.
 	stuck := getAsync(url + "/")
 	p.waitLine(startedLine, 0, 5*time.Second)
@@ -386,7 +387,7 @@ func TestSigkillMasterTakesBlockedWorkersWithIt(t *testing.T) {
 
 func TestKilledWorkerIsReplaced(t *testing.T) {
 	p, url := startServe(t, "--mode", "async")
-	kids := childPids(t, p.cmd.Process.Pid)
+	kids := childPids(t, p.pid())
 	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +403,7 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 			t.Fatalf("no replacement served within 5s: %v", r.err)
 		}
 	}
-	now := childPids(t, p.cmd.Process.Pid)
+	now := childPids(t, p.pid())
 	if len(now) != 1 || now[0] == kids[0] {
 		t.Errorf("children after the kill: %v (killed %d)", now, kids[0])
 	}
@@ -460,7 +461,7 @@ func TestLogFormatJSONAndLevels(t *testing.T) {
 	}
 	p.waitLine(regexp.MustCompile(`"GET / HTTP/1.1\\" 502`), 0, 5*time.Second)
 	events := map[contract.Event]contract.LogEntry{}
-	for _, line := range p.snapshotLines() {
+	for _, line := range p.lines() {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("not JSON: %q", line)
@@ -488,16 +489,14 @@ func TestLogFormatJSONAndLevels(t *testing.T) {
 	// --log-level error: the failure is logged, nothing below it is. The
 	// "running on" line is info, so readiness comes from a served request.
 	f, port := listenerFile(t)
-	cmd := exec.Command(demoBin, "serve", "--fd", "3", "--mode", "async", "--log-level", "error", "--external", "http://127.0.0.1:1")
-	cmd.ExtraFiles = []*os.File{f}
-	q := startCmd(t, cmd)
+	q := startSpec(t, childproc.Spec{Args: []string{"serve", "--fd", "3", "--mode", "async", "--log-level", "error", "--external", "http://127.0.0.1:1"}, ExtraFiles: []*os.File{f}})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitHealthy(t, base, 10*time.Second)
 	if r := get(base + "/"); r.status != 502 {
 		t.Fatalf("unreachable external: %d %v", r.status, r.err)
 	}
 	q.waitLine(regexp.MustCompile(` ERROR .*: failed: `), 0, 5*time.Second)
-	for _, line := range q.snapshotLines() {
+	for _, line := range q.lines() {
 		if !strings.Contains(line, " ERROR ") {
 			t.Errorf("--log-level error printed %q", line)
 		}

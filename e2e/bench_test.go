@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,26 +18,6 @@ import (
 	"testing"
 	"time"
 )
-
-// runDemo runs `demo args...` to completion (or kills it after timeout) and
-// returns its stdout, stderr and exit code.
-func runDemo(t *testing.T, timeout time.Duration, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, demoBin, args...)
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("demo %s still running after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), timeout, out.String(), errOut.String())
-	}
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatal(err)
-	}
-	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
-}
 
 // A tiny configuration of every scenario: correctness, not speed. The Go
 // load generator is forced, since CI has no wrk.
@@ -164,7 +144,8 @@ func TestBenchMeasuresPeers(t *testing.T) {
 	}
 	out, stderr, code := runDemo(t, 4*time.Minute, "bench", "--scenarios", "throughput,pipelined",
 		"--duration", "300ms", "--warmup", "0s", "--connections", "4", "--load", "go", "--uvicorn=false",
-		"--nginx="+strconv.FormatBool(hasNginx), "--nginx-bin", nginx, "--fasthttp="+strconv.FormatBool(hasFasthttp))
+		"--nginx="+strconv.FormatBool(hasNginx), "--nginx-bin", nginx, "--fasthttp="+strconv.FormatBool(hasFasthttp),
+		"--fasthttp-src", fasthttpSrc)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
@@ -215,6 +196,9 @@ func TestBenchMeasuresPeers(t *testing.T) {
 	}
 }
 
+// fasthttpSrc is the fasthttp peer's module in this checkout.
+const fasthttpSrc = "../bench/peers/fasthttp"
+
 // fasthttpModules reports whether the fasthttp peer can be built here: a go
 // command, and its modules from the module proxy (or the module cache)
 // within a minute.
@@ -226,7 +210,7 @@ func fasthttpModules(t *testing.T) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "mod", "download")
-	cmd.Dir = "bench/peers/fasthttp"
+	cmd.Dir = fasthttpSrc
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Logf("fasthttp: its modules cannot be had (%v: %s): its part of the test is skipped", err, strings.TrimSpace(string(out)))

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"regexp"
@@ -40,8 +40,8 @@ func TestEveryModeAnswersEveryFaultAlike(t *testing.T) {
 					t.Fatalf("healthcheck after %s: %d %v", path, h.status, h.err)
 				}
 			}
-			if died := p.countBefore(regexp.MustCompile(`Child process \[\d+\] died`), len(p.snapshotLines())); died != 0 {
-				t.Errorf("a worker died:\n%s", strings.Join(p.snapshotLines(), "\n"))
+			if died := p.countBefore(regexp.MustCompile(`Child process \[\d+\] died`), len(p.lines())); died != 0 {
+				t.Errorf("a worker died:\n%s", strings.Join(p.lines(), "\n"))
 			}
 		})
 	}

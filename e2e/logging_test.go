@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -305,33 +305,59 @@ func TestTostopTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	pts.Close()
-	p := &proc{t: t, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{})}
+	// The terminal's lines, read until the master and its workers are gone.
+	lines := make(chan string)
+	stop := make(chan struct{})
+	readerDone := make(chan struct{})
 	go func() {
+		defer close(readerDone)
+		defer close(lines)
 		sc := bufio.NewScanner(ptm)
 		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, strings.TrimRight(sc.Text(), "\r"))
-			close(p.grew)
-			p.grew = make(chan struct{})
-			p.mu.Unlock()
+			select {
+			case lines <- strings.TrimRight(sc.Text(), "\r"):
+			case <-stop:
+				return
+			}
 		}
-		p.err = cmd.Wait()
-		close(p.done)
 	}()
+	var seen []string
 	defer func() {
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		close(stop)
 		ptm.Close() // ends the reader above on Linux (EIO) once the master is gone
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-		}
+		<-readerDone
 		if t.Failed() {
-			t.Logf("terminal:\n%s", p.output())
+			t.Logf("terminal:\n%s", strings.Join(seen, "\n"))
 		}
 	}()
-	_, m := p.waitLine(serveRunning, 0, 10*time.Second)
-	url := m[1]
-	p.waitLine(regexp.MustCompile(`worker-1\[\d+\] `+contract.WorkerReadyLine(1, 1).String()), 0, 5*time.Second)
+	// waitLine looks for re in the lines seen so far, then in new ones.
+	waitLine := func(re *regexp.Regexp, timeout time.Duration) []string {
+		t.Helper()
+		for _, l := range seen {
+			if m := re.FindStringSubmatch(l); m != nil {
+				return m
+			}
+		}
+		deadline := time.After(timeout)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the terminal closed before a line matching %q", re)
+				}
+				seen = append(seen, l)
+				if m := re.FindStringSubmatch(l); m != nil {
+					return m
+				}
+			case <-deadline:
+				t.Fatalf("no line matching %q within %v", re, timeout)
+			}
+		}
+	}
+	url := waitLine(serveRunning, 10*time.Second)[1]
+	waitLine(regexp.MustCompile(`worker-1\[\d+\] `+contract.WorkerReadyLine(1, 1).String()), 5*time.Second)
 	worker := childPids(t, cmd.Process.Pid)
 	for i := range 5 {
 		c := &http.Client{Timeout: 3 * time.Second}
@@ -341,7 +367,7 @@ func TestTostopTerminal(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	p.waitLine(regexp.MustCompile(`worker-1\[\d+\] 127\.0\.0\.1:\d+ - "GET /healthcheck HTTP/1.1" 200`), 0, 5*time.Second)
+	waitLine(regexp.MustCompile(`worker-1\[\d+\] 127\.0\.0\.1:\d+ - "GET /healthcheck HTTP/1.1" 200`), 5*time.Second)
 	if now := childPids(t, cmd.Process.Pid); len(now) != 1 || now[0] != worker[0] {
 		t.Errorf("worker %v became %v", worker, now)
 	}

@@ -1,0 +1,6 @@
+// Package e2e holds the end-to-end tests: they build the demo binary once
+// and run it as users and tools do — `demo serve`, `demo external`,
+// `demo experiment`, `demo bench`, `demo status` — on 127.0.0.1:0, with
+// real signals and real clients, through package childproc. Tests of the
+// command line's own code stay with package main.
+package e2e
