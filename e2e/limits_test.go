@@ -2,17 +2,13 @@ package e2e
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -45,50 +41,6 @@ func TestLimitConcurrencyAnswers503(t *testing.T) {
 		t.Fatalf("after the load dropped: %d %v", r.status, r.err)
 	}
 	p.waitLine(regexp.MustCompile(`"GET / HTTP/1\.1" 503`), 0, time.Second)
-}
-
-// slowloris opens a connection, starts a request and then sends one header
-// byte every interval. It returns what the server sent before closing and
-// how long after the first byte the connection was closed.
-func slowloris(addr string, interval time.Duration) (string, time.Duration, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return "", 0, err
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return "", 0, err
-	}
-	start := time.Now()
-	if _, err := io.WriteString(c, "GET /healthcheck HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
-		return "", 0, err
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if _, err := io.WriteString(c, "a"); err != nil {
-				return
-			}
-		}
-	}()
-	defer wg.Wait()
-	defer close(stop)
-	got, err := io.ReadAll(c)
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return string(got), time.Since(start), fmt.Errorf("not closed: %w", err)
-	}
-	// A reset after the 408 (the server stops lingering) still counts as closed.
-	return string(got), time.Since(start), nil
 }
 
 // TestSlowlorisIsCutOffByRequestHeaderTimeout: with --timeout-request-header
@@ -192,45 +144,12 @@ func TestLimitMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 
 	// Steady traffic until three workers have asked to retire. Half the
 	// clients reuse connections, half open one per request.
-	const clients = 4
-	stop := make(chan struct{})
-	var sent, failed atomic.Int64
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tr := &http.Transport{DisableKeepAlives: i%2 == 0}
-			defer tr.CloseIdleConnections()
-			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				sent.Add(1)
-				resp, err := c.Get(url + "/healthcheck")
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-					t.Errorf("request failed: %v", err)
-				}
-			}
-		}()
-	}
+	load := startLoad(t, url, 2, 2)
 	at := -1
 	for range 3 {
 		at, _ = p.waitLine(maxRequestsLine, at+1, 10*time.Second)
 	}
-	close(stop)
-	wg.Wait()
+	load.finish()
 
 	// Each worker asks once, however far past its limit it serves while its
 	// replacement starts.
@@ -241,7 +160,7 @@ func TestLimitMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 			retired[m[1]]++
 		}
 	}
-	t.Logf("%d requests, %d failed, %d workers retired", sent.Load(), failed.Load(), len(retired))
+	t.Logf("%d requests, %d workers retired", load.sent.Load(), len(retired))
 	for pid, n := range retired {
 		if n != 1 {
 			t.Errorf("worker %s asked to retire %d times", pid, n)

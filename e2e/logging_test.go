@@ -12,8 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -112,35 +110,6 @@ func demoStatus(t *testing.T, ctl string) control.Snapshot {
 	return snap
 }
 
-// hammer sends n keep-alive /healthcheck requests over 4 connections and
-// fails on any that is not answered 200 within 5 s.
-func hammer(t *testing.T, url string, n int) {
-	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second}
-	defer client.CloseIdleConnections()
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) && failed.Load() == 0 {
-				resp, err := client.Get(url + "/healthcheck")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != 200 {
-					if failed.Add(1) == 1 {
-						t.Errorf("request failed while the log reader stalled: %v", err)
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 // waitDropped polls demo status until some worker reports dropped lines.
 func waitDropped(t *testing.T, ctl string) control.Snapshot {
 	t.Helper()
@@ -168,7 +137,9 @@ func waitDropped(t *testing.T, ctl string) control.Snapshot {
 func TestStalledLogReaderStopsNothing(t *testing.T) {
 	ext := startExternal(t, 0)
 	s := serveOnPipe(t, "--mode", "mixed", "--calls", "1", "--external", ext)
-	hammer(t, s.url, 20000)
+	load := startLoad(t, s.url, 4, 0)
+	load.waitServed(20000, time.Minute)
+	load.finish()
 	for range 20 {
 		start := time.Now()
 		if r := get(s.url + "/"); r.err != nil || r.status != 200 {
@@ -191,7 +162,9 @@ func TestStalledLogReaderStopsNothing(t *testing.T) {
 // again, each process says how many lines it dropped, and logs as before.
 func TestLogReaderThatComesBackHearsWhatWasDropped(t *testing.T) {
 	s := serveOnPipe(t, "--mode", "async")
-	hammer(t, s.url, 20000)
+	load := startLoad(t, s.url, 4, 0)
+	load.waitServed(20000, time.Minute)
+	load.finish()
 	snap := waitDropped(t, s.ctl)
 	wpid := snap.Workers[0].PID
 	report := regexp.MustCompile(fmt.Sprintf(`WARN worker-1\[%d\] dropped (\d+) log lines while stderr was not being read`, wpid))
@@ -261,7 +234,9 @@ func TestLogReaderGone(t *testing.T) {
 			t.Fatalf("after the log reader left: %d %v", r.status, r.err)
 		}
 	}
-	hammer(t, s.url, 2000)
+	load := startLoad(t, s.url, 4, 0)
+	load.waitServed(2000, time.Minute)
+	load.finish()
 	if now := childPids(t, s.cmd.Process.Pid); !sameSet(now, pids) {
 		t.Errorf("workers %v became %v: one died", pids, now)
 	}

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -150,74 +149,22 @@ func sighupUnderLoad(t *testing.T, args []string) {
 	master := p.pid()
 	before := waitChildren(t, master, time.Second, func(k []int) bool { return len(k) == 2 })
 
-	const clients = 4
-	stop := make(chan struct{})
-	var sent, okCount, failed atomic.Int64
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tr := &http.Transport{DisableKeepAlives: i%2 == 0}
-			defer tr.CloseIdleConnections()
-			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				path := "/healthcheck"
-				if n%2 == 1 {
-					path = "/"
-				}
-				sent.Add(1)
-				resp, err := c.Get(url + path)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-					t.Errorf("GET %s: %v", path, err)
-					continue
-				}
-				okCount.Add(1)
-			}
-		}()
-	}
-	// Ends the load however the test ends.
-	var once sync.Once
-	stopLoad := func() { once.Do(func() { close(stop); wg.Wait() }) }
-	defer stopLoad()
-
-	waitServed := func(n int64) {
-		deadline := time.Now().Add(5 * time.Second)
-		for okCount.Load() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d requests served, waited for %d", okCount.Load(), n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	load := startLoad(t, url, 2, 2, "/healthcheck", "/")
 	start := time.Now()
 	restartDone := regexp.MustCompile(`Rolling restart done: 2 worker processes replaced`)
 	at := 0
 	for range 2 {
-		waitServed(okCount.Load() + 50) // the load is flowing
+		load.waitServed(50, 5*time.Second) // the load is flowing
 		p.signal(syscall.SIGHUP)
 		at, _ = p.waitLine(restartDone, at, 10*time.Second)
 		at++
 	}
-	waitServed(okCount.Load() + 50)
+	load.waitServed(50, 5*time.Second)
 	// At least ~2 s of load in all: the old workers finish draining meanwhile.
 	for time.Since(start) < 2*time.Second {
 		time.Sleep(10 * time.Millisecond)
 	}
-	stopLoad()
+	load.finish()
 
 	after := waitChildren(t, master, 5*time.Second, func(k []int) bool { return len(k) == 2 })
 	for _, pid := range after {
@@ -228,8 +175,8 @@ func sighupUnderLoad(t *testing.T, args []string) {
 	if n := p.countBefore(regexp.MustCompile(`Received SIGHUP`), at); n != 2 {
 		t.Errorf("%d `Received SIGHUP` lines, want 2", n)
 	}
-	t.Logf("%d requests over %v with two SIGHUPs: %d ok, %d failed", sent.Load(),
-		time.Since(start).Round(time.Millisecond), okCount.Load(), failed.Load())
+	t.Logf("%d requests over %v with two SIGHUPs, %d answered", load.sent.Load(),
+		time.Since(start).Round(time.Millisecond), load.ok.Load())
 }
 
 // TestSigttinSigttouScale adds and removes a worker, and never goes below one.
