@@ -1,4 +1,4 @@
-package bench
+package eventloop_test
 
 import (
 	"bufio"
@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -27,12 +28,13 @@ import (
 // a goroutine labelled role=loop, so a CPU profile can be narrowed to the
 // loop alone:
 //
-//	go test ./bench -run XXX -bench Loop -benchmem -cpuprofile cpu.out
-//	go tool pprof -top -tagfocus role=loop bench.test cpu.out
+//	go test ./eventloop -run XXX -bench Loop -benchmem -cpuprofile cpu.out
+//	go tool pprof -top -tagfocus role=loop eventloop.test cpu.out
 //
 // Besides ns/op (wall time per request, clients included) each reports
 // loop-ns/req: CPU time of the loop's own thread per request, the in-process
-// twin of demo bench's requests per server CPU-second.
+// twin of demo bench's requests per server CPU-second. (BenchmarkServer-
+// Healthcheck is the one-connection round trip, with nothing else running.)
 
 // loopServer is an eventloop.Server on 127.0.0.1:0 with a worker-like
 // router (the worker's app is internal to package worker).
@@ -41,7 +43,11 @@ type loopServer struct {
 	tid  int // the loop's OS thread
 }
 
-var healthBody = []byte(`{"status":"ok"}`)
+// The worker's bodies, byte for byte.
+var (
+	healthBody   = []byte(`{"status":"ok"}`)
+	notFoundBody = []byte(`{"detail":"Not Found"}`)
+)
 
 // startLoopServer serves healthcheck, and /all-async making calls
 // sequential GETs to external with the loop's own client, like the worker's
@@ -105,7 +111,7 @@ func startLoopServer(tb testing.TB, external string, calls int) *loopServer {
 	srv, err := eventloop.NewServer(l, lfd, eventloop.ServerConfig{ServerName: "demo"}, func(w *eventloop.ResponseWriter, r *eventloop.Request) {
 		h, ok := routes[r.URL.Path]
 		if !ok || r.Method != http.MethodGet {
-			w.Respond(http.StatusNotFound, "application/json", baselineNotFound)
+			w.Respond(http.StatusNotFound, "application/json", notFoundBody)
 			return
 		}
 		l.AnnotateWith(labels[r.URL.Path])
@@ -272,11 +278,7 @@ func BenchmarkLoopPipelined(b *testing.B) { benchmarkLoop(b, 16, 16) }
 // in-process net/http server that answers at once: what the loop spends per
 // request of the capacity scenario, minus the worker's log lines.
 func BenchmarkLoopAsyncCalls(b *testing.B) {
-	ext := serveHTTP(b, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(healthBody)
-	}))
-	s := startLoopServer(b, ext+"/", 2)
+	s := startLoopServer(b, instantExternal(b)+"/", 2)
 	b.ReportAllocs()
 	cpu0 := threadCPU(b, s.tid)
 	b.ResetTimer()
@@ -290,8 +292,7 @@ func BenchmarkLoopAsyncCalls(b *testing.B) {
 // TestLoopBenchmarkDriver runs the benchmarks' machinery briefly, so that
 // `go test` keeps it correct without timing anything.
 func TestLoopBenchmarkDriver(t *testing.T) {
-	ext := serveHTTP(t, BaselineHandler())
-	s := startLoopServer(t, ext+"/healthcheck", 2)
+	s := startLoopServer(t, instantExternal(t)+"/healthcheck", 2)
 	for _, c := range []struct {
 		path     string
 		pipeline int
@@ -303,4 +304,15 @@ func TestLoopBenchmarkDriver(t *testing.T) {
 	if err := driveKeepAlive(s.addr, "/missing", 1, 1, 1); err == nil {
 		t.Error("a 404 should fail the driver's check")
 	}
+}
+
+// instantExternal is a net/http server that answers every request at once
+// with the health body, for the test's duration; it returns its URL.
+func instantExternal(tb testing.TB) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(healthBody)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL
 }
