@@ -2,20 +2,23 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 )
 
 // The README is documentation a newcomer copies from: its commands must
-// still run, its flag table must list every flag, and its table of
-// Uvicorn's and Gunicorn's spellings must say what the binary does.
+// still run, its flag table must list every flag, its table of Uvicorn's
+// and Gunicorn's spellings must say what the binary does, and its package
+// graph must be the one go list sees.
 
-var updateREADME = flag.Bool("update-readme", false, "rewrite the README's table of Uvicorn and Gunicorn spellings from foreign.go")
+var updateREADME = flag.Bool("update-readme", false, "rewrite the README's generated parts: the table of Uvicorn's and Gunicorn's spellings (from foreign.go), the package graph (from go list)")
 
 func readREADME(t *testing.T) string {
 	t.Helper()
@@ -267,28 +270,98 @@ func spellingsTable() string {
 	return b.String()
 }
 
-const (
-	spellingsStart = "<!-- the table of spellings: made from foreign.go by `go test -run TestREADMESpellings -update-readme` -->\n"
-	spellingsEnd   = "<!-- end of the table of spellings -->\n"
-)
-
 // TestREADMESpellings: the README's table of Uvicorn's and Gunicorn's
 // spellings is foreign.go's, which the binary acts on (and
 // TestNotedAndUnsupportedSpellings runs).
 func TestREADMESpellings(t *testing.T) {
+	checkGenerated(t, "the table of spellings", "made from foreign.go by `go test -run TestREADMESpellings -update-readme`", spellingsTable())
+}
+
+// TestREADMEPackageGraph: the README's package graph is go list's.
+func TestREADMEPackageGraph(t *testing.T) {
+	checkGenerated(t, "the package graph", "made from go list by `go test -run TestREADMEPackageGraph -update-readme`", packageGraph(importGraph(t)))
+}
+
+// checkGenerated holds the README's block between
+//
+//	<!-- what: how -->
+//	<!-- end of what -->
+//
+// to want, or with -update-readme rewrites it.
+func checkGenerated(t *testing.T, what, how, want string) {
+	t.Helper()
 	readme := readREADME(t)
-	start, end := strings.Index(readme, spellingsStart), strings.Index(readme, spellingsEnd)
+	startMark, endMark := "<!-- "+what+": "+how+" -->\n", "<!-- end of "+what+" -->\n"
+	start, end := strings.Index(readme, startMark), strings.Index(readme, endMark)
 	if start < 0 || end < start {
-		t.Fatalf("README lacks the markers of the table of spellings:\n%s%s", spellingsStart, spellingsEnd)
+		t.Fatalf("README lacks the markers of %s:\n%s%s", what, startMark, endMark)
 	}
-	want := spellingsTable()
-	if got := readme[start+len(spellingsStart) : end]; got != want {
-		if !*updateREADME {
-			t.Fatalf("the README's table of spellings is not foreign.go's; run go test -run TestREADMESpellings -update-readme\n got:\n%s\nwant:\n%s", got, want)
-		}
-		updated := readme[:start+len(spellingsStart)] + want + readme[end:]
-		if err := os.WriteFile("README.md", []byte(updated), 0o644); err != nil {
-			t.Fatal(err)
+	got := readme[start+len(startMark) : end]
+	if got == want {
+		return
+	}
+	if !*updateREADME {
+		t.Fatalf("the README's %s is out of date; to rewrite it: go test -run %s -update-readme\n got:\n%s\nwant:\n%s", what, t.Name(), got, want)
+	}
+	updated := readme[:start+len(startMark)] + want + readme[end:]
+	if err := os.WriteFile("README.md", []byte(updated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// packageGraph draws graph (each package of ours and the packages of ours
+// it imports directly) for the README: package main's imports in a
+// sentence — it wires every role together — and the rest as a Mermaid
+// flowchart.
+func packageGraph(graph map[string][]string) string {
+	var pkgs []string
+	imported := map[string]bool{}
+	for p, deps := range graph {
+		if p != "." {
+			pkgs = append(pkgs, p)
+			for _, d := range deps {
+				imported[d] = true
+			}
 		}
 	}
+	slices.Sort(pkgs)
+	// Mermaid's node ids take no slash: eventloop/client is
+	// eventloop_client["eventloop/client"].
+	node := func(p string) string { return strings.ReplaceAll(p, "/", "_") }
+	var b strings.Builder
+	b.WriteString(wrap("Package main, the command line, imports "+strings.Join(slices.Sorted(slices.Values(graph["."])), ", ")+". The others import:", 90))
+	b.WriteString("\n```mermaid\nflowchart LR\n")
+	for _, p := range pkgs {
+		if node(p) != p || len(graph[p]) == 0 && !imported[p] {
+			fmt.Fprintf(&b, "  %s[\"%s\"]\n", node(p), p)
+		}
+	}
+	for _, p := range pkgs {
+		for _, d := range slices.Sorted(slices.Values(graph[p])) {
+			fmt.Fprintf(&b, "  %s --> %s\n", node(p), node(d))
+		}
+	}
+	b.WriteString("```\n")
+	return b.String()
+}
+
+// wrap breaks text into lines of at most width columns, between words.
+func wrap(text string, width int) string {
+	var b strings.Builder
+	line := 0
+	for _, w := range strings.Fields(text) {
+		n := utf8.RuneCountInString(w)
+		switch {
+		case line == 0:
+		case line+1+n > width:
+			b.WriteString("\n")
+			line = 0
+		default:
+			b.WriteString(" ")
+			line++
+		}
+		b.WriteString(w)
+		line += n
+	}
+	return b.String() + "\n"
 }
