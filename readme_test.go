@@ -301,7 +301,7 @@ func checkGenerated(t *testing.T, what, how, want string) {
 		return
 	}
 	if !*updateREADME {
-		t.Fatalf("the README's %s is out of date; to rewrite it: go test -run %s -update-readme\n got:\n%s\nwant:\n%s", what, t.Name(), got, want)
+		t.Fatalf("%s in the README is out of date; to rewrite it: go test -run %s -update-readme\n got:\n%s\nwant:\n%s", what, t.Name(), got, want)
 	}
 	updated := readme[:start+len(startMark)] + want + readme[end:]
 	if err := os.WriteFile("README.md", []byte(updated), 0o644); err != nil {
