@@ -1,22 +1,18 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"demo/contract"
-	"demo/control"
 )
 
 // writeApp writes an app file into the test's temporary directory.
@@ -246,21 +242,7 @@ steps = [{ sleep = "1s", blocking = true }, { sleep = "1s", blocking = true }]
 		u, _ := url.Parse(base)
 		stuck := getAsync(base + "/stuck")
 		p.waitLine(contract.StallingLine("GET /stuck", ""), 0, 5*time.Second)
-		var snap control.Snapshot
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			out, err := exec.Command(demoBin, "status", "--port", u.Port(), "--json").Output()
-			if err != nil {
-				t.Fatalf("demo status: %v", err)
-			}
-			if err := json.Unmarshal(out, &snap); err != nil {
-				t.Fatal(err)
-			}
-			if slices.ContainsFunc(snap.Workers, func(w control.Worker) bool { return w.StalledFor > 0 }) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond) // polling the master: the stall must outlast a heartbeat
-		}
+		snap := waitStatus(t, 3*time.Second, stalled, "--port", u.Port())
 		if len(snap.Workers) != 1 || snap.Workers[0].StalledFor == 0 {
 			t.Fatalf("status shows no stalled worker: %+v", snap)
 		}

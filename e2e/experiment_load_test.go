@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -180,26 +179,8 @@ func TestExperimentWorkersSweepAnswersTheSLO(t *testing.T) {
 
 func TestExperimentOpenLoopInterruptedStopsEverything(t *testing.T) {
 	r := startExperiment(t, "--rate", "20", "--duration", "30s", "--mix", "/mixed", "--delay", "1s")
-	deadline := time.Now().Add(15 * time.Second)
-	for socketCount(r.cmd.Process.Pid) < 5 {
-		if time.Now().After(deadline) {
-			t.Fatal("the experiment never had requests in flight")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	started := markedPids(r.marker)
-	begin := time.Now()
-	if err := r.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if code := r.wait(t, 10*time.Second); code != 130 {
-		t.Errorf("exit code %d after SIGINT, want 130", code)
-	}
-	t.Logf("exited %v after SIGINT", time.Since(begin))
-	waitGone(t, started, 5*time.Second)
-	if left := markedPids(r.marker); len(left) > 0 {
-		t.Errorf("processes left behind: %v", left)
-	}
+	r.waitSockets(t, 5)
+	r.interrupt(t, markedPids(r.marker))
 	if msg := lastLine(r.stderr.String()); !strings.Contains(msg, "interrupted") {
 		t.Errorf("stderr %q, want a last line saying it was interrupted", r.stderr)
 	}

@@ -155,13 +155,7 @@ func TestExperimentTargetThatStopsAnswering(t *testing.T) {
 	for range 4 {
 		at, _ = srv.waitLine(probed, at+1, 15*time.Second)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for socketCount(r.cmd.Process.Pid) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the experiment never sent a request")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.waitSockets(t, 2)
 	srv.signal(syscall.SIGKILL)
 	waitGone(t, workers, 5*time.Second) // they die with their master
 	begin := time.Now()

@@ -236,17 +236,35 @@ func TestExperimentInterruptedStopsEverything(t *testing.T) {
 	r := startExperiment(t, "--modes", "mixed", "--delay", "2s")
 	// Interrupt with requests in flight: the experiment holds sockets only
 	// while its burst runs, and the mixed worker is then blocked.
-	deadline := time.Now().Add(15 * time.Second)
-	for socketCount(r.cmd.Process.Pid) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the experiment never fired its requests")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.waitSockets(t, 2)
 	started := markedPids(r.marker)
 	if len(started) < 3 {
 		t.Fatalf("%d marked processes (%v), want external, serve and its worker", len(started), started)
 	}
+	r.interrupt(t, started)
+	if msg := lastLine(r.stderr.String()); !strings.Contains(msg, "interrupted") || strings.Contains(msg, "scenario") {
+		t.Errorf("stderr %q, want progress, then one line saying it was interrupted", r.stderr)
+	}
+}
+
+// waitSockets waits until the experiment holds n sockets: its requests
+// are in flight.
+func (r *experimentRun) waitSockets(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for socketCount(r.cmd.Process.Pid) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the experiment never held %d sockets: no requests in flight", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// interrupt sends SIGINT, as Ctrl+C does: the experiment must exit 130
+// and leave none of the processes it started (started, and any other it
+// marked) behind.
+func (r *experimentRun) interrupt(t *testing.T, started []int) {
+	t.Helper()
 	begin := time.Now()
 	if err := r.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -258,9 +276,6 @@ func TestExperimentInterruptedStopsEverything(t *testing.T) {
 	waitGone(t, started, 5*time.Second)
 	if left := markedPids(r.marker); len(left) > 0 {
 		t.Errorf("processes left behind: %v", left)
-	}
-	if msg := lastLine(r.stderr.String()); !strings.Contains(msg, "interrupted") || strings.Contains(msg, "scenario") {
-		t.Errorf("stderr %q, want progress, then one line saying it was interrupted", r.stderr)
 	}
 }
 

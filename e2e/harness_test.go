@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"demo/childproc"
 	"demo/contract"
+	"demo/control"
 )
 
 // demoBin is the binary under test, built once by TestMain.
@@ -296,3 +298,39 @@ func waitGone(t *testing.T, pids []int, timeout time.Duration) {
 		}
 	}
 }
+
+// demoStatus runs `demo status --json` for the master that where names
+// (--port P, or --control PATH) and returns its snapshot.
+func demoStatus(t *testing.T, where ...string) control.Snapshot {
+	t.Helper()
+	out, err := exec.Command(demoBin, append([]string{"status", "--json"}, where...)...).Output()
+	if err != nil {
+		t.Fatalf("demo status: %v", err)
+	}
+	var snap control.Snapshot
+	if err := json.Unmarshal(out, &snap); err != nil {
+		t.Fatalf("demo status --json: %v\n%s", err, out)
+	}
+	return snap
+}
+
+// waitStatus polls demo status until some worker's row satisfies ok, and
+// fails the test after timeout. The master has no event to wait for: a
+// worker's figures change with its heartbeats.
+func waitStatus(t *testing.T, timeout time.Duration, ok func(control.Worker) bool, where ...string) control.Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		snap := demoStatus(t, where...)
+		if slices.ContainsFunc(snap.Workers, ok) {
+			return snap
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, no worker as awaited: %+v", timeout, snap.Workers)
+		}
+		time.Sleep(100 * time.Millisecond) // the heartbeat is 500 ms
+	}
+}
+
+// stalled: the master calls the worker's loop stalled.
+func stalled(w control.Worker) bool { return w.StalledFor > 0 }

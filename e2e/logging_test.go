@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -96,38 +95,6 @@ func serveOnPipe(t *testing.T, args ...string) *pipedServe {
 	return s
 }
 
-// demoStatus reads `demo status --json` from the control socket.
-func demoStatus(t *testing.T, ctl string) control.Snapshot {
-	t.Helper()
-	out, err := exec.Command(demoBin, "status", "--control", ctl, "--json").Output()
-	if err != nil {
-		t.Fatalf("demo status: %v", err)
-	}
-	var snap control.Snapshot
-	if err := json.Unmarshal(out, &snap); err != nil {
-		t.Fatalf("demo status --json: %v\n%s", err, out)
-	}
-	return snap
-}
-
-// waitDropped polls demo status until some worker reports dropped lines.
-func waitDropped(t *testing.T, ctl string) control.Snapshot {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		snap := demoStatus(t, ctl)
-		for _, w := range snap.Workers {
-			if w.LogLinesDropped > 0 {
-				return snap
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no worker reports dropped log lines: %+v", snap)
-		}
-		time.Sleep(100 * time.Millisecond) // a worker reports with each heartbeat
-	}
-}
-
 // TestStalledLogReaderStopsNothing: with stderr never read, a worker keeps
 // answering — 20,000 access lines are far more than it holds — and so do
 // mixed-mode requests, whose handler syncs the log before each blocking
@@ -148,7 +115,7 @@ func TestStalledLogReaderStopsNothing(t *testing.T) {
 			t.Errorf("mixed request took %v: Sync waited for a stalled reader", el)
 		}
 	}
-	snap := waitDropped(t, s.ctl)
+	snap := waitStatus(t, 5*time.Second, droppedLines, "--control", s.ctl)
 	t.Logf("dropped: master %d, worker %d", snap.LogLinesDropped, snap.Workers[0].LogLinesDropped)
 	if el := s.stop(t); el > 5*time.Second {
 		t.Errorf("SIGTERM took %v to stop the master", el)
@@ -165,7 +132,7 @@ func TestLogReaderThatComesBackHearsWhatWasDropped(t *testing.T) {
 	load := startLoad(t, s.url, 4, 0)
 	load.waitServed(20000, time.Minute)
 	load.finish()
-	snap := waitDropped(t, s.ctl)
+	snap := waitStatus(t, 5*time.Second, droppedLines, "--control", s.ctl)
 	wpid := snap.Workers[0].PID
 	report := regexp.MustCompile(fmt.Sprintf(`WARN worker-1\[%d\] dropped (\d+) log lines while stderr was not being read`, wpid))
 	lines := make(chan string, 1024)
@@ -195,7 +162,7 @@ func TestLogReaderThatComesBackHearsWhatWasDropped(t *testing.T) {
 	// dropped since the reader came back.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		n := demoStatus(t, s.ctl).Workers[0].LogLinesDropped
+		n := demoStatus(t, "--control", s.ctl).Workers[0].LogLinesDropped
 		if n == reported {
 			break
 		}
@@ -240,7 +207,7 @@ func TestLogReaderGone(t *testing.T) {
 	if now := childPids(t, s.cmd.Process.Pid); !sameSet(now, pids) {
 		t.Errorf("workers %v became %v: one died", pids, now)
 	}
-	snap := waitDropped(t, s.ctl)
+	snap := waitStatus(t, 5*time.Second, droppedLines, "--control", s.ctl)
 	t.Logf("dropped: master %d, workers %d and %d", snap.LogLinesDropped, snap.Workers[0].LogLinesDropped, snap.Workers[1].LogLinesDropped)
 	s.stop(t)
 	if ws := s.cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() || ws.ExitStatus() != 0 {
@@ -376,3 +343,6 @@ func openPTY(t *testing.T) (ptm, pts *os.File) {
 	}
 	return m, s
 }
+
+// droppedLines: the worker has dropped log lines.
+func droppedLines(w control.Worker) bool { return w.LogLinesDropped > 0 }

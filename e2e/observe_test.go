@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"net/url"
 	"os/exec"
 	"slices"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"demo/contract"
-	"demo/control"
 )
 
 func TestDetectorNamesTheBlockingCallWhileItBlocks(t *testing.T) {
@@ -60,21 +58,7 @@ func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
 	p.waitLine(contract.StallingLine("GET /", ""), 0, 5*time.Second)
 
 	// The master calls a loop stalled after a second without beats.
-	var snap control.Snapshot
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		out, err := exec.Command(demoBin, "status", "--port", u.Port(), "--json").Output()
-		if err != nil {
-			t.Fatalf("demo status: %v", err)
-		}
-		if err := json.Unmarshal(out, &snap); err != nil {
-			t.Fatalf("demo status --json: %v\n%s", err, out)
-		}
-		if slices.ContainsFunc(snap.Workers, func(w control.Worker) bool { return w.StalledFor > 0 }) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // polling the master: the stall must outlast a heartbeat
-	}
+	snap := waitStatus(t, 3*time.Second, stalled, "--port", u.Port())
 	if snap.MasterPID != p.pid() {
 		t.Errorf("status names master %d, want %d", snap.MasterPID, p.pid())
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -104,25 +103,12 @@ func TestStallToldOnceAndAgreed(t *testing.T) {
 	id := m[3]
 
 	// demo status, once the master calls it stalled (after a second).
-	var snap control.Snapshot
+	snap := waitStatus(t, 5*time.Second, stalled, "--port", u.Port())
 	var blocked control.Worker
-	for deadline := time.Now().Add(5 * time.Second); blocked.PID == 0; {
-		out, err := exec.Command(demoBin, "status", "--port", u.Port(), "--json").Output()
-		if err != nil {
-			t.Fatalf("demo status: %v", err)
+	for _, w := range snap.Workers {
+		if stalled(w) {
+			blocked = w
 		}
-		if err := json.Unmarshal(out, &snap); err != nil {
-			t.Fatal(err)
-		}
-		for _, w := range snap.Workers {
-			if w.StalledFor > 0 {
-				blocked = w
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no worker shown stalled: %+v", snap.Workers)
-		}
-		time.Sleep(100 * time.Millisecond) // polling the master: a stall has no event of its own
 	}
 	if blocked.State != "blocked" || blocked.InFlight != 1 || blocked.Conns != 1 || blocked.Requests != 1 ||
 		!strings.Contains(blocked.Culprit, id) {

@@ -40,9 +40,29 @@ main.main()
 	/work/main/main.go:40 +0x5
 `
 
-func TestTrimStackEndsAtTheLoop(t *testing.T) {
-	got := trimStack(blockedStack, "demo/", "demo/eventloop.", 20)
-	want := `goroutine 1 [select, locked to thread]:
+// TestTrimStack: a loop's stack keeps what blocks it, up to the loop's
+// own machinery, in at most max frames — the project's first.
+func TestTrimStack(t *testing.T) {
+	// A handler resumed by the loop's client (an async call's response)
+	// is the callback; the client delivering it is machinery, as for the
+	// culprit.
+	const resumed = `goroutine 1 [sleep]:
+time.Sleep(0x3b9aca00)
+	/usr/local/go/src/runtime/time.go:363 +0x165
+demo/worker.(*app).sleepStep(0xc0002)
+	/work/main/worker/steps.go:100 +0x2
+demo/eventloop/client.(*call).deliver(0xc0003)
+	/work/main/eventloop/client/call.go:80 +0x3
+demo/eventloop.(*Loop).call(0xc0006, 0xc0007)
+	/work/main/eventloop/loop.go:120 +0x4
+`
+	for _, tc := range []struct {
+		name  string
+		stack string
+		max   int
+		want  string
+	}{
+		{"ends at the loop", blockedStack, 20, `goroutine 1 [select, locked to thread]:
 runtime.gopark
 	/usr/local/go/src/runtime/proc.go:460
 runtime.selectgo
@@ -67,15 +87,8 @@ demo/worker.(*app).mixed
 	/work/main/worker/app.go:130
 demo/eventloop.(*conn).dispatch
 	/work/main/eventloop/conn.go:460
-… 4 frames: the event loop and what started it`
-	if got != want {
-		t.Errorf("trimStack:\n%s\nwant:\n%s", got, want)
-	}
-}
-
-func TestTrimStackKeepsTheProjectsFramesFirst(t *testing.T) {
-	got := trimStack(blockedStack, "demo/", "demo/eventloop.", 5)
-	want := `goroutine 1 [select, locked to thread]:
+… 4 frames: the event loop and what started it`},
+		{"keeps the project's frames first", blockedStack, 5, `goroutine 1 [select, locked to thread]:
 runtime.gopark
 	/usr/local/go/src/runtime/proc.go:460
 … 7 frames
@@ -87,9 +100,21 @@ demo/worker.(*app).mixed
 	/work/main/worker/app.go:130
 demo/eventloop.(*conn).dispatch
 	/work/main/eventloop/conn.go:460
-… 4 frames: the event loop and what started it`
-	if got != want {
-		t.Errorf("trimStack:\n%s\nwant:\n%s", got, want)
+… 4 frames: the event loop and what started it`},
+		{"stops at the client", resumed, 10, `goroutine 1 [sleep]:
+time.Sleep
+	/usr/local/go/src/runtime/time.go:363
+demo/worker.(*app).sleepStep
+	/work/main/worker/steps.go:100
+demo/eventloop/client.(*call).deliver
+	/work/main/eventloop/client/call.go:80
+… 1 frame: the event loop and what started it`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := trimStack(tc.stack, "demo/", "demo/eventloop.", tc.max); got != tc.want {
+				t.Errorf("trimStack:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -122,33 +147,5 @@ func TestLoopStackWhileBlocked(t *testing.T) {
 	}
 	if strings.Contains(s, "+0x") || strings.Contains(s, "runLoop") || len(lines) > 1+2*10+2 {
 		t.Errorf("stack not trimmed:\n%s", s)
-	}
-}
-
-// TestTrimStackStopsAtTheClient: a handler resumed by the loop's client
-// (an async call's response) is the callback; the client delivering it is
-// machinery, as for the culprit.
-func TestTrimStackStopsAtTheClient(t *testing.T) {
-	stack := `goroutine 1 [sleep]:
-time.Sleep(0x3b9aca00)
-	/usr/local/go/src/runtime/time.go:363 +0x165
-demo/worker.(*app).sleepStep(0xc0002)
-	/work/main/worker/steps.go:100 +0x2
-demo/eventloop/client.(*call).deliver(0xc0003)
-	/work/main/eventloop/client/call.go:80 +0x3
-demo/eventloop.(*Loop).call(0xc0006, 0xc0007)
-	/work/main/eventloop/loop.go:120 +0x4
-`
-	got := trimStack(stack, "demo/", "demo/eventloop.", 10)
-	want := `goroutine 1 [sleep]:
-time.Sleep
-	/usr/local/go/src/runtime/time.go:363
-demo/worker.(*app).sleepStep
-	/work/main/worker/steps.go:100
-demo/eventloop/client.(*call).deliver
-	/work/main/eventloop/client/call.go:80
-… 1 frame: the event loop and what started it`
-	if got != want {
-		t.Errorf("trimStack:\n%s\nwant:\n%s", got, want)
 	}
 }

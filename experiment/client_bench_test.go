@@ -34,28 +34,14 @@ func BenchmarkClientInFlightCost(b *testing.B) {
 	const n = 1000
 	release := make(chan struct{})
 	var accepted sync.WaitGroup
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				readRequest(c)
-				accepted.Done()
-				<-release
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-			}()
-		}
-	}()
-	url := "http://" + ln.Addr().String() + "/"
-	ep, _ := parseEndpoint(url)
+	s := startRawServer(b, func(c net.Conn) {
+		readRequest(c)
+		accepted.Done()
+		<-release
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	})
+	url := "http://" + s.ln.Addr().String() + "/"
+	ep := s.endpoint(b)
 	tr := &http.Transport{DisableKeepAlives: true, MaxConnsPerHost: 0}
 	hc := &http.Client{Transport: tr}
 
@@ -103,26 +89,12 @@ func BenchmarkClientInFlightCost(b *testing.B) {
 }
 
 func BenchmarkClientRoundTrip(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				readRequest(c)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"ok\"}")
-			}()
-		}
-	}()
-	url := "http://" + ln.Addr().String() + "/healthcheck"
-	ep, _ := parseEndpoint(url)
+	s := startRawServer(b, func(c net.Conn) {
+		readRequest(c)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"ok\"}")
+	})
+	url := "http://" + s.ln.Addr().String() + "/healthcheck"
+	ep := s.endpoint(b)
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
 	// Alternate in rounds so that the machine's noise falls on both alike.

@@ -20,7 +20,7 @@ type rawServer struct {
 	wg sync.WaitGroup
 }
 
-func startRawServer(t *testing.T, handle func(net.Conn)) *rawServer {
+func startRawServer(t testing.TB, handle func(net.Conn)) *rawServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,7 +50,7 @@ func startRawServer(t *testing.T, handle func(net.Conn)) *rawServer {
 	return s
 }
 
-func (s *rawServer) endpoint(t *testing.T) endpoint {
+func (s *rawServer) endpoint(t testing.TB) endpoint {
 	t.Helper()
 	ep, err := parseEndpoint("http://" + s.ln.Addr().String())
 	if err != nil {

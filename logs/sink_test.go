@@ -520,10 +520,13 @@ func TestSIGPIPEHelper(t *testing.T) {
 	os.Exit(0)
 }
 
-// TestSinksSharingAPipeNeverCutLines: the master and every worker write to
-// one pipe, each through a Sink of its own; a slow reader leaves room for a
-// few lines at a time, and still every line comes out whole.
-func TestSinksSharingAPipeNeverCutLines(t *testing.T) {
+// sharedPipe is stderr as the master and its workers share it: a pipe
+// with room for one page, written by n Sinks of their own — write runs in
+// a goroutine per sink, then every sink closes — and read slowly, less
+// than a batch at a time, so that the writers race for room. It returns
+// the lines read.
+func sharedPipe(t *testing.T, n int, write func(k int, s *Sink)) []string {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -532,7 +535,7 @@ func TestSinksSharingAPipeNeverCutLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sinks []*Sink
-	for range 3 {
+	for range n {
 		s, err := NewSink(w, SinkConfig{Batch: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -542,9 +545,10 @@ func TestSinksSharingAPipeNeverCutLines(t *testing.T) {
 	w.Close()
 	got := make(chan []string, 1)
 	go func() {
+		defer r.Close()
 		var lines []string
 		var rest []byte
-		buf := make([]byte, 1000) // less than a batch: the writers race for room
+		buf := make([]byte, 1000)
 		for {
 			n, err := r.Read(buf)
 			rest = append(rest, buf[:n]...)
@@ -563,22 +567,31 @@ func TestSinksSharingAPipeNeverCutLines(t *testing.T) {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}()
-	const n = 2000
 	var wg sync.WaitGroup
 	for k, s := range sinks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range n {
-				fmt.Fprintf(s, "%c %06d %s\n", 'A'+k, i, strings.Repeat("x", 50+i%37))
-			}
+			write(k, s)
 		}()
 	}
 	wg.Wait()
 	for _, s := range sinks {
 		s.Close()
 	}
-	lines := <-got
+	return <-got
+}
+
+// TestSinksSharingAPipeNeverCutLines: the master and every worker write to
+// one pipe, each through a Sink of its own; a slow reader leaves room for a
+// few lines at a time, and still every line comes out whole.
+func TestSinksSharingAPipeNeverCutLines(t *testing.T) {
+	const n = 2000
+	lines := sharedPipe(t, 3, func(k int, s *Sink) {
+		for i := range n {
+			fmt.Fprintf(s, "%c %06d %s\n", 'A'+k, i, strings.Repeat("x", 50+i%37))
+		}
+	})
 	next := map[byte]int{}
 	for _, l := range lines {
 		var who byte
@@ -632,34 +645,6 @@ func TestEntriesWithin(t *testing.T) {
 // other processes write to the same pipe at the same time and the pipe has
 // room for only a few lines: the continuation lines follow their message.
 func TestSinksSharingAPipeKeepEntriesWhole(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096); err != nil {
-		t.Fatal(err)
-	}
-	var sinks []*Sink
-	for range 3 {
-		s, err := NewSink(w, SinkConfig{Batch: time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sinks = append(sinks, s)
-	}
-	w.Close()
-	got := make(chan []string, 1)
-	go func() {
-		var lines []string
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			lines = append(lines, sc.Text())
-			if len(lines)%20 == 0 {
-				time.Sleep(50 * time.Microsecond) // a slow reader: writers race for room
-			}
-		}
-		got <- lines
-	}()
 	const n = 300
 	entry := func(k, i int) string {
 		var b strings.Builder
@@ -669,25 +654,15 @@ func TestSinksSharingAPipeKeepEntriesWhole(t *testing.T) {
 		}
 		return b.String()
 	}
-	var wg sync.WaitGroup
-	for k, s := range sinks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range n {
-				if i%3 == 0 {
-					_, _ = s.Write([]byte(entry(k, i)))
-				} else {
-					fmt.Fprintf(s, "%c %04d plain line\n", 'A'+k, i)
-				}
+	lines := sharedPipe(t, 3, func(k int, s *Sink) {
+		for i := range n {
+			if i%3 == 0 {
+				_, _ = s.Write([]byte(entry(k, i)))
+			} else {
+				fmt.Fprintf(s, "%c %04d plain line\n", 'A'+k, i)
 			}
-		}()
-	}
-	wg.Wait()
-	for _, s := range sinks {
-		s.Close()
-	}
-	lines := <-got
+		}
+	})
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
 		if !strings.HasSuffix(l, " stack:") {
