@@ -21,6 +21,7 @@ import (
 // TestExtraArgumentsAreRefused: every command refuses an argument it does
 // not take, instead of ignoring it.
 func TestExtraArgumentsAreRefused(t *testing.T) {
+	t.Parallel()
 	app := newApp()
 	var paths [][]string
 	var walk func(prefix []string, cmds []*cli.Command)
@@ -62,6 +63,7 @@ func TestExtraArgumentsAreRefused(t *testing.T) {
 // takes 1.5 (seconds) and 1500ms alike, and anything else is one line
 // naming the flag with two dashes and both forms.
 func TestEveryDurationFlagTakesSeconds(t *testing.T) {
+	t.Parallel()
 	app := newApp()
 	n := 0
 	var walk func(prefix []string, cmds []*cli.Command)
@@ -99,6 +101,7 @@ func TestEveryDurationFlagTakesSeconds(t *testing.T) {
 // TestFlagErrorsNameTheFlag: one line, the flag with its dashes (the
 // spelling typed, or the variable it came from), exit code 2.
 func TestFlagErrorsNameTheFlag(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		env  []string
 		args []string
@@ -138,6 +141,7 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 // TestVersionHelpAndUnknownCommands: --version, -v and `demo version`;
 // `demo help CMD`; an unknown command or topic exits 2 with the commands.
 func TestVersionHelpAndUnknownCommands(t *testing.T) {
+	t.Parallel()
 	version, _, code := runDemoEnv(t, nil, "--version")
 	if code != 0 || !strings.HasPrefix(version, "demo version ") || !strings.Contains(version, "go1.") {
 		t.Errorf("--version: exit %d, %q", code, version)
@@ -175,6 +179,7 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 // --workers also WEB_CONCURRENCY; the command line wins, then DEMO_,
 // then WEB_CONCURRENCY, then the default; --help shows the variables.
 func TestEnvironmentConfiguresServe(t *testing.T) {
+	t.Parallel()
 	help, _, _ := runDemoEnv(t, nil, "serve", "--help")
 	app := newApp()
 	for _, f := range findCommand(app.Commands, "serve").VisibleFlags() {
@@ -227,6 +232,7 @@ func TestEnvironmentConfiguresServe(t *testing.T) {
 // change nothing here are accepted and noted in the log; the ones demo
 // does not support are refused with the reason.
 func TestNotedAndUnsupportedSpellings(t *testing.T) {
+	t.Parallel()
 	var args []string
 	var want []*regexp.Regexp
 	for _, s := range spellings {
@@ -267,6 +273,7 @@ func TestNotedAndUnsupportedSpellings(t *testing.T) {
 // TestShellCompletion: bash, with the script demo prints, completes
 // commands and flags from the binary, and not the hidden ones.
 func TestShellCompletion(t *testing.T) {
+	t.Parallel()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		t.Skip("no bash to try the completion in")
@@ -318,6 +325,7 @@ COMP_WORDS=(%s); COMP_CWORD=%d; _demo_complete; printf '%%s\n' "${COMPREPLY[@]}"
 // TestManPage: `demo man` is a roff page with every command and every
 // visible flag of serve, and man(1) renders it without complaint.
 func TestManPage(t *testing.T) {
+	t.Parallel()
 	page, stderr, code := runDemoEnv(t, nil, "man")
 	if code != 0 || !strings.HasPrefix(page, ".nh\n.TH demo 1") {
 		t.Fatalf("demo man: exit %d (%s), starts %q", code, stderr, page[:min(len(page), 40)])

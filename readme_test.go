@@ -153,6 +153,7 @@ func withoutRedirection(words []string) []string {
 // samples of the Flags section need no files or servers: they are run as
 // shown, and must answer exactly what the README shows.
 func TestREADMECommands(t *testing.T) {
+	t.Parallel()
 	cmds := readmeCommands(readREADME(t))
 	if len(cmds) < 25 {
 		t.Fatalf("found only %d demo commands in the README: %q", len(cmds), cmds)

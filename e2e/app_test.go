@@ -26,6 +26,7 @@ func writeApp(t *testing.T, name, doc string) string {
 }
 
 func TestAppCommandsExitCodes(t *testing.T) {
+	t.Parallel()
 	good := writeApp(t, "good.toml", `
 [routes."/report"]
 def = "async"
@@ -231,6 +232,7 @@ steps = [{ sleep = "300ms", blocking = true }, { cpu = "300ms" }, { call = "exte
 // TestAppFileStallInStatusAndTimeout: a file route that holds the loop is
 // what `demo status` names, step included, and what --timeout kills.
 func TestAppFileStallInStatusAndTimeout(t *testing.T) {
+	t.Parallel()
 	file := writeApp(t, "stuck.toml", `
 [routes."/stuck"]
 def = "async"
@@ -277,6 +279,7 @@ steps = [{ sleep = "1s", blocking = true }, { sleep = "1s", blocking = true }]
 // now; a broken file makes the replacement fail to boot (exit 3, its error
 // at file:line:col) and the old worker keeps serving the old routes.
 func TestSighupRereadsTheAppFile(t *testing.T) {
+	t.Parallel()
 	file := writeApp(t, "app.toml", "[routes.\"/v1\"]\ndef = \"async\"\nsteps = [{ log = 1 }]\n")
 	p, base := startServe(t, "--app", file)
 	pid := onlyChild(t, p)
@@ -317,6 +320,7 @@ func TestSighupRereadsTheAppFile(t *testing.T) {
 // file's external unless --external overrides it; a route answers its own
 // method (GET ones HEAD too) and 405 naming it otherwise.
 func TestAppFileExternalMethodsAndOverride(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 10*time.Millisecond)
 	file := writeApp(t, "app.toml", fmt.Sprintf(`
 external = %q

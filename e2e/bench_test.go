@@ -221,6 +221,7 @@ func fasthttpModules(t *testing.T) bool {
 
 // The probe process prints one JSON line of results when told to stop.
 func TestBenchProbeReportsOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	var probes atomic.Int32
 	third := make(chan struct{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -283,6 +284,7 @@ func TestBenchProbeReportsOnSIGTERM(t *testing.T) {
 }
 
 func TestBenchRejectsBadFlags(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"bench", "--scenarios", "speed"},
 		{"bench", "--connections", "0"},

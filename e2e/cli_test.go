@@ -27,6 +27,7 @@ func workers(t *testing.T, p *proc) int {
 // TestAppArgumentWithFlagsAround: Uvicorn's `APP` with flags before and
 // after it; the flags after it count (urfave/cli alone would drop them).
 func TestAppArgumentWithFlagsAround(t *testing.T) {
+	t.Parallel()
 	f, port := listenerFile(t)
 	p := startSpec(t, childproc.Spec{Args: []string{"serve", "--mode", "async", "app.application:app", "--fd", "3", "--workers", "2", "--log-level", "debug"}, ExtraFiles: []*os.File{f}})
 	_, m := p.waitLine(serveRunning, 0, 10*time.Second)
@@ -48,6 +49,7 @@ func TestAppArgumentWithFlagsAround(t *testing.T) {
 // TestSecondsReachTheWorker: `--timeout-keep-alive 1.5` is 1.5 s in the
 // worker that enforces it.
 func TestSecondsReachTheWorker(t *testing.T) {
+	t.Parallel()
 	p, url := startServe(t, "--mode", "async", "--timeout-keep-alive", "0.3", "--external-timeout", "1500")
 	argv := strings.Join(workerArgv(t, onlyChild(t, p)), " ")
 	if !strings.Contains(argv, "--timeout-keep-alive 300ms") || !strings.Contains(argv, "--external-timeout 25m0s") {
@@ -69,6 +71,7 @@ func TestSecondsReachTheWorker(t *testing.T) {
 // --graceful-timeout, --max-requests, --max-requests-jitter, --keep-alive
 // and -t set demo's own settings.
 func TestGunicornSpellings(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 5*time.Second)
 	p, url := startServe(t, "-w", "2", "--graceful-timeout", "0.5", "--max-requests", "100", "--max-requests-jitter", "5", "--keep-alive", "2", "-t", "30", "--mode", "mixed", "--external", ext)
 	if n := workers(t, p); n != 2 {
@@ -129,6 +132,7 @@ func TestGunicornSpellings(t *testing.T) {
 // TestLogLevelCriticalAndTrace: critical logs nothing (demo has nothing
 // that bad to say); trace logs what debug does.
 func TestLogLevelCriticalAndTrace(t *testing.T) {
+	t.Parallel()
 	f, port := listenerFile(t)
 	p := startSpec(t, childproc.Spec{Args: []string{"serve", "--fd", "3", "--mode", "async", "--log-level", "critical", "--external", "http://127.0.0.1:1"}, ExtraFiles: []*os.File{f}})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -154,6 +158,7 @@ func TestLogLevelCriticalAndTrace(t *testing.T) {
 // scheme of X-Forwarded-Proto (JSON's field), from trusted peers only;
 // 127.0.0.1 is trusted by default, FORWARDED_ALLOW_IPS is honoured.
 func TestProxyHeadersInTheAccessLog(t *testing.T) {
+	t.Parallel()
 	forwarded := func(url string) {
 		req, _ := http.NewRequest("GET", url+"/healthcheck", nil)
 		req.Header.Set("X-Forwarded-For", "198.51.100.9, 203.0.113.7")
@@ -189,6 +194,7 @@ func TestProxyHeadersInTheAccessLog(t *testing.T) {
 // TestMaxIncompleteEventSize: uvicorn's header limit, 16 KiB by default,
 // is the worker's: a larger header block gets 431, the worker lives on.
 func TestMaxIncompleteEventSize(t *testing.T) {
+	t.Parallel()
 	big := strings.Repeat("x", 2000)
 	for _, tc := range []struct {
 		args []string
@@ -215,6 +221,7 @@ func TestMaxIncompleteEventSize(t *testing.T) {
 // (--fd, systemd), --port, --host and --backlog say nothing about it: each
 // one given, on the command line or in the environment, is warned about.
 func TestSocketActivationWarnsAboutIgnoredFlags(t *testing.T) {
+	t.Parallel()
 	f, _ := listenerFile(t)
 	p := startSpec(t, childproc.Spec{Args: []string{"serve", "--fd", "3", "--port", "9000", "--mode", "async"}, Env: []string{"DEMO_BACKLOG=5"}, ExtraFiles: []*os.File{f}})
 	p.waitLine(regexp.MustCompile(`WARN Ignoring --port: the socket is the one inherited by --fd`), 0, 10*time.Second)

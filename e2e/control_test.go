@@ -17,6 +17,7 @@ import (
 // saying what is wrong and how to fix it, exit 1 — the environment is at
 // fault, not a flag — before any worker starts.
 func TestServeRefusesAnUnsafeControlDirectory(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, want string
 		make       func(dir string) error
@@ -63,6 +64,7 @@ func TestServeRefusesAnUnsafeControlDirectory(t *testing.T) {
 // sequences (a forged master) cannot drive the terminal of whoever runs
 // demo status; --json keeps the raw strings, escaped by JSON.
 func TestStatusStripsControlCharacters(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "forged.sock")
 	srv, err := control.Listen(path)
 	if err != nil {

@@ -115,6 +115,7 @@ func serveSeconds(t *testing.T, args []string, flag string) float64 {
 // command line serves on it, reloads with its ExecReload and stops as
 // KillMode=mixed does, with SIGTERM to the master alone.
 func TestSystemdUnits(t *testing.T) {
+	t.Parallel()
 	sock := readUnit(t, "../deploy/demo.socket")
 	svc := readUnit(t, "../deploy/demo.service")
 	fdName := sock.one(t, "Socket", "FileDescriptorName")
@@ -236,6 +237,7 @@ func dockerfile(t *testing.T, path string) [][2]string {
 // it is, here, and checks that the binary needs no libc — the runtime base
 // has none — and that the image's command line serves.
 func TestDockerfileBuildsAStaticBinary(t *testing.T) {
+	t.Parallel()
 	ins := dockerfile(t, "../deploy/Dockerfile")
 	var froms, runs []string
 	var entrypoint, cmd []string
@@ -355,6 +357,7 @@ type k8sProbe struct {
 // one announced. Then its command line serves, with WEB_CONCURRENCY
 // substituted as the kubelet does.
 func TestKubernetesManifest(t *testing.T) {
+	t.Parallel()
 	var docs []map[string]any
 	for _, py := range []string{"python3", "/usr/bin/python3"} {
 		out, err := exec.Command(py, "-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))", "../deploy/kubernetes.yaml").Output()

@@ -151,6 +151,7 @@ func TestExperimentAppFileSweep(t *testing.T) {
 // TestExperimentAppFileBadInput: a bad file, or flags that make no sense
 // with one, end in one line and exit 2 before anything starts.
 func TestExperimentAppFileBadInput(t *testing.T) {
+	t.Parallel()
 	good := writeApp(t, "app.toml", twoRoutes)
 	bad := writeApp(t, "bad.toml", "[routes.\"/x\"]\ndef = \"sync\"\nsteps = [{ sleep = \"1s\" }]\n")
 	for _, tc := range []struct {

@@ -178,6 +178,7 @@ func TestExperimentWorkersSweepAnswersTheSLO(t *testing.T) {
 }
 
 func TestExperimentOpenLoopInterruptedStopsEverything(t *testing.T) {
+	t.Parallel()
 	r := startExperiment(t, "--rate", "20", "--duration", "30s", "--mix", "/mixed", "--delay", "1s")
 	r.waitSockets(t, 5)
 	r.interrupt(t, markedPids(r.marker))

@@ -118,6 +118,7 @@ func TestExperimentTargetIsHonestAboutSeveralWorkers(t *testing.T) {
 }
 
 func TestExperimentTargetUnreachable(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -233,6 +233,7 @@ func TestExperimentShowsTheArticle(t *testing.T) {
 }
 
 func TestExperimentInterruptedStopsEverything(t *testing.T) {
+	t.Parallel()
 	r := startExperiment(t, "--modes", "mixed", "--delay", "2s")
 	// Interrupt with requests in flight: the experiment holds sockets only
 	// while its burst runs, and the mixed worker is then blocked.
@@ -298,6 +299,7 @@ func socketCount(pid int) int {
 }
 
 func TestExperimentRejectsBadFlags(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string

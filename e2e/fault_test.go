@@ -13,6 +13,7 @@ import (
 // keeps serving. (An endless body used to be 200 in mixed and threadpool
 // modes, after reading 1 MiB of it.)
 func TestEveryModeAnswersEveryFaultAlike(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		fault  string
 		status int

@@ -118,6 +118,7 @@ var maxRequestsLine = regexp.MustCompile(`worker-\d+\[(\d+)\] Maximum request li
 // requests: each worker asks once for a replacement at its limit (N plus
 // jitter, shown in its argv), and no request fails across three recyclings.
 func TestLimitMaxRequestsRecyclesWithoutFailures(t *testing.T) {
+	t.Parallel()
 	const limit, jitter = 20, 5
 	p, url := startServe(t, "--mode", "async", "--limit-max-requests", strconv.Itoa(limit),
 		"--limit-max-requests-jitter", strconv.Itoa(jitter), "--no-access-log")

@@ -102,6 +102,7 @@ func serveOnPipe(t *testing.T, args ...string) *pipedServe {
 // promptly and cleanly. Before, the worker froze after ≈ 1 MiB of lines
 // and the master ignored every signal.
 func TestStalledLogReaderStopsNothing(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 0)
 	s := serveOnPipe(t, "--mode", "mixed", "--calls", "1", "--external", ext)
 	load := startLoad(t, s.url, 4, 0)
@@ -128,6 +129,7 @@ func TestStalledLogReaderStopsNothing(t *testing.T) {
 // TestLogReaderThatComesBackHearsWhatWasDropped: once the reader reads
 // again, each process says how many lines it dropped, and logs as before.
 func TestLogReaderThatComesBackHearsWhatWasDropped(t *testing.T) {
+	t.Parallel()
 	s := serveOnPipe(t, "--mode", "async")
 	load := startLoad(t, s.url, 4, 0)
 	load.waitServed(20000, time.Minute)
@@ -192,6 +194,7 @@ func TestLogReaderThatComesBackHearsWhatWasDropped(t *testing.T) {
 // server goes on serving (before, the worker and then the master died of
 // SIGPIPE, exit 141); SIGTERM still ends it with exit code 0.
 func TestLogReaderGone(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 0)
 	s := serveOnPipe(t, "--workers", "2", "--mode", "mixed", "--calls", "1", "--external", ext)
 	s.rf.Close()
@@ -228,6 +231,7 @@ func sameSet(a, b []int) bool {
 // they write and serve (before: stopped at their first log line, killed
 // for not answering pings, replaced every 5.5 s, forever).
 func TestTostopTerminal(t *testing.T) {
+	t.Parallel()
 	ptm, pts := openPTY(t)
 	defer ptm.Close()
 	tio, err := unix.IoctlGetTermios(int(pts.Fd()), unix.TCGETS)

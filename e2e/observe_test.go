@@ -12,6 +12,7 @@ import (
 )
 
 func TestDetectorNamesTheBlockingCallWhileItBlocks(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, time.Second)
 	p, url := startServe(t, "--mode", "mixed", "--calls", "1", "--external", ext)
 	r := getAsync(url + "/")
@@ -95,6 +96,7 @@ func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
 }
 
 func TestStatusWithoutAMasterSaysSo(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command(demoBin, "status", "--control", t.TempDir()+"/none.sock").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no demo master") {
 		t.Errorf("status with no master: %v %q", err, out)

@@ -217,6 +217,7 @@ func TestThreadpoolSizeBoundsConcurrency(t *testing.T) {
 }
 
 func TestEveryPathAndTheArticleLogLines(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 10*time.Millisecond)
 	p, url := startServe(t, "--mode", "async", "--external", ext)
 	for _, path := range []string{"/", "/mixed", "/all-async", "/threadpool"} {
@@ -263,6 +264,7 @@ func TestEveryPathAndTheArticleLogLines(t *testing.T) {
 }
 
 func TestExternalFailuresBecome502And504(t *testing.T) {
+	t.Parallel()
 	// A port nobody listens on: bind one, note it, close it.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -306,6 +308,7 @@ func TestExternalFailuresBecome502And504(t *testing.T) {
 }
 
 func TestMalformedRequestGets400AndWorkerLivesOn(t *testing.T) {
+	t.Parallel()
 	_, url := startServe(t, "--mode", "async")
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
@@ -325,6 +328,7 @@ func TestMalformedRequestGets400AndWorkerLivesOn(t *testing.T) {
 }
 
 func TestPsShowsMasterAndWorkers(t *testing.T) {
+	t.Parallel()
 	p, _ := startServe(t, "--workers", "2", "--mode", "async")
 	master := p.pid()
 	kids := childPids(t, master)
@@ -355,6 +359,7 @@ func TestPsShowsMasterAndWorkers(t *testing.T) {
 }
 
 func TestSigtermFinishesInFlightThenExits0(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, delay)
 	p, url := startServe(t, "--mode", "mixed", "--external", ext)
 	kids := childPids(t, p.pid())
@@ -371,6 +376,7 @@ func TestSigtermFinishesInFlightThenExits0(t *testing.T) {
 }
 
 func TestSigkillMasterTakesBlockedWorkersWithIt(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 30*time.Second)
 	p, url := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext)
 	kids := childPids(t, p.pid())
@@ -386,6 +392,7 @@ func TestSigkillMasterTakesBlockedWorkersWithIt(t *testing.T) {
 }
 
 func TestKilledWorkerIsReplaced(t *testing.T) {
+	t.Parallel()
 	p, url := startServe(t, "--mode", "async")
 	kids := childPids(t, p.pid())
 	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil {
@@ -410,6 +417,7 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 }
 
 func TestBadInputEndsWithOneLineAndNonZeroExit(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -453,6 +461,7 @@ func TestBadInputEndsWithOneLineAndNonZeroExit(t *testing.T) {
 }
 
 func TestLogFormatJSONAndLevels(t *testing.T) {
+	t.Parallel()
 	// JSON: every line is an object with the fields tools read.
 	p, url := startServe(t, "--mode", "async", "--log-format", "json", "--external", "http://127.0.0.1:1")
 	r := get(url + "/")

@@ -27,6 +27,7 @@ import (
 // together, and no other goroutine's stack (Go's own SIGABRT dump printed
 // hundreds of lines per worker, interleaved).
 func TestWorkerTimeoutIsOneEntry(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 3*time.Second)
 	p, base := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext, "--calls", "1", "--timeout", "1s")
 	first := getAsync(base + "/")

@@ -36,6 +36,7 @@ var workerTimeoutLine = regexp.MustCompile(`WORKER TIMEOUT \(pid:(\d+)\)`)
 // logged once: by the worker's detector, or with the detector off by the
 // master, naming the worker, its pid and the duration.
 func TestTimeoutAbortsABlockedLoop(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, time.Second)
 
 	t.Run("timeout=1s", func(t *testing.T) {
@@ -104,6 +105,7 @@ func TestTimeoutAbortsABlockedLoop(t *testing.T) {
 // TestStoppedWorkerFailsProcessHealthcheck: a SIGSTOPped worker answers no
 // ping, so after --timeout-worker-healthcheck it is killed and replaced.
 func TestStoppedWorkerFailsProcessHealthcheck(t *testing.T) {
+	t.Parallel()
 	p, url := startServe(t, "--mode", "async", "--timeout-worker-healthcheck", "1s")
 	pid := onlyChild(t, p)
 	stopped := time.Now()
@@ -128,6 +130,7 @@ func TestStoppedWorkerFailsProcessHealthcheck(t *testing.T) {
 // blocks its loop while it drains, and whatever the kernel queued on its own
 // socket meanwhile would be reset when that socket closes.
 func TestSighupUnderLoadDropsNothing(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 10*time.Millisecond)
 	for _, tc := range []struct {
 		name string
@@ -181,6 +184,7 @@ func sighupUnderLoad(t *testing.T, args []string) {
 
 // TestSigttinSigttouScale adds and removes a worker, and never goes below one.
 func TestSigttinSigttouScale(t *testing.T) {
+	t.Parallel()
 	p, url := startServe(t, "--mode", "async")
 	master := p.pid()
 	first := onlyChild(t, p)
@@ -217,6 +221,7 @@ func TestSigttinSigttouScale(t *testing.T) {
 // in ps (N plus its own jitter) is the one it retires at — on exactly that
 // request, not one before — and its replacement draws its own in [N, N+J].
 func TestLimitMaxRequestsJitterIsWhatTheWorkerEnforces(t *testing.T) {
+	t.Parallel()
 	const limit, jitter = 3, 4
 	p, url := startServe(t, "--mode", "async", "--limit-max-requests", strconv.Itoa(limit),
 		"--limit-max-requests-jitter", strconv.Itoa(jitter))
@@ -290,6 +295,7 @@ func getVia(c *http.Client, url string) (int, error) {
 // TestUnixSocket serves over --uds with mode 0660, replaces the stale file a
 // SIGKILLed master left behind, and removes the file at a clean exit.
 func TestUnixSocket(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "demo.sock")
 	c := unixClient(path)
 
@@ -354,6 +360,7 @@ func listenerFile(t *testing.T) (*os.File, int) {
 
 // TestInheritedFD: --fd 3 serves on a socket the test bound and passed.
 func TestInheritedFD(t *testing.T) {
+	t.Parallel()
 	f, port := listenerFile(t)
 	p := startSpec(t, childproc.Spec{Args: []string{"serve", "--fd", "3", "--mode", "async"}, ExtraFiles: []*os.File{f}})
 	_, m := p.waitLine(serveRunning, 0, 10*time.Second)
@@ -372,6 +379,7 @@ func TestInheritedFD(t *testing.T) {
 // its own pid and then execs demo keeps the pid), LISTEN_FDNAMES. A
 // LISTEN_PID naming another process means the sockets are not ours.
 func TestSystemdSocketActivation(t *testing.T) {
+	t.Parallel()
 	t.Run("ours", func(t *testing.T) {
 		f, port := listenerFile(t)
 		p := startSpec(t, childproc.Spec{Path: "sh", Args: []string{"-c", `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec "$0" serve "$@"`,
@@ -460,6 +468,7 @@ func TestReusePortRoutesToBlockedWorker(t *testing.T) {
 // TestSigkillMasterTakesBlockedWorkersWithIt (mixed): in async and threadpool
 // mode the loop is free but requests are in flight.
 func TestSigkillMasterLeavesNoWorkerInAnyMode(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 30*time.Second)
 	for _, mode := range []string{"async", "threadpool"} {
 		t.Run(mode, func(t *testing.T) {
@@ -548,6 +557,7 @@ func TestShutdownSignals(t *testing.T) {
 // SIGTERM again; a request in flight on a blocked loop still gets its
 // answer, and the master exits 0 (Uvicorn forces only on a second Ctrl+C).
 func TestRepeatedSIGTERMFinishesInFlight(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, time.Second)
 	p, url := startServe(t, "--mode", "mixed", "--external", ext, "--calls", "1")
 	inflight := getAsync(url + "/")
@@ -569,6 +579,7 @@ func TestRepeatedSIGTERMFinishesInFlight(t *testing.T) {
 // (100 ms, then 200 ms) instead of respawning at once, and once a worker
 // is left alone it serves.
 func TestCrashLoopBacksOff(t *testing.T) {
+	t.Parallel()
 	p, url := startServe(t, "--mode", "async")
 	started := contract.WorkerStartedLine("1/1")
 	at, m := p.waitLine(started, 0, 5*time.Second)
