@@ -22,6 +22,7 @@ import (
 // A tiny configuration of every scenario: correctness, not speed. The Go
 // load generator is forced, since CI has no wrk.
 func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
+	t.Parallel()
 	out, stderr, code := runDemo(t, 90*time.Second, "bench",
 		"--scenarios", "throughput,pipelined,capacity,scaling,startup,costs",
 		"--duration", "300ms", "--warmup", "0s", "--connections", "4", "--load", "go", "--uvicorn=false",
@@ -123,6 +124,7 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 // when its modules can be had within a minute. Each gets its rows, demo ÷
 // each is printed, and the targets against them are judged.
 func TestBenchMeasuresPeers(t *testing.T) {
+	t.Parallel()
 	var want []string
 	nginx := "nginx"
 	if _, err := exec.LookPath(nginx); err != nil {

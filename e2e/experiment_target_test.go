@@ -143,6 +143,7 @@ func TestExperimentTargetUnreachable(t *testing.T) {
 }
 
 func TestExperimentTargetThatStopsAnswering(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 100*time.Millisecond)
 	srv, url := startServe(t, "--workers", "1", "--external", ext)
 	workers := childPids(t, srv.pid())
