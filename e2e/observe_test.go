@@ -52,6 +52,7 @@ func TestDetectorStaysQuietInAsyncMode(t *testing.T) {
 }
 
 func TestStatusShowsWorkersAndABlockedLoop(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, time.Second)
 	p, base := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext)
 	u, _ := url.Parse(base)

@@ -94,6 +94,7 @@ func TestWorkerTimeoutIsOneEntry(t *testing.T) {
 // worker does not repeat it), the worker logs one total, and the master's
 // histogram holds that same figure.
 func TestStallToldOnceAndAgreed(t *testing.T) {
+	t.Parallel()
 	ext := startExternal(t, 1200*time.Millisecond)
 	p, base := startServe(t, "--workers", "2", "--mode", "mixed", "--external", ext, "--calls", "5", "--metrics", "127.0.0.1:0")
 	_, m := p.waitLine(regexp.MustCompile(`Metrics at (http://\S+/metrics)`), 0, time.Second)
