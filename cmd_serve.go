@@ -236,12 +236,11 @@ func listen(c *cli.Context, w where, logger *zap.Logger) (*listening, error) {
 // describe names an inherited socket by its local address.
 func describe(ln *os.File) *listening {
 	l := &listening{ln: ln, addr: "an inherited socket"}
-	fl, err := net.FileListener(ln) // a dup: closing it leaves ln alone
+	addr, err := sockets.Addr(ln)
 	if err != nil {
 		return l
 	}
-	defer fl.Close()
-	switch a := fl.Addr().(type) {
+	switch a := addr.(type) {
 	case *net.TCPAddr:
 		l.addr, l.port = "http://"+a.String(), a.Port
 	case *net.UnixAddr:

@@ -100,18 +100,14 @@ func TestListenSystemdErrors(t *testing.T) {
 	}
 }
 
-// boundAddr is the local address of a listening TCP socket file.
+// boundAddr is the local address of a listening socket file, or what is
+// wrong.
 func boundAddr(f *os.File) string {
-	rc, err := f.SyscallConn()
+	a, err := Addr(f)
 	if err != nil {
 		return err.Error()
 	}
-	var sa unix.Sockaddr
-	_ = rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
-	if err != nil {
-		return err.Error()
-	}
-	return TCPAddr(sa).String()
+	return a.String()
 }
 
 // envActivationHelper makes the test binary play the activated process in

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -109,6 +110,29 @@ func TCPAddr(sa unix.Sockaddr) *net.TCPAddr {
 		return a
 	}
 	return &net.TCPAddr{}
+}
+
+// Addr is the local address of the socket file f: a *net.TCPAddr, or a
+// *net.UnixAddr for a unix socket. f keeps its descriptor.
+func Addr(f *os.File) (net.Addr, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("address of %s: %w", f.Name(), err)
+	}
+	var sa unix.Sockaddr
+	if cerr := rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) }); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("address of %s: %w", f.Name(), err)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4, *unix.SockaddrInet6:
+		return TCPAddr(sa), nil
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: sa.Name, Net: "unix"}, nil
+	}
+	return nil, fmt.Errorf("address of %s: not a TCP or unix socket", f.Name())
 }
 
 // CheckListening makes sure fd is a listening stream socket of a family the

@@ -90,3 +90,32 @@ func TestCheckListening(t *testing.T) {
 		}
 	}
 }
+
+func TestAddrOfTCPAndUnixSockets(t *testing.T) {
+	f, addr, err := ListenTCP("127.0.0.1", 0, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, err := Addr(f); err != nil || got.String() != addr.String() || got.Network() != "tcp" {
+		t.Errorf("Addr of a TCP socket: %v %v, want %s", got, err, addr)
+	}
+	path := filepath.Join(t.TempDir(), "s.sock")
+	u, err := ListenUnix(path, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if got, err := Addr(u); err != nil || got.String() != path || got.Network() != "unix" {
+		t.Errorf("Addr of a unix socket: %v %v, want %s", got, err, path)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if got, err := Addr(r); err == nil {
+		t.Errorf("Addr of a pipe: %v, want an error", got)
+	}
+}

@@ -156,7 +156,11 @@ func testMaster() int {
 			fmt.Fprintln(os.Stderr, "test master:", err)
 			return 1
 		}
-		cfg.Listener, cfg.Addr = ln, "http://"+boundAddr(ln)
+		addr, err := sockets.Addr(ln)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Listener, cfg.Addr = ln, "http://"+addr.String()
 	case src == "systemd":
 		ln, name, err := sockets.ListenSystemd()
 		if err != nil {
@@ -164,7 +168,11 @@ func testMaster() int {
 			return 1
 		}
 		logger.Info(fmt.Sprintf("socket activation: using %q", name))
-		cfg.Listener, cfg.Addr = ln, "http://"+boundAddr(ln)
+		addr, err := sockets.Addr(ln)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Listener, cfg.Addr = ln, "http://"+addr.String()
 	case strings.HasPrefix(src, "unix:"):
 		path := strings.TrimPrefix(src, "unix:")
 		ln, err := sockets.ListenUnix(path, 64)
@@ -216,20 +224,6 @@ func testMaster() int {
 		return 1
 	}
 	return 0
-}
-
-// boundAddr is the local address of a listening socket file.
-func boundAddr(f *os.File) string {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err.Error()
-	}
-	var sa unix.Sockaddr
-	_ = rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
-	if err != nil {
-		return err.Error()
-	}
-	return sockets.TCPAddr(sa).String()
 }
 
 // serveSnapshots prints the worker table on stderr at every SIGUSR1, as
