@@ -52,7 +52,9 @@ var importRules = []importRule{
 	never("bench", serverInternals...),
 	never("childproc", serverInternals...),
 	// The end-to-end tests run the binary as users and tools do.
-	only("e2e", "childproc", "contract", "control", "experiment"),
+	only("e2e", "childproc", "contract", "control", "experiment", "internal/testkit"),
+	// What the tests of several packages share; tests alone import it.
+	only("internal/testkit"),
 }
 
 var serverInternals = []string{"worker", "supervisor", "eventloop", "external"}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"demo/childproc"
+	"demo/internal/testkit"
 )
 
 // The files in deploy/ are checked by running what can run here: the
@@ -181,7 +182,7 @@ func TestSystemdUnits(t *testing.T) {
 		p.waitLine(regexp.MustCompile(`Listening on `+regexp.QuoteMeta(path)), 0, 10*time.Second)
 		// As systemd does, it starts the service at the first connection,
 		// which waits in the socket's backlog meanwhile: none is refused.
-		c := unixClient(path)
+		c := testkit.UnixClient(path)
 		first := make(chan error, 1)
 		go func() {
 			code, err := getVia(c, "http://demo/healthcheck")

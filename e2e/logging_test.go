@@ -19,6 +19,7 @@ import (
 
 	"demo/contract"
 	"demo/control"
+	"demo/internal/testkit"
 )
 
 // Logging must never stop a worker's loop or the master's signal handling,
@@ -232,7 +233,7 @@ func sameSet(a, b []int) bool {
 // for not answering pings, replaced every 5.5 s, forever).
 func TestTostopTerminal(t *testing.T) {
 	t.Parallel()
-	ptm, pts := openPTY(t)
+	ptm, pts := testkit.OpenPTY(t)
 	defer ptm.Close()
 	tio, err := unix.IoctlGetTermios(int(pts.Fd()), unix.TCGETS)
 	if err != nil {
@@ -321,31 +322,6 @@ func TestTostopTerminal(t *testing.T) {
 	if f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:])); len(f) < 1 || f[0] == "T" {
 		t.Errorf("worker state %v: stopped", f)
 	}
-}
-
-// openPTY opens a pseudo-terminal pair with posix_openpt's ioctls, or
-// skips the test.
-func openPTY(t *testing.T) (ptm, pts *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		t.Skipf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		t.Skipf("ptsname: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		t.Skipf("open pts: %v", err)
-	}
-	return m, s
 }
 
 // droppedLines: the worker has dropped log lines.

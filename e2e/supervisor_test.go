@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 
 	"demo/childproc"
 	"demo/contract"
+	"demo/internal/testkit"
 )
 
 // End-to-end proofs of the supervisor (issue 3): health checks, rolling
@@ -267,21 +266,6 @@ func TestLimitMaxRequestsJitterIsWhatTheWorkerEnforces(t *testing.T) {
 	waitHealthy(t, url, 5*time.Second)
 }
 
-// unixClient is an HTTP client that dials the unix socket at path whatever
-// the URL's host.
-func unixClient(path string) *http.Client {
-	return &http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", path)
-			},
-		},
-	}
-}
-
 func getVia(c *http.Client, url string) (int, error) {
 	resp, err := c.Get(url)
 	if err != nil {
@@ -297,7 +281,7 @@ func getVia(c *http.Client, url string) (int, error) {
 func TestUnixSocket(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "demo.sock")
-	c := unixClient(path)
+	c := testkit.UnixClient(path)
 
 	crashed := startDemo(t, "serve", "--mode", "async", "--uds", path)
 	crashed.waitLine(serveRunning, 0, 10*time.Second)
@@ -340,22 +324,11 @@ func TestUnixSocket(t *testing.T) {
 	}
 }
 
-// listenerFile binds 127.0.0.1:0 and returns the socket as a file for
-// ExtraFiles, with its port. The test's own copies are closed at cleanup;
-// the child keeps its own.
+// listenerFile is a listening socket on 127.0.0.1:0 to pass a child, and
+// its port.
 func listenerFile(t *testing.T) (*os.File, int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close() // the file below is a dup
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f, ln.Addr().(*net.TCPAddr).Port
+	f, addr := testkit.ListenerFile(t)
+	return f, addr.Port
 }
 
 // TestInheritedFD: --fd 3 serves on a socket the test bound and passed.

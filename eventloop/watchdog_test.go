@@ -1,16 +1,14 @@
 package eventloop
 
 import (
-	"bufio"
-	"bytes"
-	"net"
-	"net/http"
 	"reflect"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"demo/internal/testkit"
 )
 
 // TestProjectPrefixesAreFoundAtRunTime: the watchdog finds this package's
@@ -87,14 +85,14 @@ func BenchmarkDetectorCost(b *testing.B) {
 		}
 	})
 	req := []byte("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	clients := []*benchClient{newBenchClient(b, plain, req), newBenchClient(b, watched, req)}
+	clients := []*testkit.Repeater{testkit.NewRepeater(b, plain.dial(), req), testkit.NewRepeater(b, watched.dial(), req)}
 	var spent [2][]time.Duration
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		for k := range clients {
 			k = (k + i) % 2 // alternate which goes first
 			start := time.Now()
-			clients[k].roundTrip(b)
+			clients[k].RoundTrip(b)
 			spent[k] = append(spent[k], time.Since(start))
 		}
 	}
@@ -109,50 +107,4 @@ func BenchmarkDetectorCost(b *testing.B) {
 func median(ds []time.Duration) time.Duration {
 	slices.Sort(ds)
 	return ds[len(ds)/2]
-}
-
-// benchClient does keep-alive round trips of one fixed request.
-type benchClient struct {
-	conn net.Conn
-	req  []byte
-	buf  []byte
-	size int // every response has the same length (Date is fixed-width)
-}
-
-func newBenchClient(b *testing.B, ts *testServer, req []byte) *benchClient {
-	c := &benchClient{conn: ts.dial(), req: req, buf: make([]byte, 4096)}
-	if err := c.conn.SetDeadline(time.Time{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := c.conn.Write(req); err != nil {
-		b.Fatal(err)
-	}
-	for got := 0; c.size == 0 || got < c.size; {
-		n, err := c.conn.Read(c.buf[got:])
-		if err != nil {
-			b.Fatal(err)
-		}
-		got += n
-		if i := bytes.Index(c.buf[:got], []byte("\r\n\r\n")); i >= 0 && c.size == 0 {
-			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(c.buf[:i+4])), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			c.size = i + 4 + int(resp.ContentLength)
-		}
-	}
-	return c
-}
-
-func (c *benchClient) roundTrip(b *testing.B) {
-	if _, err := c.conn.Write(c.req); err != nil {
-		b.Fatal(err)
-	}
-	for got := 0; got < c.size; {
-		n, err := c.conn.Read(c.buf[got:])
-		if err != nil {
-			b.Fatal(err)
-		}
-		got += n
-	}
 }

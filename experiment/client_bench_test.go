@@ -40,7 +40,7 @@ func BenchmarkClientInFlightCost(b *testing.B) {
 		<-release
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 	})
-	url := "http://" + s.ln.Addr().String() + "/"
+	url := s.URL() + "/"
 	ep := s.endpoint(b)
 	tr := &http.Transport{DisableKeepAlives: true, MaxConnsPerHost: 0}
 	hc := &http.Client{Transport: tr}
@@ -93,7 +93,7 @@ func BenchmarkClientRoundTrip(b *testing.B) {
 		readRequest(c)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"ok\"}")
 	})
-	url := "http://" + s.ln.Addr().String() + "/healthcheck"
+	url := s.URL() + "/healthcheck"
 	ep := s.endpoint(b)
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 

@@ -11,48 +11,21 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"demo/internal/testkit"
 )
 
-// rawServer accepts connections on 127.0.0.1:0 and hands each to handle,
-// on a goroutine; Close stops it and waits for them.
-type rawServer struct {
-	ln net.Listener
-	wg sync.WaitGroup
+// rawServer is a testkit.RawServer whose handlers need only their
+// connection.
+type rawServer struct{ *testkit.RawServer }
+
+func startRawServer(t testing.TB, handle func(net.Conn)) rawServer {
+	return rawServer{testkit.StartRawServer(t, func(c net.Conn, _ <-chan struct{}) { handle(c) })}
 }
 
-func startRawServer(t testing.TB, handle func(net.Conn)) *rawServer {
+func (s rawServer) endpoint(t testing.TB) endpoint {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawServer{ln: ln}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		s.wg.Wait()
-	})
-	return s
-}
-
-func (s *rawServer) endpoint(t testing.TB) endpoint {
-	t.Helper()
-	ep, err := parseEndpoint("http://" + s.ln.Addr().String())
+	ep, err := parseEndpoint(s.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +156,7 @@ func TestCheckTarget(t *testing.T) {
 		}
 		io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
 	})
-	url := "http://" + ok.ln.Addr().String()
+	url := ok.URL()
 	if _, err := CheckTarget(context.Background(), url, "/healthcheck"); err != nil {
 		t.Fatalf("a healthy target: %v", err)
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // okServer answers every request at once.
-func okServer(t *testing.T) *rawServer {
+func okServer(t *testing.T) rawServer {
 	return startRawServer(t, func(c net.Conn) {
 		readRequest(c)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")

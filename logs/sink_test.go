@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"demo/internal/testkit"
 )
 
 // The Sink's tests use real pipes, terminals, sockets and files: what the
@@ -324,7 +326,7 @@ func TestSinkOnAPipeWithoutReader(t *testing.T) {
 // TestSinkOnATerminalThatIsNotRead: a terminal whose output nobody reads
 // (a paused terminal, Ctrl+S) fills up like a pipe.
 func TestSinkOnATerminalThatIsNotRead(t *testing.T) {
-	ptm, pts := openPTY(t)
+	ptm, pts := testkit.OpenPTY(t)
 	defer ptm.Close()
 	s, err := NewSink(pts, SinkConfig{Limit: 8 << 10})
 	if err != nil {
@@ -427,30 +429,6 @@ func TestSinkLeavesTheSharedDescriptionAlone(t *testing.T) {
 	if fl, err := unix.FcntlInt(uintptr(s.out.fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
 		t.Errorf("the Sink's own descriptor has flags %#x (%v), want non-blocking", fl, err)
 	}
-}
-
-// openPTY opens a pseudo-terminal pair with posix_openpt's ioctls.
-func openPTY(t *testing.T) (ptm, pts *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		t.Skipf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		t.Skipf("ptsname: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		t.Skipf("open pts: %v", err)
-	}
-	return m, s
 }
 
 // TestSIGPIPEOnStderr checks, with real processes, what the Go runtime does

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"net"
@@ -14,19 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"demo/internal/testkit"
 	"demo/sockets"
 )
-
-// unixClient talks HTTP over the unix socket at path.
-func unixClient(path string) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
-}
 
 func TestMasterOnUnixSocket(t *testing.T) {
 	t.Parallel()
@@ -44,7 +33,7 @@ func TestMasterOnUnixSocket(t *testing.T) {
 	if m.url != "unix:"+path {
 		t.Errorf("running on %q, want unix:%s", m.url, path)
 	}
-	resp, err := unixClient(path).Get("http://demo/")
+	resp, err := testkit.UnixClient(path).Get("http://demo/")
 	if err != nil {
 		t.Fatal(err)
 	}

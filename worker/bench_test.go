@@ -1,11 +1,8 @@
 package worker
 
 import (
-	"bufio"
-	"bytes"
 	"io"
 	"net"
-	"net/http"
 	"runtime"
 	"slices"
 	"testing"
@@ -16,6 +13,7 @@ import (
 
 	"demo/appspec"
 	"demo/eventloop"
+	"demo/internal/testkit"
 )
 
 // BenchmarkAppHealthcheck measures what the worker's own router (app.serve:
@@ -31,14 +29,14 @@ func BenchmarkAppHealthcheck(b *testing.B) {
 	})
 	app := serveAppInProcess(b, baseConfig())
 	req := []byte("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-	clients := []*rawClient{newRawClient(b, bare, req), newRawClient(b, app, req)}
+	clients := []*testkit.Repeater{dialRepeater(b, bare, req), dialRepeater(b, app, req)}
 	var spent [2][]time.Duration
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		for k := range clients {
 			k = (k + i) % 2 // alternate which goes first
 			start := time.Now()
-			clients[k].roundTrip(b)
+			clients[k].RoundTrip(b)
 			spent[k] = append(spent[k], time.Since(start))
 		}
 	}
@@ -60,63 +58,24 @@ func median(ds []time.Duration) time.Duration {
 
 // allocsPerRoundTrip counts the process's allocations per round trip of c
 // (the raw client allocates none).
-func allocsPerRoundTrip(b *testing.B, c *rawClient) float64 {
+func allocsPerRoundTrip(b *testing.B, c *testkit.Repeater) float64 {
 	const n = 2000
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range n {
-		c.roundTrip(b)
+		c.RoundTrip(b)
 	}
 	runtime.ReadMemStats(&after)
 	return float64(after.Mallocs-before.Mallocs) / n
 }
 
-// rawClient does keep-alive round trips of one fixed request.
-type rawClient struct {
-	conn net.Conn
-	req  []byte
-	buf  []byte
-	size int // every response has the same length (Date is fixed-width)
-}
-
-func newRawClient(b *testing.B, addr string, req []byte) *rawClient {
+// dialRepeater repeats req to the server at addr.
+func dialRepeater(b *testing.B, addr string, req []byte) *testkit.Repeater {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { conn.Close() })
-	c := &rawClient{conn: conn, req: req, buf: make([]byte, 4096)}
-	if _, err := c.conn.Write(req); err != nil {
-		b.Fatal(err)
-	}
-	for got := 0; c.size == 0 || got < c.size; {
-		n, err := c.conn.Read(c.buf[got:])
-		if err != nil {
-			b.Fatal(err)
-		}
-		got += n
-		if i := bytes.Index(c.buf[:got], []byte("\r\n\r\n")); i >= 0 && c.size == 0 {
-			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(c.buf[:i+4])), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			c.size = i + 4 + int(resp.ContentLength)
-		}
-	}
-	return c
-}
-
-func (c *rawClient) roundTrip(b *testing.B) {
-	if _, err := c.conn.Write(c.req); err != nil {
-		b.Fatal(err)
-	}
-	for got := 0; got < c.size; {
-		n, err := c.conn.Read(c.buf[got:])
-		if err != nil {
-			b.Fatal(err)
-		}
-		got += n
-	}
+	return testkit.NewRepeater(b, conn, req)
 }
 
 // serveAppInProcess runs the worker's app for cfg on a loop goroutine of
@@ -221,10 +180,10 @@ func BenchmarkAppRouteLines(b *testing.B) {
 				enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 				app = serveAppWithLogger(b, cfg, zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zap.InfoLevel)).Named("worker-1[123]"))
 			}
-			clients := []*rawClient{newRawClient(b, bare, req), newRawClient(b, app, req)}
+			clients := []*testkit.Repeater{dialRepeater(b, bare, req), dialRepeater(b, app, req)}
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				clients[i%2].roundTrip(b)
+				clients[i%2].RoundTrip(b)
 			}
 			b.StopTimer()
 			b.ReportMetric(allocsPerRoundTrip(b, clients[0]), "bare-allocs/req")

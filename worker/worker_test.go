@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/contract"
+	"demo/internal/testkit"
 )
 
 // These tests run real worker processes: the test binary re-executes itself
@@ -300,20 +301,10 @@ func (b *syncBuffer) String() string {
 }
 
 // tcpListener returns a listening socket on 127.0.0.1:0 to pass as fd 3, and
-// its URL. The caller's copy is closed once the worker has started.
+// its URL.
 func tcpListener(t *testing.T) (*os.File, string) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close() // the file below is a duplicate
-	f, err := l.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f, "http://" + l.Addr().String()
+	f, addr := testkit.ListenerFile(t)
+	return f, "http://" + addr.String()
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/eventloop"
+	"demo/internal/testkit"
 )
 
 // TestMain warms up what the Go runtime opens once and keeps (the netpoller's
@@ -195,48 +196,6 @@ func (e *env) get(rawURL string, timeout time.Duration) result {
 	return e.wait(res)
 }
 
-// rawServer is a TCP listener on 127.0.0.1 whose connections are handled
-// by handle on their own goroutines; quit is closed when the test ends so
-// handlers that hang can return. Cleanup waits for every handler.
-type rawServer struct {
-	ln   net.Listener
-	quit chan struct{}
-	wg   sync.WaitGroup
-}
-
-func newRawServer(tb testing.TB, handle func(c net.Conn, quit <-chan struct{})) *rawServer {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := &rawServer{ln: ln, quit: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				handle(c, s.quit)
-			}()
-		}
-	}()
-	tb.Cleanup(func() {
-		close(s.quit)
-		ln.Close()
-		s.wg.Wait()
-	})
-	return s
-}
-
-func (s *rawServer) url(path string) string { return "http://" + s.ln.Addr().String() + path }
-
 // readRequest consumes the client's request so that closing the connection
 // afterwards sends FIN, not RST.
 func readRequest(c net.Conn) (*bufio.Reader, *http.Request, error) {
@@ -359,8 +318,8 @@ func TestGetBodyUntilEOF(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, Config{})
-			srv := newRawServer(t, respond(tc.head, "until ", "EOF"))
-			r := e.get(srv.url("/"), 5*time.Second)
+			srv := testkit.StartRawServer(t, respond(tc.head, "until ", "EOF"))
+			r := e.get(srv.URL()+"/", 5*time.Second)
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
@@ -382,8 +341,8 @@ func TestCompleteWithoutWaitingForEOF(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, Config{})
-			srv := newRawServer(t, respondAndHold(raw))
-			r := e.get(srv.url("/"), 5*time.Second)
+			srv := testkit.StartRawServer(t, respondAndHold(raw))
+			r := e.get(srv.URL()+"/", 5*time.Second)
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
@@ -503,9 +462,9 @@ func TestNon2xxIsAResponse(t *testing.T) {
 
 func TestInformationalResponsesAreSkipped(t *testing.T) {
 	e := newEnv(t, Config{})
-	srv := newRawServer(t, respond("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
+	srv := testkit.StartRawServer(t, respond("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-	r := e.get(srv.url("/"), 5*time.Second)
+	r := e.get(srv.URL()+"/", 5*time.Second)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -552,14 +511,14 @@ func TestResponseCutShort(t *testing.T) {
 	head := "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
 	t.Run("reset", func(t *testing.T) {
 		e := newEnv(t, Config{})
-		srv := newRawServer(t, func(c net.Conn, _ <-chan struct{}) {
+		srv := testkit.StartRawServer(t, func(c net.Conn, _ <-chan struct{}) {
 			if _, _, err := readRequest(c); err != nil {
 				return
 			}
 			io.WriteString(c, head+"only the start")
 			c.(*net.TCPConn).SetLinger(0) // close sends RST
 		})
-		r := e.get(srv.url("/"), 5*time.Second)
+		r := e.get(srv.URL()+"/", 5*time.Second)
 		if !errors.Is(r.err, unix.ECONNRESET) {
 			t.Fatalf("got %v, want ECONNRESET", r.err)
 		}
@@ -572,8 +531,8 @@ func TestResponseCutShort(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, Config{})
-			srv := newRawServer(t, respond(raw))
-			r := e.get(srv.url("/"), 5*time.Second)
+			srv := testkit.StartRawServer(t, respond(raw))
+			r := e.get(srv.URL()+"/", 5*time.Second)
 			if !errors.Is(r.err, io.ErrUnexpectedEOF) {
 				t.Fatalf("got %v, want io.ErrUnexpectedEOF", r.err)
 			}
@@ -596,8 +555,8 @@ func TestGarbageIsAnErrorWithoutWaitingForEOF(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, Config{})
-			srv := newRawServer(t, respondAndHold(raw))
-			r := e.get(srv.url("/"), 5*time.Second)
+			srv := testkit.StartRawServer(t, respondAndHold(raw))
+			r := e.get(srv.URL()+"/", 5*time.Second)
 			if r.err == nil {
 				t.Fatalf("got %d %q, want an error", r.resp.StatusCode, r.resp.Body)
 			}
@@ -622,8 +581,8 @@ func TestMaxResponseBytes(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, Config{MaxResponseBytes: 1000})
-			srv := newRawServer(t, handler)
-			r := e.get(srv.url("/"), 5*time.Second)
+			srv := testkit.StartRawServer(t, handler)
+			r := e.get(srv.URL()+"/", 5*time.Second)
 			if r.err == nil || !strings.Contains(r.err.Error(), "exceeds the limit") {
 				t.Fatalf("got %v, want a size error", r.err)
 			}
@@ -631,8 +590,8 @@ func TestMaxResponseBytes(t *testing.T) {
 	}
 	t.Run("fits", func(t *testing.T) {
 		e := newEnv(t, Config{MaxResponseBytes: 6000})
-		srv := newRawServer(t, respond("HTTP/1.1 200 OK\r\n\r\n"+body))
-		if r := e.get(srv.url("/"), 5*time.Second); r.err != nil || len(r.resp.Body) != 5000 {
+		srv := testkit.StartRawServer(t, respond("HTTP/1.1 200 OK\r\n\r\n"+body))
+		if r := e.get(srv.URL()+"/", 5*time.Second); r.err != nil || len(r.resp.Body) != 5000 {
 			t.Fatalf("got %v", r.err)
 		}
 	})
@@ -641,14 +600,14 @@ func TestMaxResponseBytes(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	e := newEnv(t, Config{})
 	peerClosed := make(chan bool, 1)
-	srv := newRawServer(t, func(c net.Conn, quit <-chan struct{}) {
+	srv := testkit.StartRawServer(t, func(c net.Conn, quit <-chan struct{}) {
 		if _, _, err := readRequest(c); err != nil {
 			return
 		}
 		peerClosed <- waitPeerClose(c, quit) // hang: never respond
 	})
 	const timeout = 200 * time.Millisecond
-	r := e.get(srv.url("/"), timeout)
+	r := e.get(srv.URL()+"/", timeout)
 	if !errors.Is(r.err, ErrTimeout) || !errors.Is(r.err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want ErrTimeout", r.err)
 	}
@@ -676,7 +635,7 @@ func TestCancel(t *testing.T) {
 	e := newEnv(t, Config{})
 	gotRequest := make(chan struct{}, 1)
 	peerClosed := make(chan bool, 1)
-	srv := newRawServer(t, func(c net.Conn, quit <-chan struct{}) {
+	srv := testkit.StartRawServer(t, func(c net.Conn, quit <-chan struct{}) {
 		if _, _, err := readRequest(c); err != nil {
 			return
 		}
@@ -684,7 +643,7 @@ func TestCancel(t *testing.T) {
 		peerClosed <- waitPeerClose(c, quit)
 	})
 
-	res, cancel := e.start(srv.url("/"), 0)
+	res, cancel := e.start(srv.URL()+"/", 0)
 	<-gotRequest
 	e.onLoop(func() {
 		cancel()
@@ -703,7 +662,7 @@ func TestCancel(t *testing.T) {
 		done := make(chan error, 1)
 		e.onLoop(func() {
 			called := false
-			cancel := e.c.Get(srv.url("/"), 0, func(_ *Response, err error) {
+			cancel := e.c.Get(srv.URL()+"/", 0, func(_ *Response, err error) {
 				called = true
 				done <- err
 			})
@@ -1064,7 +1023,7 @@ func TestRequestAfterSlowConnect(t *testing.T) {
 func TestShortWrite(t *testing.T) {
 	e := newEnv(t, Config{})
 	path := "/" + strings.Repeat("p", 8<<20)
-	srv := newRawServer(t, func(c net.Conn, _ <-chan struct{}) {
+	srv := testkit.StartRawServer(t, func(c net.Conn, _ <-chan struct{}) {
 		_, req, err := readRequest(c)
 		if err != nil {
 			return
@@ -1072,7 +1031,7 @@ func TestShortWrite(t *testing.T) {
 		n := strconv.Itoa(len(req.RequestURI))
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(n))+"\r\n\r\n"+n)
 	})
-	r := e.get(srv.url(path), 10*time.Second)
+	r := e.get(srv.URL()+path, 10*time.Second)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}

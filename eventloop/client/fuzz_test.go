@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"demo/internal/testkit"
 )
 
 // seedResponses are what servers send, well or badly. The checked-in corpus
@@ -76,7 +78,7 @@ func assertSameResponse(t *testing.T, got, want *Response) {
 func FuzzResponseReader(f *testing.F) {
 	e := newEnv(f, Config{})
 	payloads := make(chan []byte, 1)
-	srv := newRawServer(f, func(c net.Conn, quit <-chan struct{}) {
+	srv := testkit.StartRawServer(f, func(c net.Conn, quit <-chan struct{}) {
 		if _, _, err := readRequest(c); err != nil {
 			return
 		}
@@ -86,7 +88,7 @@ func FuzzResponseReader(f *testing.F) {
 		case <-quit:
 		}
 	})
-	u := srv.url("/")
+	u := srv.URL() + "/"
 
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		payloads <- raw
