@@ -11,12 +11,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"demo/internal/testkit"
 )
 
 // The two kinds of traffic the tests put a server under: a steady load of
 // well-behaved clients, which must not lose a request whatever the server
-// goes through meanwhile, and a slow drip, a client that sends one byte at
-// a time to hold a connection open.
+// goes through meanwhile, and a slow drip (testkit.Drip), a client that
+// sends one byte at a time to hold a connection open.
 
 // steadyLoad is clients that send requests back to back until stopped.
 type steadyLoad struct {
@@ -109,33 +111,6 @@ func (l *steadyLoad) finish() {
 	})
 }
 
-// drip writes one byte to c every interval, from a goroutine of its own,
-// until the returned stop is called (which waits for it) or a write fails.
-func drip(c net.Conn, interval time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			if _, err := io.WriteString(c, "a"); err != nil {
-				return
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
-}
-
 // slowloris opens a connection, starts a request and then drips its header,
 // one byte every interval. It returns what the server sent before closing
 // and how long after the first byte the connection was closed.
@@ -152,7 +127,7 @@ func slowloris(addr string, interval time.Duration) (string, time.Duration, erro
 	if _, err := io.WriteString(c, "GET /healthcheck HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
 		return "", 0, err
 	}
-	defer drip(c, interval)()
+	defer testkit.Drip(c, interval)()
 	got, err := io.ReadAll(c)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return string(got), time.Since(start), fmt.Errorf("not closed: %w", err)

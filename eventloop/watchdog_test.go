@@ -3,7 +3,6 @@ package eventloop
 import (
 	"reflect"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,26 +84,8 @@ func BenchmarkDetectorCost(b *testing.B) {
 		}
 	})
 	req := []byte("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	clients := []*testkit.Repeater{testkit.NewRepeater(b, plain.dial(), req), testkit.NewRepeater(b, watched.dial(), req)}
-	var spent [2][]time.Duration
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		for k := range clients {
-			k = (k + i) % 2 // alternate which goes first
-			start := time.Now()
-			clients[k].RoundTrip(b)
-			spent[k] = append(spent[k], time.Since(start))
-		}
-	}
-	// Medians: a round trip that waited for the scheduler says nothing
-	// about the detector.
-	plainMed, watchedMed := median(spent[0]), median(spent[1])
+	plainMed, watchedMed := testkit.SideBySide(b, testkit.NewRepeater(b, plain.dial(), req), testkit.NewRepeater(b, watched.dial(), req))
 	b.ReportMetric(float64(plainMed.Nanoseconds()), "plain-ns/req")
 	b.ReportMetric(float64(watchedMed.Nanoseconds()), "watched-ns/req")
 	b.ReportMetric(100*(float64(watchedMed)/float64(plainMed)-1), "cost-%")
-}
-
-func median(ds []time.Duration) time.Duration {
-	slices.Sort(ds)
-	return ds[len(ds)/2]
 }

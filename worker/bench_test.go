@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -30,30 +29,12 @@ func BenchmarkAppHealthcheck(b *testing.B) {
 	app := serveAppInProcess(b, baseConfig())
 	req := []byte("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	clients := []*testkit.Repeater{dialRepeater(b, bare, req), dialRepeater(b, app, req)}
-	var spent [2][]time.Duration
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		for k := range clients {
-			k = (k + i) % 2 // alternate which goes first
-			start := time.Now()
-			clients[k].RoundTrip(b)
-			spent[k] = append(spent[k], time.Since(start))
-		}
-	}
-	b.StopTimer()
-	// Medians: a round trip that waited for the scheduler says nothing
-	// about the router.
-	bareMed, appMed := median(spent[0]), median(spent[1])
+	bareMed, appMed := testkit.SideBySide(b, clients[0], clients[1])
 	b.ReportMetric(float64(bareMed.Nanoseconds()), "bare-ns/req")
 	b.ReportMetric(float64(appMed.Nanoseconds()), "app-ns/req")
 	b.ReportMetric(100*(float64(appMed)/float64(bareMed)-1), "cost-%")
 	b.ReportMetric(allocsPerRoundTrip(b, clients[0]), "bare-allocs/req")
 	b.ReportMetric(allocsPerRoundTrip(b, clients[1]), "app-allocs/req")
-}
-
-func median(ds []time.Duration) time.Duration {
-	slices.Sort(ds)
-	return ds[len(ds)/2]
 }
 
 // allocsPerRoundTrip counts the process's allocations per round trip of c

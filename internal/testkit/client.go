@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -78,5 +81,57 @@ func (r *Repeater) RoundTrip(tb testing.TB) {
 			tb.Fatal(err)
 		}
 		got += n
+	}
+}
+
+// SideBySide times x and y round trip by round trip for b.Loop, one of
+// each per iteration, which of them goes first alternating, so that both
+// see the same machine noise. It returns the median of each: a round trip
+// that waited for the scheduler says nothing about the server.
+func SideBySide(b *testing.B, x, y *Repeater) (xMedian, yMedian time.Duration) {
+	rs := [2]*Repeater{x, y}
+	var spent [2][]time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		for k := range rs {
+			k = (k + i) % 2
+			start := time.Now()
+			rs[k].RoundTrip(b)
+			spent[k] = append(spent[k], time.Since(start))
+		}
+	}
+	b.StopTimer()
+	return median(spent[0]), median(spent[1])
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// Drip writes one byte to c every interval, from a goroutine of its own,
+// until the returned stop is called (which waits for it) or a write fails.
+func Drip(c net.Conn, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := io.WriteString(c, "a"); err != nil {
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
