@@ -10,7 +10,9 @@
 // Structure follows cloudflare/tableflip and uvicorn: signals only enqueue,
 // and one owner goroutine (the caller of Run) holds the worker table and
 // dispatches every event — signal, worker exited, worker message, health
-// tick, timer, snapshot query.
+// tick, timer, snapshot query. Processes start through one small seam
+// (process.go), so that table tests drive the slot policies (replace.go,
+// lifecycle.go) with a fake process, step by step.
 package supervisor
 
 import (
