@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -92,25 +90,7 @@ func getAsyncSent(url string) (<-chan result, <-chan struct{}) {
 	go func() {
 		var once sync.Once
 		trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { once.Do(func() { close(sent) }) }}
-		start := time.Now()
-		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-		resp, err := c.Do(req)
-		if err != nil {
-			ch <- result{err: err, elapsed: time.Since(start)}
-			return
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		r := result{status: resp.StatusCode, header: resp.Header, elapsed: time.Since(start), err: err}
-		if err == nil && len(raw) > 0 {
-			r.err = json.Unmarshal(raw, &r.body)
-		}
-		ch <- r
+		ch <- getWith(httptrace.WithClientTrace(context.Background(), trace), url)
 	}()
 	return ch, sent
 }

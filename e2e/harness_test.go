@@ -200,10 +200,17 @@ type result struct {
 }
 
 // get sends one request on a fresh connection, as httpie does.
-func get(url string) result {
+func get(url string) result { return getWith(context.Background(), url) }
+
+// getWith is get with a context (a trace, say).
+func getWith(ctx context.Context, url string) result {
 	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return result{err: err}
+	}
 	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-	resp, err := c.Get(url)
+	resp, err := c.Do(req)
 	if err != nil {
 		return result{err: err, elapsed: time.Since(start)}
 	}
