@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"regexp"

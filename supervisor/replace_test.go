@@ -354,3 +354,34 @@ func TestSIGTTINWithFailingWorker(t *testing.T) {
 	m.await(fmt.Sprintf(`Child process \[%s\] ready`, sub[1]), 5*time.Second)
 	m.stopCleanly()
 }
+
+// A SIGHUP during a rolling restart extends it: the worker the first one
+// already replaced is replaced again, the others once.
+func TestSecondSIGHUPExtendsRestart(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, 2, 5*time.Second)
+	m.waitRunning()
+	m.signal(syscall.SIGHUP)
+	m.waitFor(`Received SIGHUP`, 5*time.Second)
+	// The first step has begun: worker 1's replacement is starting.
+	m.waitFor(`Started server process \[\d+\] \(worker 1/2\)`, 5*time.Second)
+	m.signal(syscall.SIGHUP)
+	m.waitFor(`Received SIGHUP`, 5*time.Second)
+	sub := m.waitFor(`Rolling restart done: (\d+) worker processes replaced`, 10*time.Second)
+	if sub[1] != "3" {
+		t.Errorf("%s replacements, want 3 (worker 1 twice, worker 2 once)", sub[1])
+	}
+	if n := m.count(`Rolling restart done`); n != 1 {
+		t.Errorf("%d 'done' lines, want 1", n)
+	}
+	ready := map[int]bool{}
+	for _, w := range m.snapshot() {
+		if w.state == "ready" {
+			ready[w.index] = true
+		}
+	}
+	if len(ready) != 2 || !ready[1] || !ready[2] {
+		t.Errorf("ready workers after: %v, want 1 and 2", ready)
+	}
+	m.stopCleanly()
+}

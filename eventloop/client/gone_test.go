@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"demo/eventloop"
+	"demo/internal/testkit"
 )
 
 // TestCallCancelledWhenItsClientGoes wires the two halves together the way
@@ -25,7 +26,7 @@ func TestCallCancelledWhenItsClientGoes(t *testing.T) {
 	e := newEnv(t, Config{})
 	upstreamSaw := make(chan error, 1)
 	upstreamHas := make(chan struct{})
-	upstream := newRawServer(t, func(c net.Conn, quit <-chan struct{}) {
+	upstream := testkit.StartRawServer(t, func(c net.Conn, quit <-chan struct{}) {
 		if _, _, err := readRequest(c); err != nil {
 			upstreamSaw <- err
 			return
@@ -57,7 +58,7 @@ func TestCallCancelledWhenItsClientGoes(t *testing.T) {
 	var srv *eventloop.Server
 	e.onLoop(func() {
 		srv, err = eventloop.NewServer(e.l, lfd, eventloop.ServerConfig{}, func(w *eventloop.ResponseWriter, r *eventloop.Request) {
-			cancel := e.c.Get(upstream.url("/"), time.Hour, func(resp *Response, err error) {
+			cancel := e.c.Get(upstream.URL()+"/", time.Hour, func(resp *Response, err error) {
 				callErr <- err
 				w.Respond(http.StatusBadGateway, "text/plain", nil) // nobody is left to read it
 			})
