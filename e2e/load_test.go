@@ -127,7 +127,7 @@ func slowloris(addr string, interval time.Duration) (string, time.Duration, erro
 	if _, err := io.WriteString(c, "GET /healthcheck HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
 		return "", 0, err
 	}
-	defer testkit.Drip(c, interval)()
+	defer testkit.Drip(c, "a", interval)()
 	got, err := io.ReadAll(c)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return string(got), time.Since(start), fmt.Errorf("not closed: %w", err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -234,16 +233,10 @@ type conn struct {
 	dispatching bool
 
 	// The clocks (deadlines.go); setState starts and stops them.
-	idleDeadline    time.Time // zero unless waiting for the client
-	idleTimer       *Timer
-	onIdle          func()
-	hdrDeadline     time.Time // zero unless in stateHeader
-	hdrTimer        *Timer
-	onHeaderTimeout func()
-	bodyDeadline    time.Time // zero unless a body is awaited
-	bodyTimer       *Timer
-	onBodyTimeout   func()
-	lingerTimer     *Timer
+	idle        lazyClock // runs while waiting for the client
+	header      lazyClock // runs in stateHeader
+	body        lazyClock // runs while a body is awaited
+	lingerTimer *Timer
 
 	// bodyHeld is what this connection's incomplete request body holds in
 	// its buffer, counted in the server's bodyBytes.

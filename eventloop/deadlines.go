@@ -15,96 +15,101 @@ const lingerTimeout = 500 * time.Millisecond
 // The connection's clocks. setState starts and stops them as the state
 // changes; only bytesArrived moves a deadline besides, since every byte
 // restarts the keep-alive clock.
-//
-// The keep-alive and header clocks are lazy: one timer per connection
-// serves every period, re-arming itself when it fires early because the
-// deadline moved, and dropping itself when it fires with no deadline set.
-// So the common request/response cycle sets a deadline and touches no
-// timer.
 
-// startIdleClock starts the keep-alive clock: KeepAliveTimeout from now.
-func (c *conn) startIdleClock() {
-	c.idleDeadline = c.s.loop.Now().Add(c.s.cfg.KeepAliveTimeout)
-	if c.idleTimer == nil {
-		c.idleTimer = c.s.loop.AfterFunc(c.s.cfg.KeepAliveTimeout, c.onIdle)
+// lazyClock is a deadline served by one timer for every period: the timer
+// re-arms itself when it fires early because the deadline moved, and drops
+// itself when it fires with the clock stopped. So the common
+// request/response cycle sets a deadline and touches no timer.
+type lazyClock struct {
+	deadline time.Time // zero while stopped
+	timer    *Timer
+	onTimer  func() // bound once per connection: arming allocates nothing
+}
+
+func (k *lazyClock) start(l *Loop, d time.Duration) {
+	k.deadline = l.Now().Add(d)
+	if k.timer == nil {
+		k.timer = l.AfterFunc(d, k.onTimer)
 	}
 }
 
-// stopIdleClock stops the keep-alive clock; its timer drops itself when it
-// fires.
-func (c *conn) stopIdleClock() { c.idleDeadline = time.Time{} }
+func (k *lazyClock) running() bool { return !k.deadline.IsZero() }
+
+func (k *lazyClock) stop() { k.deadline = time.Time{} }
+
+// expired is the first thing its timer does: it reports whether the
+// deadline has passed, and otherwise re-arms for the time left, or lets the
+// timer go when the clock was stopped (a later start arms a new one).
+func (k *lazyClock) expired(l *Loop) bool {
+	k.timer = nil
+	if k.deadline.IsZero() {
+		return false
+	}
+	if d := k.deadline.Sub(l.Now()); d > 0 {
+		k.timer = l.AfterFunc(d, k.onTimer)
+		return false
+	}
+	return true
+}
+
+// cancel stops the clock and its timer: the socket is closed.
+func (k *lazyClock) cancel(l *Loop) {
+	if k.timer != nil {
+		l.StopTimer(k.timer)
+		k.timer = nil
+	}
+	k.deadline = time.Time{}
+}
+
+// startIdleClock starts the keep-alive clock: KeepAliveTimeout from now.
+func (c *conn) startIdleClock() { c.idle.start(c.s.loop, c.s.cfg.KeepAliveTimeout) }
+
+func (c *conn) stopIdleClock() { c.idle.stop() }
 
 // bytesArrived restarts the keep-alive clock if it runs.
 func (c *conn) bytesArrived() {
-	if !c.idleDeadline.IsZero() {
-		c.idleDeadline = c.s.loop.Now().Add(c.s.cfg.KeepAliveTimeout)
+	if c.idle.running() {
+		c.idle.deadline = c.s.loop.Now().Add(c.s.cfg.KeepAliveTimeout)
 	}
 }
 
 func (c *conn) idleFired() {
-	c.idleTimer = nil
-	if c.idleDeadline.IsZero() {
-		return // not waiting now; the next wait starts a new timer
+	if c.idle.expired(c.s.loop) {
+		c.close()
 	}
-	if d := c.idleDeadline.Sub(c.s.loop.Now()); d > 0 {
-		c.idleTimer = c.s.loop.AfterFunc(d, c.onIdle)
-		return
-	}
-	c.close()
 }
 
 // startHeaderClock starts the RequestHeaderTimeout clock. Unlike the
 // keep-alive clock, arriving bytes do not restart it.
-func (c *conn) startHeaderClock() {
-	d := c.s.cfg.RequestHeaderTimeout
-	c.hdrDeadline = c.s.loop.Now().Add(d)
-	if c.hdrTimer == nil {
-		c.hdrTimer = c.s.loop.AfterFunc(d, c.onHeaderTimeout)
-	}
-}
+func (c *conn) startHeaderClock() { c.header.start(c.s.loop, c.s.cfg.RequestHeaderTimeout) }
 
-func (c *conn) stopHeaderClock() { c.hdrDeadline = time.Time{} }
+func (c *conn) stopHeaderClock() { c.header.stop() }
 
 func (c *conn) headerFired() {
-	c.hdrTimer = nil
-	if c.hdrDeadline.IsZero() {
-		return // the header completed; a later one starts a new timer
-	}
-	if d := c.hdrDeadline.Sub(c.s.loop.Now()); d > 0 {
-		c.hdrTimer = c.s.loop.AfterFunc(d, c.onHeaderTimeout)
-		return
-	}
-	c.fail(http.StatusRequestTimeout, "request header not received in time")
-	if c.fd >= 0 {
-		c.advance()
+	if c.header.expired(c.s.loop) {
+		c.timedOut("request header not received in time")
 	}
 }
 
 // startBodyClock starts the RequestBodyTimeout clock, unless it runs:
 // it is measured from the end of the header, whatever the body does.
 func (c *conn) startBodyClock() {
-	if !c.bodyDeadline.IsZero() {
-		return
-	}
-	d := c.s.cfg.RequestBodyTimeout
-	c.bodyDeadline = c.s.loop.Now().Add(d)
-	if c.bodyTimer == nil {
-		c.bodyTimer = c.s.loop.AfterFunc(d, c.onBodyTimeout)
+	if !c.body.running() {
+		c.body.start(c.s.loop, c.s.cfg.RequestBodyTimeout)
 	}
 }
 
-func (c *conn) stopBodyClock() { c.bodyDeadline = time.Time{} }
+func (c *conn) stopBodyClock() { c.body.stop() }
 
 func (c *conn) bodyFired() {
-	c.bodyTimer = nil
-	if c.bodyDeadline.IsZero() {
-		return // the body completed; a later one starts a new timer
+	if c.body.expired(c.s.loop) {
+		c.timedOut("request body not received in time")
 	}
-	if d := c.bodyDeadline.Sub(c.s.loop.Now()); d > 0 {
-		c.bodyTimer = c.s.loop.AfterFunc(d, c.onBodyTimeout)
-		return
-	}
-	c.fail(http.StatusRequestTimeout, "request body not received in time")
+}
+
+// timedOut answers 408 for a header or body that did not arrive in time.
+func (c *conn) timedOut(why string) {
+	c.fail(http.StatusRequestTimeout, why)
 	if c.fd >= 0 {
 		c.advance()
 	}
@@ -116,11 +121,11 @@ func (c *conn) startLingerClock() {
 
 // stopClocks stops every clock and its timer: the socket is closed.
 func (c *conn) stopClocks() {
-	for _, t := range []**Timer{&c.idleTimer, &c.hdrTimer, &c.bodyTimer, &c.lingerTimer} {
-		if *t != nil {
-			c.s.loop.StopTimer(*t)
-			*t = nil
-		}
+	c.idle.cancel(c.s.loop)
+	c.header.cancel(c.s.loop)
+	c.body.cancel(c.s.loop)
+	if c.lingerTimer != nil {
+		c.s.loop.StopTimer(c.lingerTimer)
+		c.lingerTimer = nil
 	}
-	c.idleDeadline, c.hdrDeadline, c.bodyDeadline = time.Time{}, time.Time{}, time.Time{}
 }

@@ -380,9 +380,9 @@ func (s *Server) newConn(fd int, sa unix.Sockaddr) {
 	// It fails harmlessly on non-TCP sockets.
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := &conn{s: s, fd: fd, remote: sockaddrString(sa), events: unix.EPOLLIN | unix.EPOLLRDHUP}
-	c.onIdle = c.idleFired
-	c.onHeaderTimeout = c.headerFired
-	c.onBodyTimeout = c.bodyFired
+	c.idle.onTimer = c.idleFired
+	c.header.onTimer = c.headerFired
+	c.body.onTimer = c.bodyFired
 	add := s.loop.Add
 	if s.loop.Backlogged() {
 		// Thousands of fds are ready: in the main set this one's first

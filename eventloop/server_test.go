@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"demo/internal/testkit"
 )
 
 // testServer is a Server on a real 127.0.0.1:0 listener, driven by a Loop on
@@ -1081,35 +1083,6 @@ func TestServerLimitConcurrency(t *testing.T) {
 	}
 }
 
-// drip writes s to c every interval until stop is closed or a write fails,
-// like a slowloris client. The returned func stops it and waits; it may be
-// called more than once.
-func drip(c net.Conn, s string, interval time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			if _, err := io.WriteString(c, s); err != nil {
-				return // the server hung up, as it should
-			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() { close(done) })
-		wg.Wait()
-	}
-}
-
 func TestServerRequestHeaderTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	// The keep-alive clock (5s) restarts with every byte; only the header
@@ -1126,7 +1099,7 @@ func TestServerRequestHeaderTimeout(t *testing.T) {
 			br := bufio.NewReader(c)
 			start := time.Now()
 			send(t, c, tc.first)
-			stop := drip(c, tc.drip, timeout/6)
+			stop := testkit.Drip(c, tc.drip, timeout/6)
 			defer stop()
 			got := readResp(t, br, "GET")
 			el := time.Since(start)
@@ -1490,7 +1463,7 @@ func TestServerRequestBodyTimeout(t *testing.T) {
 			br := bufio.NewReader(c)
 			send(t, c, tc.header)
 			start := time.Now()
-			stop := drip(c, tc.drip, timeout/6)
+			stop := testkit.Drip(c, tc.drip, timeout/6)
 			defer stop()
 			got := readResp(t, br, "POST")
 			if got.status == 100 {

@@ -109,9 +109,11 @@ func median(ds []time.Duration) time.Duration {
 	return ds[len(ds)/2]
 }
 
-// Drip writes one byte to c every interval, from a goroutine of its own,
-// until the returned stop is called (which waits for it) or a write fails.
-func Drip(c net.Conn, interval time.Duration) (stop func()) {
+// Drip writes s to c every interval, from a goroutine of its own, like a
+// slowloris client, until a write fails (the server hung up) or the
+// returned stop is called; stop waits for the goroutine and may be called
+// more than once.
+func Drip(c net.Conn, s string, interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -125,13 +127,14 @@ func Drip(c net.Conn, interval time.Duration) (stop func()) {
 				return
 			case <-tick.C:
 			}
-			if _, err := io.WriteString(c, "a"); err != nil {
+			if _, err := io.WriteString(c, s); err != nil {
 				return
 			}
 		}
 	}()
+	var once sync.Once
 	return func() {
-		close(done)
+		once.Do(func() { close(done) })
 		wg.Wait()
 	}
 }
