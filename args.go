@@ -177,22 +177,37 @@ func commandList(cmds []*cli.Command) string {
 	return strings.Join(names, ", ")
 }
 
-// unknownCommand is the root's action: `demo` alone shows the help, any
-// other word is not a command.
+// unknownCommand is the root's action, and the action of every command
+// that only groups subcommands (`demo app`): alone it shows the help, any
+// other word is not a command there.
 func unknownCommand(c *cli.Context) error {
 	if c.NArg() == 0 {
+		if c.Command != nil && len(c.Command.Subcommands) > 0 {
+			return cli.ShowSubcommandHelp(c)
+		}
 		return cli.ShowAppHelp(c)
 	}
-	name := c.Args().First()
-	msg := fmt.Sprintf("unknown command %q", name)
+	cmds, where := c.App.Commands, "demo"
+	if c.Command != nil && len(c.Command.Subcommands) > 0 {
+		cmds, where = c.Command.Subcommands, c.Command.HelpName
+	}
+	return notACommand(c.Args().First(), cmds, where)
+}
+
+// notACommand is the error for a word that is not one of cmds, the
+// commands of where ("demo", "demo app"), with the nearest as a hint.
+func notACommand(name string, cmds []*cli.Command, where string) error {
+	msg := fmt.Sprintf("unknown command %q", strings.TrimPrefix(where+" "+name, "demo "))
 	var names []string
-	for _, cmd := range c.App.VisibleCommands() {
-		names = append(names, cmd.Names()...)
+	for _, cmd := range cmds {
+		if !cmd.Hidden {
+			names = append(names, cmd.Names()...)
+		}
 	}
 	if s := nearest(name, names); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
-	return badFlag("%s; the commands are %s (see 'demo --help')", msg, commandList(c.App.Commands))
+	return badFlag("%s; the commands are %s (see '%s --help')", msg, commandList(cmds), where)
 }
 
 // nearest returns the candidate closest to what the user typed, if it is

@@ -163,10 +163,12 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 	}
 	list := "the commands are experiment, serve, external, app, status, bench, version, help, completion, man"
 	for args, want := range map[string]string{
-		"serv":         `demo: unknown command "serv" (did you mean "serve"?); ` + list,
-		"frobnicate":   `demo: unknown command "frobnicate"; ` + list,
-		"help nosuch":  `demo: no help for ["nosuch"]: ` + list,
-		"help serve x": `demo: no help for ["serve" "x"]: ` + list,
+		"serv":          `demo: unknown command "serv" (did you mean "serve"?); ` + list,
+		"frobnicate":    `demo: unknown command "frobnicate"; ` + list,
+		"help nosuch":   `demo: no help for "nosuch": the commands of demo are experiment, serve, external, app, status, bench, version, help, completion, man`,
+		"help serve x":  `demo: no help for "serve x": demo serve has no subcommands`,
+		"app chek":      `demo: unknown command "app chek" (did you mean "check"?); the commands are example, check, fastapi (see 'demo app --help')`,
+		"help app frob": `demo: no help for "app frob": the commands of demo app are example, check, fastapi`,
 	} {
 		out, stderr, code := runDemoEnv(t, nil, strings.Fields(args)...)
 		if code != 2 || out != "" || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {

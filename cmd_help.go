@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -21,7 +22,20 @@ func helpCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return cli.ShowAppHelp(c)
 			}
-			return badFlag("no help for %q: the commands are %s", c.Args().Slice(), commandList(c.App.Commands))
+			// The words that name a command were turned into its --help
+			// (flagsFirst); the first that does not is reported at its level.
+			cmds, where := c.App.Commands, "demo"
+			for _, word := range c.Args().Slice() {
+				if len(cmds) == 0 {
+					break
+				}
+				cmd := findCommand(cmds, word)
+				if cmd == nil {
+					return badFlag("no help for %q: the commands of %s are %s", strings.Join(c.Args().Slice(), " "), where, commandList(cmds))
+				}
+				cmds, where = cmd.Subcommands, where+" "+cmd.Name
+			}
+			return badFlag("no help for %q: %s has no subcommands", strings.Join(c.Args().Slice(), " "), where)
 		},
 	}
 }

@@ -100,6 +100,9 @@ func newApp() *cli.App {
 		cmd.BashComplete = completeCommand(cmd)
 		if len(cmd.Subcommands) > 0 {
 			cmd.HideHelpCommand = true // `demo help app check` does that
+			if cmd.Action == nil {
+				cmd.Action = unknownCommand
+			}
 		}
 	})
 	return app
