@@ -142,7 +142,7 @@ func parseBind(b string) (where, error) {
 		host, port = strings.Trim(b, "[]"), "8000"
 	}
 	n, err := strconv.Atoi(port)
-	if err != nil || strings.ContainsAny(host, "/ ") {
+	if err != nil || n < 0 || n > 65535 || !sockets.ValidHost(host) {
 		return w, badFlag("--bind %q: want HOST:PORT, HOST, unix:PATH or fd://N", b)
 	}
 	w.host, w.port = host, n

@@ -249,6 +249,7 @@ var settingFlags = map[string]string{
 	"HealthcheckTimeout": "timeout-worker-healthcheck",
 	"Timeout":            "timeout",
 	// sockets
+	"Host":    "host",
 	"Port":    "port",
 	"Backlog": "backlog",
 	"FD":      "fd",

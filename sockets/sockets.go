@@ -20,6 +20,24 @@ import (
 	"demo/setting"
 )
 
+// ValidHost reports whether host can be listened on as given: an IP
+// address, or a name of letters, digits, hyphens, dots and underscores for
+// the resolver to look up.
+func ValidHost(host string) bool {
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // BindTCP creates a close-on-exec TCP socket bound to host:port, with
 // SO_REUSEADDR and, if reusePort, SO_REUSEPORT.
 //
@@ -31,6 +49,9 @@ func BindTCP(host string, port int, reusePort bool) (int, *net.TCPAddr, error) {
 	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
 	if port < 0 || port > 65535 {
 		return -1, nil, setting.Errorf("Port", "must be 0-65535, got %d", port)
+	}
+	if host != "" && !ValidHost(host) {
+		return -1, nil, setting.Errorf("Host", "%q: want an IP address or a host name", host)
 	}
 	want, err := net.ResolveTCPAddr("tcp", hostPort)
 	if err != nil {
