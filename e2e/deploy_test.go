@@ -326,13 +326,22 @@ func TestDockerfileBuildsAStaticBinary(t *testing.T) {
 	if flagValue(cmd, "--host") != "0.0.0.0" {
 		t.Errorf("CMD %q: want --host 0.0.0.0, or nothing outside the container reaches it", cmd)
 	}
-	serveAndStop(t, startSpec(t, childproc.Spec{Path: bin, Args: append(localArgs(t, cmd), "--port", "0")}))
+	webConcurrency := ""
+	for _, in := range ins {
+		if name, value, ok := strings.Cut(in[1], "="); in[0] == "ENV" && ok && name == "WEB_CONCURRENCY" {
+			webConcurrency = value
+		}
+	}
+	workers := checkWebConcurrency(t, webConcurrency, cmd)
+	serveAndStop(t, startSpec(t, childproc.Spec{Path: bin, Args: append(localArgs(t, cmd), "--port", "0"), Env: []string{"WEB_CONCURRENCY=" + webConcurrency}}), workers)
 }
 
-// serveAndStop waits for p (a demo serve) to run, asks /healthcheck, and
-// stops it as docker stop and the kubelet do: SIGTERM, exit 0.
-func serveAndStop(t *testing.T, p *proc) {
+// serveAndStop waits for p (a demo serve) to start its workers and run,
+// asks /healthcheck, and stops it as docker stop and the kubelet do:
+// SIGTERM, exit 0.
+func serveAndStop(t *testing.T, p *proc, workers int) {
 	t.Helper()
+	p.waitLine(regexp.MustCompile(fmt.Sprintf(`Started server process \[\d+\] \(worker %d/%d\)`, workers, workers)), 0, 10*time.Second)
 	_, m := p.waitLine(serveRunning, 0, 10*time.Second)
 	if r := get(m[1] + "/healthcheck"); r.err != nil || r.status != 200 {
 		t.Errorf("/healthcheck: %d %v", r.status, r.err)
@@ -355,8 +364,8 @@ type k8sProbe struct {
 // demo has no YAML dependency of its own) and checks that its numbers
 // agree with its flags: the grace period covers preStop and the drain, the
 // probes ask /healthcheck on the port demo serves, the metrics port is the
-// one announced. Then its command line serves, with WEB_CONCURRENCY
-// substituted as the kubelet does.
+// one announced. Then its command line serves, with the container's
+// WEB_CONCURRENCY in its environment, and starts that many workers.
 func TestKubernetesManifest(t *testing.T) {
 	t.Parallel()
 	var docs []map[string]any
@@ -434,12 +443,7 @@ func TestKubernetesManifest(t *testing.T) {
 			webConcurrency = e.Value
 		}
 	}
-	if n, err := strconv.Atoi(webConcurrency); err != nil || n < 1 || flagValue(args, "--workers") != "$(WEB_CONCURRENCY)" {
-		t.Errorf("WEB_CONCURRENCY %q and --workers %q: want a count, passed on", webConcurrency, flagValue(args, "--workers"))
-	}
-	for i, a := range args { // what the kubelet does with $(VAR)
-		args[i] = strings.ReplaceAll(a, "$(WEB_CONCURRENCY)", webConcurrency)
-	}
+	workers := checkWebConcurrency(t, webConcurrency, args)
 	grace := serveSeconds(t, args, "--timeout-graceful-shutdown")
 	preStop := c.Lifecycle.PreStop.Sleep.Seconds
 	if pod.TerminationGracePeriodSeconds <= grace+preStop {
@@ -462,9 +466,22 @@ func TestKubernetesManifest(t *testing.T) {
 	if len(args) == 0 || args[0] != "serve" {
 		t.Fatalf("args %q: want demo serve", args)
 	}
-	p := startDemo(t, localArgs(t, args)...)
-	if n, _ := strconv.Atoi(webConcurrency); n > 0 {
-		p.waitLine(regexp.MustCompile(fmt.Sprintf(`Started server process \[\d+\] \(worker %d/%d\)`, n, n)), 0, 10*time.Second)
+	serveAndStop(t, startSpec(t, childproc.Spec{Args: localArgs(t, args), Env: []string{"WEB_CONCURRENCY=" + webConcurrency}}), workers)
+}
+
+// checkWebConcurrency: the deployment sets the worker count in
+// WEB_CONCURRENCY, which demo serve reads, and leaves --workers out of the
+// command line, where it would win over the variable.
+func checkWebConcurrency(t *testing.T, value string, args []string) int {
+	t.Helper()
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 1 {
+		t.Errorf("WEB_CONCURRENCY %q: want a count of workers", value)
 	}
-	serveAndStop(t, p)
+	for _, flag := range []string{"--workers", "-w"} {
+		if flagValue(args, flag) != "" {
+			t.Errorf("the command line %q sets %s: WEB_CONCURRENCY would be ignored", args, flag)
+		}
+	}
+	return n
 }
