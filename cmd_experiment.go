@@ -128,6 +128,12 @@ func experimentConfig(c *cli.Context) (experiment.Config, []experiment.Objective
 	}
 	if app != nil {
 		cfg.Calls = 0 // the file's steps make the calls
+	} else if !target {
+		routes, err := builtinRoutes()
+		if err != nil {
+			return experiment.Config{}, nil, err
+		}
+		cfg.BuiltinRoutes = routes
 	}
 	if c.IsSet("request-timeout") && cfg.RequestTimeout <= 0 {
 		return experiment.Config{}, nil, badFlag("--request-timeout must be positive, got %v", cfg.RequestTimeout)
@@ -231,13 +237,28 @@ func experimentApp(c *cli.Context) (*experiment.App, error) {
 	if err != nil {
 		return nil, cli.Exit(err.Error(), exitUsage)
 	}
-	app := &experiment.App{File: path}
+	return &experiment.App{File: path, Routes: getRoutes(spec)}, nil
+}
+
+// getRoutes lists an app's GET routes: the ones an experiment can load.
+func getRoutes(spec *appspec.App) []string {
+	var routes []string
 	for _, r := range spec.Routes {
 		if r.Method == http.MethodGet {
-			app.Routes = append(app.Routes, r.Path)
+			routes = append(routes, r.Path)
 		}
 	}
-	return app, nil
+	return routes
+}
+
+// builtinRoutes lists the built-in app's GET routes, for the experiment to
+// check a --mix against; its GET / is there whatever the mode.
+func builtinRoutes() ([]string, error) {
+	spec, err := appspec.Builtin(contract.Mixed, 2)
+	if err != nil {
+		return nil, fmt.Errorf("the built-in app: %w", err)
+	}
+	return getRoutes(spec), nil
 }
 
 func runExperiment(c *cli.Context) error {

@@ -315,6 +315,7 @@ func TestExperimentRejectsBadFlags(t *testing.T) {
 		{[]string{"--rate", "10", "--duration", "0s"}, "--duration"},
 		{[]string{"--rate", "10", "--mix", "/=1,all-async=9"}, "--mix"},
 		{[]string{"--rate", "10", "--mix", "/=-1"}, "--mix"},
+		{[]string{"--rate", "10", "--mix", "/nope=1"}, "--mix: /nope is not a GET route of the built-in app"},
 		{[]string{"--rate", "10", "--slo", "p99>1s"}, "--slo"},
 		{[]string{"--rate", "10", "--slo", "p99<soon"}, "--slo"},
 		{[]string{"--slo", "p99<1s"}, "--slo"},

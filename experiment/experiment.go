@@ -200,6 +200,11 @@ type Settings struct {
 	// App, when set, is the app file every `demo serve` serves instead of
 	// the built-in app; Calls and the scenarios' modes do not apply.
 	App *App
+	// BuiltinRoutes, without App or Target, are the built-in app's GET
+	// routes, which a mix must pick from besides the health check (the
+	// caller knows the app; this package does not import it). Empty: not
+	// checked.
+	BuiltinRoutes []string
 }
 
 // App is an app file the servers of a run serve (serve's --app).
@@ -271,8 +276,16 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("no scenarios to run"))
 	}
 	if c.App != nil {
-		if err := c.App.check(c.Target, c.Open); err != nil {
+		if err := c.App.check(c.Target, c.Open, c.healthPath()); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if c.App == nil && c.Target == "" && c.Open != nil && len(c.BuiltinRoutes) > 0 {
+		for _, p := range c.Open.Mix.Paths() {
+			if p != c.healthPath() && !slices.Contains(c.BuiltinRoutes, p) {
+				errs = append(errs, fmt.Errorf("--mix: %s is not a GET route of the built-in app (its routes: %s; --app serves your own)", p, strings.Join(c.BuiltinRoutes, ", ")))
+				break
+			}
 		}
 	}
 	for _, s := range c.Scenarios {
@@ -316,8 +329,9 @@ func (c *Config) Validate() error {
 }
 
 // check: an app file serves the servers demo starts, every route of its
-// mix is one of the file's, and it has a route to load at all.
-func (a *App) check(target string, open *OpenLoop) error {
+// mix is one of the file's (or the health check, built into every app),
+// and it has a route to load at all.
+func (a *App) check(target string, open *OpenLoop, health string) error {
 	switch {
 	case target != "":
 		return errors.New("--app configures the servers demo starts; with --target it starts none")
@@ -327,7 +341,7 @@ func (a *App) check(target string, open *OpenLoop) error {
 		return nil
 	}
 	for _, p := range open.Mix.Paths() {
-		if !slices.Contains(a.Routes, p) {
+		if p != health && !slices.Contains(a.Routes, p) {
 			return fmt.Errorf("--mix: %s is not a GET route of %s (its routes: %s)", p, a.File, strings.Join(a.Routes, ", "))
 		}
 	}
