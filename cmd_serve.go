@@ -214,7 +214,10 @@ func listen(c *cli.Context, w where, logger *zap.Logger) (*listening, error) {
 		if err != nil {
 			return nil, err
 		}
-		logger.Info(fmt.Sprintf("Using the socket systemd passed (%s)", name))
+		if name != "" {
+			name = fmt.Sprintf(" (%s)", name)
+		}
+		logger.Info("Using the socket systemd passed" + name)
 		return describe(ln), nil
 	case c.Bool("reuse-port"):
 		// The master binds without listening: a busy port fails here, and

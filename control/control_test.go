@@ -86,6 +86,33 @@ func TestRenderShowsEveryWorker(t *testing.T) {
 	}
 }
 
+// TestRenderOrdersBySlot: a replacement's row (slot 1, a new pid, listed
+// last by the master) is printed with its slot; one worker is "1 worker".
+func TestRenderOrdersBySlot(t *testing.T) {
+	snap := testSnapshot()
+	snap.Workers[0], snap.Workers[1] = snap.Workers[1], snap.Workers[0]
+	snap.Workers = append(snap.Workers, Worker{Index: 1, PID: 103, State: "starting"})
+	var b bytes.Buffer
+	if err := Render(&b, snap); err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n")[2:] {
+		pids = append(pids, strings.Fields(line)[1])
+	}
+	if got := strings.Join(pids, " "); got != "101 103 102" {
+		t.Errorf("rows in pid order %s, want slot 1's two (101, 103 in the order given) before slot 2's 102:\n%s", got, b.String())
+	}
+	snap.Workers = snap.Workers[:1]
+	b.Reset()
+	if err := Render(&b, snap); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := strings.Cut(b.String(), "\n"); !strings.HasSuffix(first, "· 1 worker") {
+		t.Errorf("title %q, want it to end in \"· 1 worker\"", first)
+	}
+}
+
 func TestPathIsDerivedFromThePort(t *testing.T) {
 	if a, b := Path(8000, ""), Path(8001, ""); a == b || !strings.HasSuffix(a, "control-8000.sock") {
 		t.Errorf("paths %q and %q", a, b)

@@ -1,8 +1,10 @@
 package control
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,10 +15,19 @@ import (
 // Render prints s as the `demo status` table. Every string the master
 // sent is printed without its control characters (see clean).
 func Render(w io.Writer, s Snapshot) error {
-	fmt.Fprintf(w, "master %d · %s · %d workers\n", s.MasterPID, clean(s.Addr), len(s.Workers))
+	noun := "workers"
+	if len(s.Workers) == 1 {
+		noun = "worker"
+	}
+	fmt.Fprintf(w, "master %d · %s · %d %s\n", s.MasterPID, clean(s.Addr), len(s.Workers), noun)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKER\tPID\tSTATE\tUPTIME\tREQUESTS\tIN FLIGHT\tCONNS\tSTALLED NOW\tLONGEST STALL\tRSS\tCULPRIT")
-	for _, wk := range s.Workers {
+	// By slot, as the master numbers them: a replacement's row sits with
+	// its slot, not at the end. A slot's old and new process stay in the
+	// order they came.
+	workers := slices.Clone(s.Workers)
+	slices.SortStableFunc(workers, func(a, b Worker) int { return cmp.Compare(a.Index, b.Index) })
+	for _, wk := range workers {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n",
 			wk.Index, wk.PID, dash(clean(wk.State)), short(wk.Uptime), wk.Requests, wk.InFlight, wk.Conns,
 			stall(wk.StalledFor), stall(wk.LongestStall), mib(wk.RSS), dash(clean(wk.Culprit)))
