@@ -1,6 +1,7 @@
 package eventloop
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -235,11 +236,29 @@ func (c *conn) fail(status int, msg string) {
 	body = append(append(append(body, `{"error":`...), quoted...), '}')
 	c.out = s.appendResponse(c.out, status, "application/json", nil, body, r != nil && r.Method == http.MethodHead, true, false)
 	c.queued()
-	if r == nil { // refused before its request line parsed
-		s.accessLog(c, "", "", "", status, nil)
+	if r == nil { // refused before its head parsed: log its request line as sent, if it has one
+		method, target, proto := requestLine(c.in[c.off:])
+		s.accessLog(c, method, target, proto, status, nil)
 	} else {
 		s.accessLog(c, r.Method, r.Target, r.Proto, status, r.Header)
 	}
+}
+
+// requestLine reads the method, target and version of a request refused
+// before its head was parsed (a transfer coding we do not know, a header
+// too large) from its first line, for the access log, as nginx logs them.
+// All three are empty unless that line is METHOD SP TARGET SP HTTP/x.y.
+func requestLine(in []byte) (method, target, proto string) {
+	line, _, ok := bytes.Cut(in, []byte("\n"))
+	if !ok {
+		return "", "", ""
+	}
+	parts := strings.Split(string(bytes.TrimSuffix(line, []byte("\r"))), " ")
+	if len(parts) != 3 || !validToken(parts[0]) || parts[1] == "" || !validFieldValue(parts[1]) ||
+		len(parts[2]) != len("HTTP/1.1") || !strings.HasPrefix(parts[2], "HTTP/") {
+		return "", "", ""
+	}
+	return parts[0], parts[1], parts[2]
 }
 
 // output queues b for the client.

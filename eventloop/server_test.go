@@ -975,6 +975,33 @@ func TestServerAccessLog(t *testing.T) {
 			t.Errorf("access log %+v, want %+v", got, want)
 		}
 	}
+	// Refused before its head is parsed, a request is still logged with
+	// the request line it sent.
+	c = ts.dial()
+	send(t, c, "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+	readResp(t, bufio.NewReader(c), "POST")
+	want := entry{c.LocalAddr().String(), "POST", "/up", "HTTP/1.1", 501, "-"}
+	if got := <-entries; got != want {
+		t.Errorf("access log %+v, want %+v", got, want)
+	}
+}
+
+func TestRequestLineOfARefusedRequest(t *testing.T) {
+	for in, want := range map[string][3]string{
+		"GET /a?b HTTP/1.1\r\nHost: x\r\n": {"GET", "/a?b", "HTTP/1.1"},
+		"GET /a HTTP/1.0\n":                {"GET", "/a", "HTTP/1.0"},
+		"GET /a HTTP/1.1":                  {}, // the line is not complete
+		"GET  /a HTTP/1.1\r\n":             {},
+		"G(T /a HTTP/1.1\r\n":              {},
+		"GET /a\x1b[2J HTTP/1.1\r\n":       {},
+		"GET /a FTP/1.1\r\n":               {},
+		"\r\n":                             {},
+	} {
+		m, tg, p := requestLine([]byte(in))
+		if got := [3]string{m, tg, p}; got != want {
+			t.Errorf("requestLine(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 // BenchmarkServerHealthcheck measures keep-alive GET round trips through the
