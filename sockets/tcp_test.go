@@ -81,7 +81,8 @@ func TestListenIPv6AndErrors(t *testing.T) {
 	}{
 		{"127.0.0.1", 70000, 8, "Port must be 0-65535, got 70000"},
 		{"127.0.0.1", 0, 0, "Backlog must be at least 1, got 0"},
-		{"no such host.invalid", 0, 8, "listen no such host.invalid:0"},
+		{"no such host.invalid", 0, 8, `Host "no such host.invalid": want an IP address or a host name`},
+		{"nosuchhost.invalid", 0, 8, "listen nosuchhost.invalid:0"},
 		{"192.0.2.1", 0, 8, "bind 192.0.2.1:0: cannot assign requested address"},
 	} {
 		if f, _, err := ListenTCP(tc.host, tc.port, tc.backlog); err == nil {
