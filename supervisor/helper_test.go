@@ -558,7 +558,7 @@ func openFDs() string {
 // master is a running test master process and everything it (and its
 // workers, which share its stderr) printed.
 type master struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	pid   int
 	url   string // from the "running on" line, once seen
@@ -580,20 +580,20 @@ type master struct {
 
 // startMaster starts a master with n workers; behaviours apply by worker
 // index, the last one repeating.
-func startMaster(t *testing.T, n int, grace time.Duration, behaviours ...string) *master {
+func startMaster(t testing.TB, n int, grace time.Duration, behaviours ...string) *master {
 	t.Helper()
 	return startMasterEnv(t, nil, n, grace, behaviours...)
 }
 
 // startMasterEnv is startMaster with extra environment for the master.
-func startMasterEnv(t *testing.T, env []string, n int, grace time.Duration, behaviours ...string) *master {
+func startMasterEnv(t testing.TB, env []string, n int, grace time.Duration, behaviours ...string) *master {
 	t.Helper()
 	return startMasterFiles(t, env, nil, n, grace, behaviours...)
 }
 
 // startMasterFiles is startMasterEnv with files the master inherits from
 // fd 3 on.
-func startMasterFiles(t *testing.T, env []string, files []*os.File, n int, grace time.Duration, behaviours ...string) *master {
+func startMasterFiles(t testing.TB, env []string, files []*os.File, n int, grace time.Duration, behaviours ...string) *master {
 	t.Helper()
 	if len(behaviours) == 0 {
 		behaviours = []string{"ok"}
