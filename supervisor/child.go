@@ -61,8 +61,8 @@ func (s State) String() string {
 }
 
 // child is one worker process in the table. Only the owner goroutine (the
-// one in Run) reads or writes its fields; the two goroutines per process
-// only send events.
+// one in Run) reads or writes its fields; its status reader goroutine only
+// sends events.
 type child struct {
 	slot  *slot
 	index int // 1-based slot index, fixed at spawn

@@ -313,6 +313,9 @@ func churnThreads(logger *zap.Logger, stop <-chan struct{}, done chan<- struct{}
 //	retire=N          send contract.Retire after N requests to /
 //	print-env         print LISTEN_* variables it sees
 //
+// Paths: / (its pid), /block?d=D (blocks the loop), /slow?d=D (takes D
+// beside the loop), /exit?code=N (exits), /die?sig=NAME (dies of a signal).
+//
 // Like a real worker, it has a "loop": the beat ticker, / and /block share
 // one mutex, so /block?d=2s stops both serving / and beating for 2s, while
 // the lifeline goroutine answers pings beside it, with the counters
@@ -429,6 +432,16 @@ func testWorker(args []string) int {
 	mux.HandleFunc("/exit", func(_ http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
 		os.Exit(code)
+	})
+	mux.HandleFunc("/die", func(_ http.ResponseWriter, r *http.Request) {
+		// Die of a signal no Go program dies of when sent one (the
+		// runtime handles SIGSEGV, SIGBUS…): become a shell that sends it
+		// to itself. Same pid, so for the master this worker crashed.
+		// No core file: it would land in the test's directory.
+		sig := r.URL.Query().Get("sig")
+		err := syscall.Exec("/bin/sh", []string{"sh", "-c", "ulimit -c 0; kill -s " + sig + " $$"}, os.Environ())
+		fmt.Fprintln(os.Stderr, "test-worker: exec sh:", err)
+		os.Exit(1)
 	})
 	// Count connections, so draining can wait for the last one.
 	var conns sync.WaitGroup
@@ -690,22 +703,30 @@ func (m *master) await(re string, timeout time.Duration) []string {
 
 func (m *master) find(re string, timeout time.Duration, advance bool) []string {
 	m.t.Helper()
+	from := 0
+	if advance {
+		from = m.next // only the test's goroutine moves it
+	}
+	sub, i := m.awaitFrom(from, re, timeout)
+	if advance {
+		m.next = i + 1
+	}
+	return sub
+}
+
+// awaitFrom returns the submatches of the first line from line number from
+// on that matches re, and its line number, failing the test after timeout.
+func (m *master) awaitFrom(from int, re string, timeout time.Duration) ([]string, int) {
+	m.t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		m.mu.Lock()
-		from := 0
-		if advance {
-			from = m.next
-		}
 		for i := from; i < len(m.lines); i++ {
 			if sub := rx.FindStringSubmatch(m.lines[i]); sub != nil {
-				if advance {
-					m.next = i + 1
-				}
 				m.mu.Unlock()
-				return sub
+				return sub, i
 			}
 		}
 		m.mu.Unlock()
@@ -714,7 +735,7 @@ func (m *master) find(re string, timeout time.Duration, advance bool) []string {
 		case <-m.scanDone:
 			// One last look: lines may have arrived with the EOF.
 			m.mu.Lock()
-			found := slices.ContainsFunc(m.lines[from:], rx.MatchString)
+			found := slices.ContainsFunc(m.lines[min(from, len(m.lines)):], rx.MatchString)
 			m.mu.Unlock()
 			if !found {
 				m.t.Fatalf("output ended without a line matching %q", re)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -28,9 +27,9 @@ type process interface {
 	signal(sig syscall.Signal) error
 	// ping writes one contract.Ping on the lifeline and never waits.
 	ping()
-	// waited is called once the process has been waited for (evExited):
-	// nothing of it is left to ping, and its status pipe gets readerGrace
-	// to reach EOF.
+	// waited is called once the process has been reaped (evExited):
+	// nothing of it is left to ping or signal, and its status pipe gets
+	// readerGrace to reach EOF.
 	waited()
 	// exit says how it ended; valid after its evExited.
 	exit() exitInfo
@@ -50,17 +49,20 @@ type startFunc func(c *child, argv []string) (process, error)
 // execProcess is a worker process re-executed from Config.Executable with
 // the fds of contract.go.
 type execProcess struct {
-	cmd *exec.Cmd
+	c    *child
+	proc *os.Process // for signals only: the reaper waits for it, never proc.Wait
 	// statusR is the master's end of the status pipe; the reader goroutine
 	// owns and closes it. lifelineW is the only write end of the worker's
 	// lifeline: the master pings on it, and the kernel closes it if the
 	// master dies, which the worker sees as EOF.
 	statusR   *os.File
 	lifelineW *os.File
+	ex        exitInfo // set by reap
 }
 
-// startProcess is Run's startFunc: it starts a worker per contract.go and
-// the two goroutines that turn its exit and its status pipe into events.
+// startProcess is Run's startFunc: it starts a worker per contract.go, hands
+// it to the reaper, whose exits the owner goroutine turns into events, and
+// starts the goroutine that turns its status pipe into events.
 func (s *supervisor) startProcess(c *child, argv []string) (process, error) {
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
@@ -72,25 +74,22 @@ func (s *supervisor) startProcess(c *child, argv []string) (process, error) {
 		statusW.Close()
 		return nil, fmt.Errorf("lifeline pipe: %w", err)
 	}
-	cmd := &exec.Cmd{
-		Path:   s.cfg.Executable,
-		Args:   argv,
-		Env:    s.env,
-		Stdout: s.cfg.Stdout, // *os.File: inherited directly, no copying goroutine
-		Stderr: s.cfg.Stderr,
-		// Order is the contract: fd 3, 4, 5. With ReusePort the listener
-		// is nil and fd 3 stays closed in the child: it binds its own.
-		// Every other fd of ours is O_CLOEXEC, so no worker sees another
-		// worker's pipe ends.
-		ExtraFiles: []*os.File{s.cfg.Listener, statusW, lifelineR},
-		SysProcAttr: &syscall.SysProcAttr{
+	attr := &os.ProcAttr{
+		Env: s.env,
+		// Order is the contract: stdio, then fd 3, 4, 5. Stdout and
+		// stderr are inherited as they are: no copying goroutine. With
+		// ReusePort the listener is nil and fd 3 stays closed in the
+		// child: it binds its own. Every other fd of ours is O_CLOEXEC,
+		// so no worker sees another worker's pipe ends.
+		Files: []*os.File{s.devNull, s.cfg.Stdout, s.cfg.Stderr, s.cfg.Listener, statusW, lifelineR},
+		Sys: &syscall.SysProcAttr{
 			// Own process group: a terminal's Ctrl+C reaches only the
 			// master, which then drains the workers in order.
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
-	err = s.spawner.start(cmd)
+	proc, err := s.spawner.start(s.cfg.Executable, argv, attr)
 	// The child has its own copies now. Keeping statusW would hide the
 	// worker's EOF from us; lifelineR is no use to the master.
 	statusW.Close()
@@ -100,15 +99,11 @@ func (s *supervisor) startProcess(c *child, argv []string) (process, error) {
 		lifelineW.Close()
 		return nil, err
 	}
-	p := &execProcess{cmd: cmd, statusR: statusR, lifelineW: lifelineW}
-	// Read here, not in the goroutines: the owner writes c's other fields.
-	name, pid := c.name(), cmd.Process.Pid
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		err := cmd.Wait()
-		s.events <- event{kind: evExited, c: c, err: err}
-	}()
+	p := &execProcess{c: c, proc: proc, statusR: statusR, lifelineW: lifelineW}
+	s.reaper.add(p)
+	// Read here, not in the goroutine: the owner writes c's other fields.
+	name, pid := c.name(), proc.Pid
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		err := s.readStatusPipe(c, p.statusR, name, pid)
@@ -117,11 +112,13 @@ func (s *supervisor) startProcess(c *child, argv []string) (process, error) {
 	return p, nil
 }
 
-func (p *execProcess) pid() int { return p.cmd.Process.Pid }
+func (p *execProcess) pid() int { return p.proc.Pid }
 
 func (p *execProcess) signal(sig syscall.Signal) error {
-	// Process.Signal goes through a pidfd, so it can never hit a recycled pid.
-	err := p.cmd.Process.Signal(sig)
+	// Process.Signal goes through a pidfd where the kernel has them; by
+	// pid otherwise, which is as safe here: the owner goroutine both
+	// signals and reaps, so the pid is never signalled once reaped.
+	err := p.proc.Signal(sig)
 	if errors.Is(err, os.ErrProcessDone) {
 		return nil
 	}
@@ -149,17 +146,12 @@ func (p *execProcess) ping() {
 }
 
 func (p *execProcess) waited() {
+	_ = p.proc.Release() // its pidfd
 	p.lifelineW.Close()
 	_ = p.statusR.SetReadDeadline(time.Now().Add(readerGrace))
 }
 
-func (p *execProcess) exit() exitInfo {
-	ps := p.cmd.ProcessState
-	if ps == nil {
-		return exitInfo{code: -1, desc: "not waited for"}
-	}
-	return exitInfo{code: ps.ExitCode(), desc: ps.String()}
-}
+func (p *execProcess) exit() exitInfo { return p.ex }
 
 // readStatusPipe forwards each message on statusR as an event about c
 // until EOF, which comes when the worker exits (the master closed its copy
@@ -231,8 +223,15 @@ type spawner struct {
 }
 
 type spawnReq struct {
-	cmd  *exec.Cmd
-	errc chan error
+	path  string
+	argv  []string
+	attr  *os.ProcAttr
+	reply chan spawnReply
+}
+
+type spawnReply struct {
+	proc *os.Process
+	err  error
 }
 
 func startSpawner() *spawner {
@@ -247,14 +246,17 @@ func (sp *spawner) loop() {
 	// reaped every child, so no Pdeathsig can fire early.
 	runtime.LockOSThread()
 	for req := range sp.reqs {
-		req.errc <- req.cmd.Start()
+		proc, err := os.StartProcess(req.path, req.argv, req.attr)
+		req.reply <- spawnReply{proc, err}
 	}
 }
 
-func (sp *spawner) start(cmd *exec.Cmd) error {
-	errc := make(chan error, 1)
-	sp.reqs <- spawnReq{cmd: cmd, errc: errc}
-	return <-errc
+// start starts a process, from the spawner's thread.
+func (sp *spawner) start(path string, argv []string, attr *os.ProcAttr) (*os.Process, error) {
+	reply := make(chan spawnReply, 1)
+	sp.reqs <- spawnReq{path: path, argv: argv, attr: attr, reply: reply}
+	r := <-reply
+	return r.proc, r.err
 }
 
 // stop ends the spawner goroutine and waits for it.

@@ -10,9 +10,10 @@
 // Structure follows cloudflare/tableflip and uvicorn: signals only enqueue,
 // and one owner goroutine (the caller of Run) holds the worker table and
 // dispatches every event — signal, worker exited, worker message, health
-// tick, timer, snapshot query. Processes start through one small seam
-// (process.go), so that table tests drive the slot policies (replace.go,
-// lifecycle.go) with a fake process, step by step.
+// tick, timer, snapshot query. The owner also reaps the workers, at
+// SIGCHLD (reap.go), so no thread waits per worker. Processes start through
+// one small seam (process.go), so that table tests drive the slot policies
+// (replace.go, lifecycle.go) with a fake process, step by step.
 package supervisor
 
 import (
@@ -118,6 +119,10 @@ var handledSignals = []os.Signal{
 // SIGTTOU retires the last one (never below one). During a graceful
 // shutdown, SIGTERM again changes nothing (tools like timeout(1) repeat
 // it), SIGINT again (Ctrl+C twice) forces it, as in Uvicorn.
+//
+// Run reaps the workers it started, and only those: the caller may have
+// children of its own and wait for them, but must not wait for any child
+// (wait4(-1)) or ignore SIGCHLD while Run runs.
 func Run(cfg Config) error {
 	if cfg.Listener != nil {
 		defer cfg.Listener.Close() // ours now, whatever happens
@@ -203,11 +208,13 @@ type eventKind int
 
 const (
 	evMsg        eventKind = iota // a status line from a worker
-	evExited                      // cmd.Wait returned
+	evExited                      // the reaper found it exited
 	evPipeClosed                  // the status reader finished
 )
 
-// event is what the per-worker goroutines send to the owner.
+// event is something about a worker for the owner to handle: a message or
+// the end of its status pipe, from the worker's reader goroutine, or its
+// exit, from the reaper.
 type event struct {
 	kind eventKind
 	c    *child
@@ -226,7 +233,9 @@ type supervisor struct {
 	now     func() time.Time
 	batch   int // startBatch, or a table test's
 	spawner *spawner
-	wg      sync.WaitGroup // the per-process goroutines
+	reaper  *reaper
+	devNull *os.File       // every worker's stdin
+	wg      sync.WaitGroup // the status readers
 	sock    *socketFile
 	limits  healthLimits
 
@@ -267,6 +276,14 @@ func (s *supervisor) run() error {
 	signal.Notify(sigs, handledSignals...)
 	defer signal.Stop(sigs)
 
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("supervisor: %w", err)
+	}
+	defer devNull.Close()
+	s.devNull = devNull
+	s.reaper = newReaper()
+	defer s.reaper.stop()
 	s.spawner = startSpawner()
 	defer s.spawner.stop()
 
@@ -285,6 +302,10 @@ func (s *supervisor) run() error {
 			s.handleSignal(sig)
 		case ev := <-s.events:
 			s.handleEvent(ev)
+		case <-s.reaper.sigchld:
+			for _, p := range s.reaper.reap() {
+				s.handleEvent(event{kind: evExited, c: p.c})
+			}
 		case now := <-health.C:
 			s.checkHealth(now)
 		case reply := <-queries:
@@ -296,8 +317,8 @@ func (s *supervisor) run() error {
 		}
 		s.settle()
 	}
-	// Every worker was reaped, so both its goroutines have sent their last
-	// event; this returns at once.
+	// Every worker was reaped after its status reader sent its last event;
+	// this returns at once.
 	s.wg.Wait()
 	stopTimer(s.drain)
 	stopTimer(s.respawn)
@@ -367,8 +388,9 @@ func (s *supervisor) handleEvent(ev event) {
 			s.log.Debug("status pipe closed with an error", zap.String("worker", c.name()), zap.Int("pid", c.pid), zap.Error(ev.err))
 		}
 	}
-	// Reap only when both goroutines are done, so a "ready" written just
-	// before an exit is always handled before the exit itself.
+	// Forget it only once it exited and its status pipe is drained, so a
+	// "ready" written just before an exit is always handled before the
+	// exit itself.
 	if c.waited && c.readerDone && c.state != Exited {
 		s.reap(c)
 	}
