@@ -71,7 +71,10 @@ type child struct {
 	pid   int
 	state State
 
-	started   time.Time
+	started time.Time
+	// bootFrom is when its start-up deadline counts from: started, moved
+	// on by any time the master did not run since (see resumed).
+	bootFrom  time.Time
 	readyAt   time.Time
 	lastAlive time.Time // last contract.Alive (zero: none yet)
 	// lastBeat is when the loop last showed it runs: a contract.Beat, or a

@@ -89,7 +89,7 @@ func judge(c *child, now time.Time, lim healthLimits) verdict {
 	}
 	switch c.state {
 	case Starting:
-		if now.Sub(c.started) > lim.healthcheck {
+		if now.Sub(c.bootFrom) > lim.healthcheck {
 			v.act = actKillBoot
 		}
 	case Ready:

@@ -30,8 +30,8 @@ func TestJudge(t *testing.T) {
 		stall    time.Duration
 		progress bool
 	}{
-		{"starting, within limit", child{state: Starting, started: t0}, 5 * s, lim, actNone, 0, false},
-		{"starting too long", child{state: Starting, started: t0}, 5*s + 1, lim, actKillBoot, 0, false},
+		{"starting, within limit", child{state: Starting, started: t0, bootFrom: t0}, 5 * s, lim, actNone, 0, false},
+		{"starting too long", child{state: Starting, started: t0, bootFrom: t0}, 5*s + 1, lim, actKillBoot, 0, false},
 		{"ready, answering", child{state: Ready, readyAt: t0, lastAlive: at(9 * s), lastBeat: at(9 * s)}, 10 * s, lim, actNone, s, false},
 		{"ready, never answered, within limit", child{state: Ready, readyAt: t0}, 5 * s, lim, actNone, 0, false},
 		{"ready, never answered", child{state: Ready, readyAt: t0}, 5*s + 1, lim, actKillSilent, 0, false},

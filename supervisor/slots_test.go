@@ -130,6 +130,7 @@ func (r *rig) ended(pid int, ex exitInfo) {
 //	exit PID CODE    it exits with CODE
 //	killed PID       a signal ended it
 //	wait D           time passes; the timers due (respawn, drain) fire
+//	paused D         the master does not run for D (stopped), then wakes
 //	tick             every process answers its ping, but the silent ones;
 //	                 then the health check runs
 //	silent PID       the process stops answering pings
@@ -183,6 +184,15 @@ func (r *rig) do(step string) {
 		if r.s.drain != nil && !r.clock.Before(r.s.drainAt) {
 			r.s.drainExpired()
 		}
+		r.s.settle()
+	case "paused":
+		d, err := time.ParseDuration(f[1])
+		if err != nil {
+			r.t.Fatalf("step %q: %v", step, err)
+		}
+		r.s.woke(r.clock)
+		r.clock = r.clock.Add(d)
+		r.s.woke(r.clock)
 		r.s.settle()
 	case "silent":
 		r.procs[arg(1)].silent = true
@@ -325,6 +335,22 @@ func TestSlotPolicies(t *testing.T) {
 				{"exit 103 3", ""},
 			},
 			table: "1: 101 ready | 2: 102 ready",
+		},
+		{
+			name: "the time the master did not run counts against no worker, silent or booting; after it, time counts again",
+			cfg:  rigConfig{workers: 2, batch: 1},
+			steps: []step{
+				{"start", "start 1/2 → 101"},
+				{"ready 101", "start 2/2 → 102"},
+				{"silent 101", ""},
+				{"paused 30s", ""},
+				{"tick", ""},
+				{"wait 4s", ""},
+				{"tick", ""},
+				{"wait 2s", ""},
+				{"tick", "SIGKILL 101; SIGKILL 102"},
+			},
+			table: "1: 101 killed | 2: 102 killed",
 		},
 		{
 			name: "a successor not ready within the healthcheck timeout is killed and the restart aborted",

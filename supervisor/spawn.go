@@ -14,13 +14,14 @@ func (s *supervisor) spawn(sl *slot) (*child, error) {
 		return nil, fmt.Errorf("start worker %d/%d: WorkerArgs returned no argv", index, total)
 	}
 	c := &child{
-		slot:    sl,
-		index:   index,
-		total:   total,
-		gen:     s.gen,
-		state:   Starting,
-		started: s.now(),
+		slot:  sl,
+		index: index,
+		total: total,
+		gen:   s.gen,
+		state: Starting,
 	}
+	c.started = s.now()
+	c.bootFrom = c.started
 	p, err := s.start(c, argv)
 	if err != nil {
 		return nil, fmt.Errorf("start worker %d/%d: %w", index, total, err)

@@ -235,6 +235,7 @@ type supervisor struct {
 	spawner *spawner
 	reaper  *reaper
 	devNull *os.File       // every worker's stdin
+	awake   time.Time      // when the owner goroutine last woke (see woke)
 	wg      sync.WaitGroup // the status readers
 	sock    *socketFile
 	limits  healthLimits
@@ -297,24 +298,33 @@ func (s *supervisor) run() error {
 
 	s.startAll()
 	for !s.stopping || len(s.children) > 0 {
+		var handle func()
 		select {
 		case sig := <-sigs:
-			s.handleSignal(sig)
+			handle = func() { s.handleSignal(sig) }
 		case ev := <-s.events:
-			s.handleEvent(ev)
+			handle = func() { s.handleEvent(ev) }
 		case <-s.reaper.sigchld:
-			for _, p := range s.reaper.reap() {
-				s.handleEvent(event{kind: evExited, c: p.c})
+			handle = func() {
+				for _, p := range s.reaper.reap() {
+					s.handleEvent(event{kind: evExited, c: p.c})
+				}
 			}
-		case now := <-health.C:
-			s.checkHealth(now)
+		case <-health.C:
+			// Not the tick's time: that is when it was due, which after
+			// the master was stopped is long past.
+			handle = func() { s.checkHealth(s.now()) }
 		case reply := <-queries:
-			reply <- s.snapshot(s.now())
+			handle = func() { reply <- s.snapshot(s.now()) }
 		case <-timerC(s.drain):
-			s.drainExpired()
+			handle = s.drainExpired
 		case <-timerC(s.respawn):
-			s.respawnDue()
+			handle = s.respawnDue
 		}
+		// First, so that what queued up while the master did not run
+		// (beats, readiness) is judged by clocks that skip that time.
+		s.woke(s.now())
+		handle()
 		s.settle()
 	}
 	// Every worker was reaped after its status reader sent its last event;
