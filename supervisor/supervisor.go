@@ -101,10 +101,12 @@ var startBatch = max(8, 4*runtime.GOMAXPROCS(0))
 // could keep the pipe open, and that must not keep Run from returning.
 const readerGrace = time.Second
 
-// handledSignals are the signals Run subscribes to; handleSignal dispatches.
+// handledSignals are the signals Run subscribes to; handleSignal dispatches
+// them, and SIGTTOU too, once the terminal watcher (jobcontrol.go) has
+// told a command from the terminal's own.
 var handledSignals = []os.Signal{
 	syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
-	syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU,
+	syscall.SIGHUP, syscall.SIGTTIN,
 }
 
 // Run supervises until a signal ends it. It returns nil after a graceful
@@ -285,6 +287,8 @@ func (s *supervisor) run() error {
 	s.devNull = devNull
 	s.reaper = newReaper()
 	defer s.reaper.stop()
+	term := watchTerminal()
+	defer term.stop()
 	s.spawner = startSpawner()
 	defer s.spawner.stop()
 
@@ -302,6 +306,8 @@ func (s *supervisor) run() error {
 		select {
 		case sig := <-sigs:
 			handle = func() { s.handleSignal(sig) }
+		case <-term.commands:
+			handle = func() { s.handleSignal(syscall.SIGTTOU) }
 		case ev := <-s.events:
 			handle = func() { s.handleEvent(ev) }
 		case <-s.reaper.sigchld:
