@@ -49,8 +49,10 @@ type startFunc func(c *child, argv []string) (process, error)
 // execProcess is a worker process re-executed from Config.Executable with
 // the fds of contract.go.
 type execProcess struct {
-	c    *child
-	proc *os.Process // for signals only: the reaper waits for it, never proc.Wait
+	c  *child
+	id int // its pid, kept: proc.Release sets proc.Pid to -1
+	// proc is for signals only: the reaper waits for it, never proc.Wait.
+	proc *os.Process
 	// statusR is the master's end of the status pipe; the reader goroutine
 	// owns and closes it. lifelineW is the only write end of the worker's
 	// lifeline: the master pings on it, and the kernel closes it if the
@@ -99,7 +101,7 @@ func (s *supervisor) startProcess(c *child, argv []string) (process, error) {
 		lifelineW.Close()
 		return nil, err
 	}
-	p := &execProcess{c: c, proc: proc, statusR: statusR, lifelineW: lifelineW}
+	p := &execProcess{c: c, id: proc.Pid, proc: proc, statusR: statusR, lifelineW: lifelineW}
 	s.reaper.add(p)
 	// Read here, not in the goroutine: the owner writes c's other fields.
 	name, pid := c.name(), proc.Pid
@@ -112,7 +114,7 @@ func (s *supervisor) startProcess(c *child, argv []string) (process, error) {
 	return p, nil
 }
 
-func (p *execProcess) pid() int { return p.proc.Pid }
+func (p *execProcess) pid() int { return p.id }
 
 func (p *execProcess) signal(sig syscall.Signal) error {
 	// Process.Signal goes through a pidfd where the kernel has them; by

@@ -60,7 +60,7 @@ func (r *reaper) reap() []*execProcess {
 func (p *execProcess) reap() bool {
 	var ws syscall.WaitStatus
 	for {
-		pid, err := syscall.Wait4(p.proc.Pid, &ws, syscall.WNOHANG, nil)
+		pid, err := syscall.Wait4(p.id, &ws, syscall.WNOHANG, nil)
 		switch {
 		case errors.Is(err, syscall.EINTR):
 			continue
