@@ -4,7 +4,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -20,14 +22,16 @@ import (
 //
 // The terminal's SIGTTOU means for the master what it means for any job
 // there: it stops, until fg (or bg, or SIGCONT) continues it — as a master
-// that did not catch SIGTTOU would, and as vi or less do, which catch stop
-// signals only to stop on their own terms. Its workers go on serving
-// meanwhile, in their own process groups, and pause.go keeps the time it
-// was stopped from counting against them.
+// that did not catch SIGTTOU would. Its workers go on serving meanwhile, in
+// their own process groups, and pause.go keeps the time it was stopped
+// from counting against them.
 //
-// The two senders cannot be told apart by the signal (os/signal does not
-// give its si_code): a SIGTTOU that comes while the master is a background
-// job of a tostop terminal is taken for the terminal's.
+// os/signal does not say who sent a signal (no si_code). The terminal's is
+// told from a command by what follows: while the master is a background
+// job of a tostop terminal, SIGTTOU gets its default action back for a
+// moment; if a write of ours was refused, its retry now stops the master,
+// as the terminal meant (bash says "Stopped (tty output)"); if nothing
+// stops it, the signal was a command.
 
 // terminalWatch owns SIGTTOU: it stops the master for the terminal, and
 // passes the others on to the owner goroutine as commands. A goroutine of
@@ -68,8 +72,7 @@ func (w *terminalWatch) run() {
 			return
 		case <-w.sigs:
 		}
-		if backgroundOnTostop() {
-			w.stopJob()
+		if backgroundOnTostop() && w.stoppedByTerminal() {
 			continue
 		}
 		select {
@@ -80,50 +83,55 @@ func (w *terminalWatch) run() {
 	}
 }
 
-// stopJob stops the master as the terminal's SIGTTOU does a job that does
-// not catch it, and returns once it is continued.
+// terminalRetry is how long a refused write takes to be retried: at once,
+// the kernel restarts it as soon as the signal was handled. A SIGTTOU after
+// which nothing stops the master within this was a command.
+const terminalRetry = time.Second
+
+// stoppedByTerminal gives SIGTTOU its default action until the master was
+// stopped by it and continued (true), or terminalRetry passed (false).
 //
 // os/signal cannot give SIGTTOU its default action back once it was
 // Notify'd (Reset leaves the runtime's handler in place, which then drops
 // it), so the handler is swapped for SIG_DFL with rt_sigaction and put back
 // after. Meanwhile nothing is delivered to w.sigs, so whatever comes there
-// afterwards was sent afterwards: a SIGTTOU from the storm before the stop
+// afterwards was sent afterwards: a SIGTTOU of the retries before the stop
 // is never taken for a command once the master is in the foreground.
-func (w *terminalWatch) stopJob() {
+//
+// Only the kernel stops the master here, never this goroutine: a stop of
+// its own could come after a retry had stopped the master already, and
+// stop it again just after fg continued it.
+func (w *terminalWatch) stoppedByTerminal() bool {
 	signal.Stop(w.sigs) // returns once no delivery to w.sigs is under way
 	defer signal.Notify(w.sigs, syscall.SIGTTOU)
 	select {
 	case <-w.sigs:
 	default:
 	}
+	continued := make(chan os.Signal, 1)
+	signal.Notify(continued, syscall.SIGCONT)
+	defer signal.Stop(continued)
 	var goHandler, dfl sigaction
 	if err := rtSigaction(syscall.SIGTTOU, &dfl, &goHandler); err != nil {
-		// Stopped all the same, by a signal the shell reports less well.
-		if backgroundOnTostop() {
-			signalThisThread(syscall.SIGSTOP)
+		return false // cannot tell: a command, as before
+	}
+	defer func() {
+		if err := rtSigaction(syscall.SIGTTOU, &goHandler, nil); err != nil {
+			// Cannot happen with what the kernel just gave us; should it,
+			// the master would stop at the next SIGTTOU, never retire a worker.
+			panic("supervisor: restore the SIGTTOU handler: " + err.Error())
 		}
-		return
+	}()
+	retry := time.NewTimer(terminalRetry)
+	defer retry.Stop()
+	select {
+	case <-continued:
+		return true
+	case <-retry.C:
+		return false
+	case <-w.quit:
+		return true
 	}
-	// From here on, a write of ours that the terminal refuses stops the
-	// process by itself. Ask again: if that already happened and fg
-	// continued us, we are in the foreground and must not stop again.
-	if backgroundOnTostop() {
-		signalThisThread(syscall.SIGTTOU)
-	}
-	if err := rtSigaction(syscall.SIGTTOU, &goHandler, nil); err != nil {
-		// Cannot happen with what the kernel just gave us; should it, the
-		// master would stop at the next SIGTTOU instead of retiring a worker.
-		panic("supervisor: restore the SIGTTOU handler: " + err.Error())
-	}
-}
-
-// signalThisThread sends sig to the calling thread, which acts on it before
-// the system call returns: for a stop signal, the process stops there and
-// goes on when continued.
-func signalThisThread(sig syscall.Signal) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
 }
 
 // sigaction is the kernel's struct sigaction for rt_sigaction, as bytes:
@@ -132,16 +140,20 @@ func signalThisThread(sig syscall.Signal) {
 // ones; this is room enough for any).
 type sigaction [64]byte
 
-// kernelSigsetSize is the kernel's sigset_t, which rt_sigaction checks:
-// 64 signals (MIPS has 128; there the call fails and stopJob stops with
-// SIGSTOP instead).
-const kernelSigsetSize = 8
+// kernelSigsetSize is the size of the kernel's sigset_t, which
+// rt_sigaction checks: 64 signals, 128 on MIPS.
+func kernelSigsetSize() uintptr {
+	if strings.HasPrefix(runtime.GOARCH, "mips") {
+		return 16
+	}
+	return 8
+}
 
 // rtSigaction sets sig's action to act, saving the old one in old if
 // that is not nil.
 func rtSigaction(sig syscall.Signal, act, old *sigaction) error {
 	_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
-		uintptr(unsafe.Pointer(act)), uintptr(unsafe.Pointer(old)), kernelSigsetSize, 0, 0)
+		uintptr(unsafe.Pointer(act)), uintptr(unsafe.Pointer(old)), kernelSigsetSize(), 0, 0)
 	if errno != 0 {
 		return errno
 	}
