@@ -84,11 +84,18 @@ const (
 	// loop, it also proves the loop moves again.
 	StallEnd Kind = "stall-end"
 	// Stack: the worker's answer to SIGABRT, which the master sends a
-	// worker whose loop stalled past --timeout: Text is the loop
-	// goroutine's stack, trimmed to the stuck callback, as a JSON string
-	// (a message is one line). The worker ends itself right after.
+	// worker whose loop stalled past --timeout: Text is an AbortReport
+	// as JSON (a message is one line). The worker ends itself right after.
 	Stack Kind = "stack"
 )
+
+// AbortReport is what a worker says when aborted: what its loop was
+// running — the request, even with the blocked-loop detector off — and
+// the loop goroutine's stack, trimmed to the stuck callback.
+type AbortReport struct {
+	Label string `json:"label,omitempty"` // e.g. "GET / (request 42)"
+	Stack string `json:"stack"`
+}
 
 // LoopStats rides on every Beat (as JSON in Msg.Text): what the loop has
 // done, for `demo status`. Stall figures come from the worker's own

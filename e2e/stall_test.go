@@ -87,6 +87,23 @@ func TestWorkerTimeoutIsOneEntry(t *testing.T) {
 	}
 }
 
+// TestWorkerTimeoutNamesTheRequestWithTheDetectorOff: with
+// --slow-callback 0 nothing reports the stall before --timeout, and the
+// entry still names the request, from the worker's answer to SIGABRT.
+func TestWorkerTimeoutNamesTheRequestWithTheDetectorOff(t *testing.T) {
+	t.Parallel()
+	ext := startExternal(t, 3*time.Second)
+	p, base := startServe(t, "--mode", "mixed", "--external", ext, "--calls", "1", "--timeout", "1s", "--slow-callback", "0")
+	stuck := getAsync(base + "/")
+	_, m := p.waitLine(regexp.MustCompile(`ERROR WORKER TIMEOUT \(pid:\d+\) worker 1/1: event loop blocked for \d+\.\ds \(--timeout 1s\)(.*); killed`), 0, 10*time.Second)
+	if !regexp.MustCompile(`^ by GET / \(request [0-9a-f-]{36}\)$`).MatchString(m[1]) {
+		t.Errorf("the entry says %q after the timeout, want \" by GET / (request ID)\"", m[1])
+	}
+	if res := <-stuck; res.err == nil && res.status < 500 {
+		t.Errorf("the request on the aborted worker got %d", res.status)
+	}
+}
+
 // TestStallToldOnceAndAgreed: a loop blocked for 6 s by one request. While
 // it lasts, `demo status` says the worker is blocked and shows the request
 // in flight on its connection (not the counts from before it), and

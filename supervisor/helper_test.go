@@ -362,7 +362,7 @@ func testWorker(args []string) int {
 		signal.Notify(aborts, syscall.SIGABRT)
 		go func() {
 			<-aborts
-			stack, _ := json.Marshal("goroutine 1 [sleep]:\ntime.Sleep\n\t/usr/local/go/src/runtime/time.go:300\ndemo/supervisor.testWorker.func2\n\t/work/supervisor/helper_test.go:1\n… 3 frames: the event loop and what started it")
+			stack, _ := json.Marshal(contract.AbortReport{Label: "GET /block (request 1)", Stack: "goroutine 1 [sleep]:\ntime.Sleep\n\t/usr/local/go/src/runtime/time.go:300\ndemo/supervisor.testWorker.func2\n\t/work/supervisor/helper_test.go:1\n… 3 frames: the event loop and what started it"})
 			sendText(contract.Stack, 0, string(stack))
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}()

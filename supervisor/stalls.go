@@ -112,16 +112,21 @@ func (s *supervisor) abort(c *child, now time.Time) {
 
 // stackReceived handles a contract.Stack: the worker's answer to SIGABRT.
 func (s *supervisor) stackReceived(c *child, now time.Time, msg contract.Msg) {
-	var stack string
-	if err := json.Unmarshal([]byte(msg.Text), &stack); err != nil {
-		stack = ""
+	var report contract.AbortReport
+	if err := json.Unmarshal([]byte(msg.Text), &report); err != nil {
+		report = contract.AbortReport{}
 	}
 	if c.abortedAt.IsZero() {
 		// Someone else sent it SIGABRT; it ends itself now.
-		s.log.Warn(entry(fmt.Sprintf("worker %s [%d] received SIGABRT; its event loop goroutine:", c.name(), c.pid), stack))
+		s.log.Warn(entry(fmt.Sprintf("worker %s [%d] received SIGABRT; its event loop goroutine:", c.name(), c.pid), report.Stack))
 		return
 	}
-	s.timedOut(c, now, stack, "")
+	if c.stallLabel == "" {
+		// The detector is off, or had not reported yet: the worker's own
+		// word for what its loop runs.
+		c.stallLabel = report.Label
+	}
+	s.timedOut(c, now, report.Stack, "")
 }
 
 // timedOut writes the WORKER TIMEOUT entry, once, and kills c.

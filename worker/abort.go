@@ -44,11 +44,12 @@ func watchAbort(loop *eventloop.Loop, status *statusPipe, log *zap.Logger, stop 
 	_ = unix.Kill(os.Getpid(), unix.SIGKILL)
 }
 
-// stackMsg is the loop's stack as a contract.Stack message, with as many
-// frames as fit in one.
+// stackMsg is what the loop runs and its stack as a contract.Stack
+// message, with as many frames as fit in one.
 func stackMsg(loop *eventloop.Loop) contract.Msg {
+	label := loop.Label()
 	for frames := abortFrames; ; frames-- {
-		text, _ := json.Marshal(loop.LoopStack(frames))
+		text, _ := json.Marshal(contract.AbortReport{Label: label, Stack: loop.LoopStack(frames)})
 		// Encode would cut a longer text, and a cut JSON string is no
 		// string at all: drop frames instead.
 		if len(text)+len(contract.Stack)+8 < contract.MaxMsg || frames <= 1 {

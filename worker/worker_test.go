@@ -443,10 +443,14 @@ func TestAbortSendsTheLoopStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := m.waitKind(contract.Stack, 5*time.Second)
-	var stack string
-	if err := json.Unmarshal([]byte(msgs[len(msgs)-1].Text), &stack); err != nil {
+	var report contract.AbortReport
+	if err := json.Unmarshal([]byte(msgs[len(msgs)-1].Text), &report); err != nil {
 		t.Fatalf("stack message %q: %v", msgs[len(msgs)-1].Text, err)
 	}
+	if !strings.HasPrefix(report.Label, "GET / (request ") {
+		t.Errorf("the aborted worker says its loop ran %q, want GET / and its request", report.Label)
+	}
+	stack := report.Stack
 	lines := strings.Split(stack, "\n")
 	if !strings.HasPrefix(lines[0], "goroutine ") || len(lines) > 2*abortFrames+4 {
 		t.Errorf("stack of %d lines, want the loop goroutine's, trimmed:\n%s", len(lines), stack)
