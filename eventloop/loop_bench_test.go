@@ -31,6 +31,8 @@ import (
 //	go test ./eventloop -run XXX -bench Loop -benchmem -cpuprofile cpu.out
 //	go tool pprof -top -tagfocus role=loop eventloop.test cpu.out
 //
+// The loop runs the blocked-loop detector as a worker does by default.
+//
 // Besides ns/op (wall time per request, clients included) each reports
 // loop-ns/req: CPU time of the loop's own thread per request, the in-process
 // twin of demo bench's requests per server CPU-second. (BenchmarkServer-
@@ -79,6 +81,9 @@ func startLoopServer(tb testing.TB, external string, calls int) *loopServer {
 			l.Close()
 		}
 	})
+	// The blocked-loop detector, on as in a worker by default
+	// (--slow-callback 100ms): its bookkeeping is part of every callback.
+	l.Watch(eventloop.WatchConfig{Threshold: 100 * time.Millisecond, Report: func(eventloop.Stall) {}})
 	cl := client.New(l, client.Config{})
 	routes := map[string]eventloop.Handler{
 		"/healthcheck": func(w *eventloop.ResponseWriter, _ *eventloop.Request) {
