@@ -88,7 +88,8 @@ type Loop struct {
 
 	// Step, when set, is called around every callback the loop runs (begin
 	// true before, false after). Watch installs it to detect stalls.
-	Step func(begin bool)
+	Step     func(begin bool)
+	watchdog *watchdog // installed by Watch; nil without one
 
 	gid   atomic.Int64           // the loop goroutine's id, for reading its stack
 	label atomic.Pointer[string] // what the current callback is doing (Annotate)

@@ -33,24 +33,45 @@ type WatchConfig struct {
 
 // Watch starts a watchdog beside the loop that notices callbacks running
 // longer than cfg.Threshold. Call it before Run. The bookkeeping on the
-// loop is a clock read and a few atomic stores per callback; the stack
-// is only read once a stall is found.
+// loop is a clock read and a few atomic operations per callback; the stack
+// is only read once a stall is found. While the loop waits for events the
+// watchdog sleeps: an idle worker's watchdog costs nothing.
 func (l *Loop) Watch(cfg WatchConfig) {
 	if cfg.Repeat <= 0 {
 		cfg.Repeat = 5 * time.Second
 	}
-	w := &watchdog{loop: l, cfg: cfg}
+	w := &watchdog{loop: l, cfg: cfg, wake: make(chan struct{}, 1), ended: make(chan struct{}, 1)}
 	l.Step = w.step
+	l.watchdog = w
 	l.Go(w.run)
 }
 
+// The watchdog does not poll. It reads which callback runs and since when,
+// and sleeps until that one would have run for the threshold: a callback
+// that ends before then costs it nothing, and a stall is reported the
+// moment it reaches the threshold. Finding no callback running, it parks,
+// and the next callback to begin wakes it — the only time the loop itself
+// does more than store a word and load another, at most once per
+// threshold however busy the loop is, since after a wake-up the watchdog
+// waits a threshold before it parks again.
 type watchdog struct {
 	loop  *Loop
 	cfg   WatchConfig
 	start atomic.Int64  // Unix nanoseconds the running callback began; 0 between callbacks
 	seq   atomic.Uint64 // counts callbacks, so the watchdog can tell one stall from the next
+	// parked is set by the watchdog before it waits on wake, and cleared
+	// by whoever clears it first: the loop, which then sends the one
+	// wake-up, or the watchdog itself, having seen a callback begin.
+	parked atomic.Bool
+	wake   chan struct{} // capacity 1: the loop never waits on it
+	// ended tells a watchdog waiting for a stall's next reminder that the
+	// stall is over, so that it watches the callback after it. Capacity 1;
+	// a stale token costs one look.
+	ended chan struct{}
 
 	lastEnd int64 // loop goroutine only: when the previous callback ended
+
+	wakeups atomic.Uint64 // times the watchdog woke up (a test reads it)
 }
 
 // step brackets every callback (the Loop's Step hook, loop goroutine). It
@@ -63,6 +84,12 @@ func (w *watchdog) step(begin bool) {
 	if begin {
 		w.seq.Add(1)
 		w.start.Store(max(w.lastEnd, w.loop.now.UnixNano()))
+		// Stored start, then loaded parked; park stores parked, then loads
+		// start: one of the two sees the other, so a callback never runs
+		// unwatched (sync/atomic is sequentially consistent).
+		if w.parked.Load() && w.parked.CompareAndSwap(true, false) {
+			w.wake <- struct{}{}
+		}
 		return
 	}
 	now := time.Now().UnixNano()
@@ -70,36 +97,97 @@ func (w *watchdog) step(begin bool) {
 	d := time.Duration(now - w.start.Swap(0))
 	if d >= w.cfg.Threshold {
 		w.cfg.Report(Stall{Label: w.loop.Label(), Duration: d, Done: true})
+		select {
+		case w.ended <- struct{}{}:
+		default: // one is pending already
+		}
 	}
 }
 
-// run polls the running callback's age a few times per threshold.
+// running returns the running callback's number and start, consistent
+// with each other; start is 0 when none runs.
+func (w *watchdog) running() (seq uint64, start int64) {
+	for {
+		seq = w.seq.Load()
+		start = w.start.Load()
+		if w.seq.Load() == seq {
+			return seq, start
+		}
+	}
+}
+
+// run sleeps until the running callback reaches the threshold (or, once
+// reported, until the next reminder is due or the stall ends), and while
+// none runs, until one begins.
 func (w *watchdog) run() {
-	tick := time.NewTicker(max(w.cfg.Threshold/4, time.Millisecond))
-	defer tick.Stop()
+	done := w.loop.Context().Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	var warned uint64 // seq of the stall last reported
 	var lastReport time.Time
+	// woken: the last wait ended because a callback began. Finding the
+	// loop idle then, the watchdog waits a threshold before it parks
+	// again: a loop that often waits briefly for events between short
+	// callbacks would otherwise have to wake it nearly every time.
+	woken := false
 	for {
-		select {
-		case <-w.loop.Context().Done():
-			return
-		case now := <-tick.C:
-			seq := w.seq.Load()
-			start := w.start.Load()
-			if start == 0 || w.seq.Load() != seq {
-				continue // idle, or a new callback began while we looked
+		now := time.Now() // before the look: a callback that begins after it is due after now+Threshold
+		seq, start := w.running()
+		var due time.Time
+		switch {
+		case start != 0 && seq == warned:
+			due = lastReport.Add(w.cfg.Repeat)
+		case start != 0:
+			due = time.Unix(0, start).Add(w.cfg.Threshold)
+		case woken:
+			due = now.Add(w.cfg.Threshold)
+		default:
+			if !w.park() {
+				return
 			}
-			d := now.Sub(time.Unix(0, start))
-			if d < w.cfg.Threshold || (seq == warned && now.Sub(lastReport) < w.cfg.Repeat) {
-				continue
-			}
-			culprit := ""
-			if seq != warned {
-				culprit = culpritOf(goroutineStack(w.loop.gid.Load()), projectPrefix, loopPrefix)
-			}
-			warned, lastReport = seq, now
-			w.cfg.Report(Stall{Label: w.loop.Label(), Duration: d, Culprit: culprit})
+			woken = true
+			continue
 		}
+		woken = false
+		if wait := due.Sub(now); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-done:
+				return
+			case <-timer.C:
+				w.wakeups.Add(1)
+			case <-w.ended:
+				w.wakeups.Add(1)
+				timer.Stop()
+			}
+			continue // the callback may have ended meanwhile: look again
+		}
+		culprit := ""
+		if seq != warned {
+			culprit = culpritOf(goroutineStack(w.loop.gid.Load()), projectPrefix, loopPrefix)
+		}
+		warned, lastReport = seq, now
+		w.cfg.Report(Stall{Label: w.loop.Label(), Duration: now.Sub(time.Unix(0, start)), Culprit: culprit})
+	}
+}
+
+// park waits until a callback begins; false means the loop is closed.
+func (w *watchdog) park() bool {
+	w.parked.Store(true)
+	if w.start.Load() != 0 {
+		// A callback began after running looked, maybe before parked was
+		// set: look again instead, unless the loop already took the wake-up.
+		if w.parked.CompareAndSwap(true, false) {
+			return true
+		}
+	}
+	select {
+	case <-w.loop.Context().Done():
+		return false
+	case <-w.wake:
+		w.wakeups.Add(1)
+		return true
 	}
 }
 

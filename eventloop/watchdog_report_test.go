@@ -102,3 +102,132 @@ func TestWatchReportsAStallWhileItLastsAndOnceWhenItEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleWatchdogSleeps: while the loop waits for events its watchdog
+// does not wake at all; short callbacks, each after the loop went idle,
+// wake it about twice per threshold, not once per callback; and a stall
+// that begins while it sleeps is still reported while the loop is blocked.
+func TestIdleWatchdogSleeps(t *testing.T) {
+	const threshold = 20 * time.Millisecond
+	l, err := eventloop.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type report struct {
+		eventloop.Stall
+		at time.Time
+	}
+	reports := make(chan report, 16)
+	l.Watch(eventloop.WatchConfig{Threshold: threshold, Repeat: time.Minute, Report: func(s eventloop.Stall) {
+		reports <- report{s, time.Now()}
+	}})
+	stop := runLoop(t, l)
+	defer stop()
+	roundTrip := func() {
+		ran := make(chan struct{})
+		l.Post(func() { close(ran) })
+		<-ran
+	}
+	waitParked := func() {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for !l.WatchdogParked() {
+			if time.Now().After(deadline) {
+				t.Fatal("the watchdog of an idle loop did not park")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	roundTrip()
+	waitParked()
+
+	// Ten thresholds of idleness: polling at a quarter of the threshold
+	// woke 40 times.
+	before := l.WatchdogWakeups()
+	time.Sleep(10 * threshold)
+	if n := l.WatchdogWakeups() - before; n != 0 {
+		t.Errorf("the watchdog of an idle loop woke %d times in %v", n, 10*threshold)
+	}
+
+	before = l.WatchdogWakeups()
+	callbacks := 0
+	start := time.Now()
+	for time.Since(start) < 10*threshold {
+		roundTrip()
+		callbacks++
+	}
+	elapsed := time.Since(start)
+	limit := 4*uint64(elapsed/threshold) + 4
+	if n := l.WatchdogWakeups() - before; n > limit {
+		t.Errorf("%d callbacks in %v woke the watchdog %d times, want at most %d", callbacks, elapsed, n, limit)
+	}
+
+	waitParked()
+	returned := make(chan time.Time, 1)
+	l.Post(func() {
+		l.Annotate("GET /late")
+		sleepyHandler(8 * threshold)
+		returned <- time.Now()
+	})
+	first := <-reports
+	end := <-returned
+	if first.Done || !first.at.Before(end) {
+		t.Fatalf("the first report %+v came after the callback returned", first.Stall)
+	}
+	if first.Label != "GET /late" || !strings.Contains(first.Culprit, "sleepyHandler → time.Sleep") || first.Duration < threshold {
+		t.Errorf("first report %+v; want GET /late, sleepyHandler → time.Sleep, at least %v", first.Stall, threshold)
+	}
+	if last := <-reports; !last.Done || last.Duration < 8*threshold {
+		t.Errorf("final report %+v, want Done after at least %v", last.Stall, 8*threshold)
+	}
+}
+
+// TestWatchReportsAStallRightAfterAnother: a stall that begins just after a
+// reported one ended is reported at its own threshold, not when the first
+// one's reminder would have been due.
+func TestWatchReportsAStallRightAfterAnother(t *testing.T) {
+	const threshold = 20 * time.Millisecond
+	l, err := eventloop.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type report struct {
+		eventloop.Stall
+		at time.Time
+	}
+	reports := make(chan report, 16)
+	l.Watch(eventloop.WatchConfig{Threshold: threshold, Repeat: time.Minute, Report: func(s eventloop.Stall) {
+		reports <- report{s, time.Now()}
+	}})
+	stop := runLoop(t, l)
+	defer stop()
+	returned := make(chan time.Time, 2)
+	for _, label := range []string{"GET /first", "GET /second"} {
+		l.Post(func() {
+			l.Annotate(label)
+			sleepyHandler(8 * threshold)
+			returned <- time.Now()
+		})
+	}
+	var got []report
+	for len(got) < 4 {
+		select {
+		case r := <-reports:
+			got = append(got, r)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%d reports for two stalls, want 4: %+v", len(got), got)
+		}
+	}
+	firstEnd, secondEnd := <-returned, <-returned
+	want := []struct {
+		label string
+		done  bool
+		by    time.Time
+	}{{"GET /first", false, firstEnd}, {"GET /first", true, secondEnd}, {"GET /second", false, secondEnd}, {"GET /second", true, time.Time{}}}
+	for i, w := range want {
+		r := got[i]
+		if r.Label != w.label || r.Done != w.done || (!w.by.IsZero() && !r.at.Before(w.by)) {
+			t.Errorf("report %d: %+v at %v; want %s, done %v, before %v", i, r.Stall, r.at, w.label, w.done, w.by)
+		}
+	}
+}
