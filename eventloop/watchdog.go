@@ -52,8 +52,8 @@ func (l *Loop) Watch(cfg WatchConfig) {
 // moment it reaches the threshold. Finding no callback running, it parks,
 // and the next callback to begin wakes it — the only time the loop itself
 // does more than store a word and load another, at most once per
-// threshold however busy the loop is, since after a wake-up the watchdog
-// waits a threshold before it parks again.
+// threshold however busy the loop is, since the watchdog parks again at
+// once only after a park of a threshold or more.
 type watchdog struct {
 	loop  *Loop
 	cfg   WatchConfig
@@ -126,11 +126,12 @@ func (w *watchdog) run() {
 	defer timer.Stop()
 	var warned uint64 // seq of the stall last reported
 	var lastReport time.Time
-	// woken: the last wait ended because a callback began. Finding the
-	// loop idle then, the watchdog waits a threshold before it parks
-	// again: a loop that often waits briefly for events between short
-	// callbacks would otherwise have to wake it nearly every time.
-	woken := false
+	// hold: the watchdog was parked for less than a threshold. Finding
+	// the loop idle then, it waits a threshold before it parks again: a
+	// loop that waits briefly for events between short callbacks would
+	// otherwise have to wake it nearly every time. After a longer park
+	// (an idle worker's heartbeat) it parks again at once.
+	hold := false
 	for {
 		now := time.Now() // before the look: a callback that begins after it is due after now+Threshold
 		seq, start := w.running()
@@ -140,16 +141,16 @@ func (w *watchdog) run() {
 			due = lastReport.Add(w.cfg.Repeat)
 		case start != 0:
 			due = time.Unix(0, start).Add(w.cfg.Threshold)
-		case woken:
+		case hold:
 			due = now.Add(w.cfg.Threshold)
 		default:
 			if !w.park() {
 				return
 			}
-			woken = true
+			hold = time.Since(now) < w.cfg.Threshold
 			continue
 		}
-		woken = false
+		hold = false
 		if wait := due.Sub(now); wait > 0 {
 			timer.Reset(wait)
 			select {
