@@ -406,6 +406,9 @@ func (c *conn) dispatch(body []byte) {
 			c.x = nil
 		}
 	}()
+	if s.cfg.Trace != nil {
+		s.cfg.Trace(TraceEvent{Kind: TraceRequest, Remote: c.remote, N: c.requests, Request: &x.r})
+	}
 	s.handler(w, &x.r)
 }
 
@@ -498,6 +501,9 @@ func (c *conn) close() {
 		}
 		unix.Close(c.fd)
 		c.fd = -1
+		if s.cfg.Trace != nil {
+			s.cfg.Trace(TraceEvent{Kind: TraceConnLost, Remote: c.remote})
+		}
 	}
 	c.releaseBody()
 	c.in, c.out, c.off, c.outOff, c.wait = nil, nil, 0, 0, false

@@ -107,6 +107,9 @@ func (w *ResponseWriter) Respond(status int, contentType string, body []byte) {
 	c.out = s.appendResponse(c.out, status, contentType, w.header, body,
 		w.req.Method == http.MethodHead, closing, keepAlive10)
 	c.queued()
+	if s.cfg.Trace != nil {
+		s.traceResponse(c, w.req, status, len(body))
+	}
 	s.accessLog(c, w.req.Method, w.req.Target, w.req.Proto, status, w.req.Header)
 	if !c.dispatching && c.fd >= 0 {
 		c.advance()

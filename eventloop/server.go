@@ -94,6 +94,11 @@ type ServerConfig struct {
 	// ErrorLog, if set, receives unexpected socket errors and handler
 	// panics; misbehaving clients are not reported here.
 	ErrorLog func(msg string, err error)
+	// Trace, if set, is called on the loop at each step of TraceKind:
+	// connections made and lost, requests handed to the handler and
+	// their responses. Requests refused before the handler (400, 503)
+	// have no steps, as in Uvicorn.
+	Trace func(TraceEvent)
 }
 
 func (c *ServerConfig) setDefaults() {
@@ -397,6 +402,9 @@ func (s *Server) newConn(fd int, sa unix.Sockaddr) {
 	}
 	s.conns[c] = struct{}{}
 	c.setState(stateNew)
+	if s.cfg.Trace != nil {
+		s.cfg.Trace(TraceEvent{Kind: TraceConnMade, Remote: c.remote})
+	}
 }
 
 // forget drops a connection that is closed and has no handler pending.
