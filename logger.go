@@ -31,7 +31,7 @@ func newLogger(c *cli.Context, name string, batch time.Duration) (*logs.Logger, 
 // logFlags are every command's logging flags.
 func logFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "log-level", Value: "info", Category: catLogs, Usage: strings.Join(logs.Levels, ", ") + " (demo has nothing below debug, and logs nothing at critical)"},
+		&cli.StringFlag{Name: "log-level", Value: "info", Category: catLogs, Usage: strings.Join(logs.Levels, ", ") + " (trace adds each worker's connections and requests, step by step; demo logs nothing at critical)"},
 		&cli.StringFlag{Name: "log-format", Value: "console", Category: catLogs, Usage: "console (uvicorn's lines) or json (one object per line, for tools)"},
 	}
 }

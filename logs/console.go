@@ -47,11 +47,23 @@ func encoderConfig() zapcore.EncoderConfig {
 		NameKey:          "logger",
 		MessageKey:       "msg",
 		LineEnding:       "\n",
-		EncodeLevel:      zapcore.CapitalLevelEncoder,
+		EncodeLevel:      encodeLevel,
 		EncodeTime:       zapcore.TimeEncoderOfLayout(consoleTimeLayout),
 		EncodeDuration:   zapcore.StringDurationEncoder,
 		ConsoleSeparator: " ",
 	}
+}
+
+// levelName is zap's name of level in capitals, and TRACE for TraceLevel.
+func levelName(level zapcore.Level) string {
+	if level == TraceLevel {
+		return "TRACE"
+	}
+	return level.CapitalString()
+}
+
+func encodeLevel(level zapcore.Level, enc zapcore.PrimitiveArrayEncoder) {
+	enc.AppendString(levelName(level))
 }
 
 // consoleCore is the console logger's core with a direct path for the plain
@@ -120,7 +132,7 @@ func newConsoleEncoder(cfg zapcore.EncoderConfig) zapcore.Encoder {
 	zapEnc := zapcore.NewConsoleEncoder(cfg)
 	fast := &consoleEncoder{Encoder: zapEnc, buffers: buffer.NewPool()}
 	at := time.Date(2021, 7, 7, 20, 8, 57, 962_345_678, time.Local)
-	for _, level := range []zapcore.Level{zap.DebugLevel, zap.InfoLevel, zap.WarnLevel, zap.ErrorLevel} {
+	for _, level := range []zapcore.Level{TraceLevel, zap.DebugLevel, zap.InfoLevel, zap.WarnLevel, zap.ErrorLevel} {
 		for _, name := range []string{"", "worker-1[123]"} {
 			ent := zapcore.Entry{Level: level, Time: at, LoggerName: name, Message: `1 - "GET / HTTP/1.1" 200`}
 			want, err1 := zapEnc.EncodeEntry(ent, nil)
@@ -155,7 +167,7 @@ func (e *consoleEncoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) 
 		}
 		b.AppendByte(f.sep)
 	}
-	b.AppendString(ent.Level.CapitalString())
+	b.AppendString(levelName(ent.Level))
 	if ent.LoggerName != "" {
 		b.AppendByte(' ')
 		b.AppendString(ent.LoggerName)

@@ -70,11 +70,11 @@ func TestConsoleEncoderWritesZapsBytes(t *testing.T) {
 		t.Fatalf("got %T: the fast encoder failed its own check", fast)
 	}
 	var zapOut, fastOut bytes.Buffer
-	zapCore := zapcore.NewCore(zapcore.NewConsoleEncoder(encoderConfig()), zapcore.AddSync(&zapOut), zap.DebugLevel)
-	fastCore := zapcore.NewCore(fast, zapcore.AddSync(&fastOut), zap.DebugLevel)
+	zapCore := zapcore.NewCore(zapcore.NewConsoleEncoder(encoderConfig()), zapcore.AddSync(&zapOut), TraceLevel)
+	fastCore := zapcore.NewCore(fast, zapcore.AddSync(&fastOut), TraceLevel)
 	n := 0
 	for _, at := range logTimes {
-		for _, level := range []zapcore.Level{zap.DebugLevel, zap.InfoLevel, zap.WarnLevel, zap.ErrorLevel} {
+		for _, level := range []zapcore.Level{TraceLevel, zap.DebugLevel, zap.InfoLevel, zap.WarnLevel, zap.ErrorLevel} {
 			for _, name := range logNames {
 				for _, msg := range logMessages {
 					ent := zapcore.Entry{Level: level, Time: at, LoggerName: name, Message: msg}

@@ -43,12 +43,18 @@ func ParseFormat(s string) (Format, error) {
 // detailed first.
 var Levels = []string{"trace", "debug", "info", "warning", "error", "critical"}
 
-// ParseLevel accepts Uvicorn's level names. demo has nothing finer than its
-// debug lines, so trace shows what debug does; it logs nothing at
-// critical, so critical shows nothing but what main prints on the way out.
+// TraceLevel is below zap's debug, as Uvicorn's TRACE (5) is below
+// logging.DEBUG: a worker's connections and requests, step by step. Lines
+// at it say TRACE.
+const TraceLevel = zap.DebugLevel - 1
+
+// ParseLevel accepts Uvicorn's level names. demo logs nothing at critical,
+// so critical shows nothing but what main prints on the way out.
 func ParseLevel(s string) (zapcore.Level, error) {
 	switch s {
-	case "trace", "debug":
+	case "trace":
+		return TraceLevel, nil
+	case "debug":
 		return zap.DebugLevel, nil
 	case "info":
 		return zap.InfoLevel, nil
