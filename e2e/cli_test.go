@@ -130,7 +130,8 @@ func TestGunicornSpellings(t *testing.T) {
 }
 
 // TestLogLevelCriticalAndTrace: critical logs nothing (demo has nothing
-// that bad to say); trace logs what debug does.
+// that bad to say); trace logs what debug does and each connection's and
+// request's steps, as Uvicorn's trace level does.
 func TestLogLevelCriticalAndTrace(t *testing.T) {
 	t.Parallel()
 	f, port := listenerFile(t)
@@ -146,11 +147,23 @@ func TestLogLevelCriticalAndTrace(t *testing.T) {
 		t.Errorf("--log-level critical logged:\n%s", out)
 	}
 
-	q, _ := startServe(t, "--mode", "async", "--log-level", "trace")
+	q, url := startServe(t, "--mode", "async", "--log-level", "trace")
 	q.waitLine(regexp.MustCompile(` DEBUG Child process \[\d+\] ready`), 0, 5*time.Second)
 	argv := strings.Join(workerArgv(t, onlyChild(t, q)), " ")
 	if !strings.Contains(argv, "--log-level trace") {
 		t.Errorf("worker argv %q", argv)
+	}
+	if r := get(url + "/healthcheck"); r.status != 200 {
+		t.Fatalf("GET /healthcheck: %d %v", r.status, r.err)
+	}
+	from := 0
+	for _, step := range []string{
+		`HTTP connection made`,
+		`request 1 to the app: GET /healthcheck HTTP/1\.1`,
+		`response 1 from the app: 200, 15 bytes of body`,
+		`HTTP connection lost`,
+	} {
+		from, _ = q.waitLine(regexp.MustCompile(` TRACE worker-1\[\d+\] 127\.0\.0\.1:\d+ - `+step+`$`), from, 5*time.Second)
 	}
 }
 

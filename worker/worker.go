@@ -113,6 +113,7 @@ func Run(cfg Config) error {
 	srvCfg := app.serverConfig()
 	srvCfg.ExclusiveListener = ln.owned
 	srvCfg.EpollExclusive = cfg.EpollExclusive && !ln.owned
+	srvCfg.Trace = app.traceHook()
 	srv, err := eventloop.NewServer(loop, ln.fd, srvCfg, app.serve)
 	if err != nil {
 		return &StartupError{err}
