@@ -102,8 +102,14 @@ func (c *conn) step() bool {
 		bodyLen = end
 	case c.bodySize > 0:
 		if int64(len(rest)) < c.bodySize {
+			// The buffer is made to hold the whole body (reserve): that,
+			// not what arrived so far, is what the worker's memory gives
+			// it, and what counts against MaxBufferedBodyBytes.
+			if c.awaitBody(int(c.bodySize)) {
+				return true
+			}
 			c.reserve(c.hdrLen + int(c.bodySize))
-			return c.awaitBody(len(rest))
+			return false
 		}
 		bodyLen = int(c.bodySize)
 	}
@@ -138,10 +144,11 @@ func (c *conn) parseHead(block []byte) (int, string) {
 	return c.parseNetHTTP(block, c.x)
 }
 
-// awaitBody notes that the request's body has held bytes so far, and asks
-// for the rest (100 Continue) unless that would take the server's buffered
-// bodies past MaxBufferedBodyBytes: then the request gets 503. It reports
-// what step reports.
+// awaitBody notes that the request's body holds held bytes of the
+// worker's memory (received so far, or the buffer made for all of it), and
+// asks for the rest (100 Continue) unless that would take the server's
+// buffered bodies past MaxBufferedBodyBytes: then the request gets 503. It
+// reports what step reports.
 func (c *conn) awaitBody(held int) bool {
 	s := c.s
 	if s.bodyBytes-c.bodyHeld+int64(held) > s.cfg.MaxBufferedBodyBytes {
