@@ -33,7 +33,7 @@ func benchCommand() *cli.Command {
 			"Scenarios: throughput (keep-alive /healthcheck), pipelined, capacity (one async worker\n" +
 			"holding --capacity slow requests), scaling (--workers 2 against 1, for each way of sharing\n" +
 			"the port), startup (ready and worker replacement times), costs (access log and blocked-loop\n" +
-			"detector on vs off; not run by default).",
+			"detector on vs off, in many short interleaved rounds; not run by default).",
 		OnUsageError: usageError,
 		// The only subcommand is the hidden probe process: no `help` entry.
 		HideHelpCommand: true,
@@ -60,6 +60,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "new-conns", Value: 3000, Usage: "scaling: new connections, one request each, arriving steadily, to see how each setup spreads them (0 skips)"},
 			&cli.DurationFlag{Name: "new-conns-over", Value: 2 * time.Second, Usage: "scaling: how long the arrival of --new-conns takes"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "startup: measurements of start-up and worker replacement"},
+			&cli.IntFlag{Name: "cost-rounds", Value: 20, Usage: "costs: rounds, each loading every server once in turn; the cost is the median of the rounds' own ratios"},
+			&cli.DurationFlag{Name: "cost-round", Value: time.Second, Usage: "costs: load per server and round (wrk rounds to whole seconds)"},
 			&cli.BoolFlag{Name: "check", Usage: "exit 1 when a target is missed (one against a peer that could not run is not measured, and does not count)"},
 		},
 		Action: runBench,
@@ -99,6 +101,8 @@ func runBench(c *cli.Context) error {
 		NewConns:      c.Int("new-conns"),
 		NewConnsOver:  c.Duration("new-conns-over"),
 		Rounds:        c.Int("rounds"),
+		CostRounds:    c.Int("cost-rounds"),
+		CostRound:     c.Duration("cost-round"),
 		Out:           os.Stdout,
 		Log:           os.Stderr,
 	}

@@ -35,7 +35,7 @@ const (
 	Capacity   = "capacity"   // one async worker holding many slow requests
 	Scaling    = "scaling"    // two workers against one
 	Startup    = "startup"    // serve --workers 4 ready; a killed worker replaced
-	Costs      = "costs"      // access log + blocked-loop detector on vs off (not run by default)
+	Costs      = "costs"      // access log + blocked-loop detector on vs off, in interleaved rounds (not run by default)
 )
 
 // AllScenarios lists every scenario; DefaultScenarios those run by default.
@@ -85,6 +85,9 @@ type Config struct {
 
 	Rounds int // start-up measurements
 
+	CostRounds int           // costs: rounds, each visiting every server once
+	CostRound  time.Duration // costs: load per server and round
+
 	Out io.Writer // the report
 	Log io.Writer // progress, one line per step
 }
@@ -94,6 +97,8 @@ const (
 	maxCapacity = 50000
 	maxNewConns = 50000
 	maxRounds   = 20
+
+	maxCostRounds = 500
 )
 
 // ParseScenarios reads a comma-separated list of scenario names.
@@ -152,6 +157,10 @@ func (c *Config) Validate() error {
 		return errors.New("--new-conns-over must be positive and at most 1m")
 	case c.Rounds < 1 || c.Rounds > maxRounds:
 		return fmt.Errorf("--rounds must be 1 to %d", maxRounds)
+	case c.has(Costs) && (c.CostRounds < 1 || c.CostRounds > maxCostRounds):
+		return fmt.Errorf("--cost-rounds must be 1 to %d", maxCostRounds)
+	case c.has(Costs) && (c.CostRound <= 0 || c.CostRound > maxLoadDuration):
+		return fmt.Errorf("--cost-round must be positive and at most %v", maxLoadDuration)
 	case c.Nginx && strings.TrimSpace(strings.Join(c.NginxBins, "")) == "":
 		return errors.New("--nginx-bin: no name or path to look for nginx as (--nginx=false skips it)")
 	}
@@ -187,12 +196,14 @@ type runner struct {
 	rows     []measurement
 	setups   []socketSetup          // scaling: the --workers 2 setups measured, in order
 	spreads  map[string][]spreadRun // scaling: new-connection runs per server name
+	costs    *costResult
 	capacity *capacityResult
 	startup  *startupResult
 	notes    []string
 	targets  [][3]string // mark, what, measured: filled by render
 
 	missing   []peerMiss        // peers that could not run, and why
+	nginx     *nginxLookup      // findNginx's answer, once asked
 	versions  map[string]string // row name → what ran, with versions
 	wireBytes map[string]int    // row name → bytes of its /healthcheck response
 }
@@ -227,6 +238,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		run  func(context.Context) error
 	}{
 		{cfg.has(Throughput) || cfg.has(Pipelined) || cfg.has(Scaling) || cfg.has(Costs), r.runThroughput},
+		{cfg.has(Costs), r.runCosts},
 		{cfg.has(Capacity) && cfg.Capacity > 0, r.runCapacity},
 		{cfg.has(Startup), r.runStartup},
 	}

@@ -175,69 +175,79 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// nginxLookup is the answer of findNginx, asked once per run.
+type nginxLookup struct {
+	install nginxInstall
+	ok      bool
+}
+
+// findNginx finds nginx the first time it is asked, recording it among the
+// peers that could not run when it cannot.
+func (r *runner) findNginx(ctx context.Context) (nginxInstall, bool) {
+	if r.nginx == nil {
+		r.nginx = &nginxLookup{}
+		if !r.cfg.Nginx {
+			r.missPeer("nginx", "not asked for (--nginx=false)")
+		} else if n, why := findNginx(ctx, r.cfg.NginxBins); why != "" {
+			r.missPeer("nginx", why)
+		} else {
+			r.nginx.install, r.nginx.ok = n, true
+			r.versions[nginxName] = "nginx " + n.version + " (worker_processes 1 under its master, access_log off)"
+		}
+	}
+	return r.nginx.install, r.nginx.ok
+}
+
 // peerTargets finds (or builds) the peers and returns them as targets,
 // recording each one that cannot run. Peers take part in the keep-alive and
-// pipelined scenarios; nginx also in costs, with its access log on.
+// pipelined scenarios (nginx in costs too: see runCosts).
 func (r *runner) peerTargets(ctx context.Context) ([]target, error) {
 	c := &r.cfg
 	keep, pipe := c.has(Throughput), c.has(Pipelined)
-	if !keep && !pipe && !c.has(Costs) {
+	if !keep && !pipe {
 		return nil, nil
 	}
 	var ts []target
 
-	if !c.Nginx {
-		r.missPeer("nginx", "not asked for (--nginx=false)")
-	} else if n, why := findNginx(ctx, c.NginxBins); why != "" {
-		r.missPeer("nginx", why)
+	if n, ok := r.findNginx(ctx); ok {
+		ts = append(ts, target{name: nginxName, keepAlive: keep, pipelined: pipe, optional: true,
+			start: func(ctx context.Context) (*server, error) {
+				return startNginx(ctx, n, r.scratch, nginxName, c.Connections, false)
+			}})
+	}
+
+	if !c.Fasthttp {
+		r.missPeer("fasthttp", "not asked for (--fasthttp=false)")
+	} else if src, why := findFasthttpSource(c.FasthttpSrc, c.Bin); why != "" {
+		r.missPeer("fasthttp", why)
 	} else {
-		r.versions[nginxName] = "nginx " + n.version + " (worker_processes 1 under its master, access_log off)"
-		start := func(name string, accessLog bool) func(context.Context) (*server, error) {
-			return func(ctx context.Context) (*server, error) {
-				return startNginx(ctx, n, r.scratch, name, c.Connections, accessLog)
-			}
+		r.log("building the fasthttp peer (go build in %s)", src)
+		bin, err := goBuilder().build(ctx, src, c.CacheDir, r.scratch)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		ts = append(ts, target{name: nginxName, start: start(nginxName, false),
-			keepAlive: keep || c.has(Costs), pipelined: pipe, optional: true})
-		if c.has(Costs) {
-			ts = append(ts, target{name: nginxLogOnName, start: start(nginxLogOnName, true), keepAlive: true, optional: true})
+		if err != nil {
+			r.missPeer("fasthttp", err.Error())
+		} else {
+			ts = append(ts, target{name: fasthttpName, keepAlive: keep, pipelined: pipe, optional: true,
+				start: func(ctx context.Context) (*server, error) {
+					s, version, err := startFasthttp(ctx, bin)
+					if err == nil {
+						r.versions[fasthttpName] = version
+					}
+					return s, err
+				}})
 		}
 	}
 
-	if keep || pipe {
-		if !c.Fasthttp {
-			r.missPeer("fasthttp", "not asked for (--fasthttp=false)")
-		} else if src, why := findFasthttpSource(c.FasthttpSrc, c.Bin); why != "" {
-			r.missPeer("fasthttp", why)
-		} else {
-			r.log("building the fasthttp peer (go build in %s)", src)
-			bin, err := goBuilder().build(ctx, src, c.CacheDir, r.scratch)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if err != nil {
-				r.missPeer("fasthttp", err.Error())
-			} else {
-				ts = append(ts, target{name: fasthttpName, keepAlive: keep, pipelined: pipe, optional: true,
-					start: func(ctx context.Context) (*server, error) {
-						s, version, err := startFasthttp(ctx, bin)
-						if err == nil {
-							r.versions[fasthttpName] = version
-						}
-						return s, err
-					}})
-			}
-		}
-
-		if !c.Uvicorn {
-			r.missPeer("uvicorn", "not asked for (--uvicorn=false)")
-		} else if f, why := findUvicorn(ctx, c.Pythons); why != "" {
-			r.missPeer("uvicorn", why)
-		} else {
-			r.versions[f.name()] = f.versions + " (" + f.loop + ", " + f.http + ")"
-			ts = append(ts, target{name: f.name(), start: func(ctx context.Context) (*server, error) { return startUvicorn(ctx, f, r.scratch) },
-				keepAlive: keep, pipelined: pipe, optional: true})
-		}
+	if !c.Uvicorn {
+		r.missPeer("uvicorn", "not asked for (--uvicorn=false)")
+	} else if f, why := findUvicorn(ctx, c.Pythons); why != "" {
+		r.missPeer("uvicorn", why)
+	} else {
+		r.versions[f.name()] = f.versions + " (" + f.loop + ", " + f.http + ")"
+		ts = append(ts, target{name: f.name(), start: func(ctx context.Context) (*server, error) { return startUvicorn(ctx, f, r.scratch) },
+			keepAlive: keep, pipelined: pipe, optional: true})
 	}
 	return ts, nil
 }

@@ -13,7 +13,7 @@ import (
 func (r *runner) peerRows() []string {
 	var names []string
 	for _, m := range r.rows {
-		if m.kind != "demo" && !slices.Contains(names, m.server) && m.server != nginxLogOnName {
+		if m.kind != "demo" && !slices.Contains(names, m.server) {
 			names = append(names, m.server)
 		}
 	}
@@ -37,7 +37,11 @@ func (r *runner) renderPeerHeader(w io.Writer) {
 	}
 	t := newTable("", "")
 	t.align = []bool{false, false}
-	for _, name := range r.peerRows() {
+	names := r.peerRows()
+	if r.costs != nil && r.costs.has(nginxName) && !slices.Contains(names, nginxName) {
+		names = append(names, nginxName) // in the costs rounds only
+	}
+	for _, name := range names {
 		v := r.versions[name]
 		if r.kindOf(name) == "baseline" {
 			v = "net/http of " + runtime.Version() + " (built into demo: the hidden `demo baseline`)"
@@ -120,9 +124,6 @@ func (r *runner) peerFootnote(w io.Writer) {
 	if slices.Contains(r.peerRows(), nginxName) {
 		setup = append(setup, "nginx ×1: worker_processes 1 under its master (the CPU of both, as for demo's master and worker),")
 		setup = append(setup, "access_log off, keepalive_requests raised from 1,000 (demo never closes a busy keep-alive connection)")
-		if r.row(keepAlive, nginxLogOnName) != nil {
-			setup = append(setup, "and, in the access_log on row, logging to standard error in 64k buffers flushed every 20 ms, like demo's")
-		}
 	}
 	if slices.Contains(r.peerRows(), fasthttpName) {
 		setup = append(setup, "fasthttp: GOMAXPROCS=1, built from "+FasthttpDir+" (a module of its own)")

@@ -45,8 +45,10 @@ func (r *runner) render(w io.Writer) Report {
 		r.renderTable(w)
 		r.checkThroughput(check)
 		r.renderPeers(w, check, unmeasured)
-		r.renderCosts(w, check)
 		r.renderScaling(w, check)
+	}
+	if r.costs != nil {
+		r.renderCosts(w, check)
 	}
 	if c := r.capacity; c != nil {
 		renderCapacity(w, c, check)
@@ -155,10 +157,15 @@ func (r *runner) renderTable(w io.Writer) {
 	fmt.Fprintln(w, "each round's own ratio: rounds drift, runs within a round are seconds apart). req/CPU-s is requests per")
 	fmt.Fprintln(w, "second of the server's own CPU time (demo: master + workers, from /proc): the figure to compare, since")
 	fmt.Fprintln(w, "the load generator shares the machine. CPU 100% = one core.")
-	if r.row(keepAlive, demoAllOn) != nil || len(r.setups) > 0 {
-		fmt.Fprintln(w, "demo async ×1: --no-access-log, blocked-loop detector on (the keep-alive targets' configuration). all on:")
-		fmt.Fprintln(w, "access log and detector (demo serve's defaults). all off: --no-access-log --slow-callback 0. ×2 rows:")
-		fmt.Fprintln(w, "--no-access-log; shared: the master's socket; exclusive: the same with --epoll-exclusive; reuse-port: --reuse-port.")
+	if r.row(keepAlive, demoNetHTTP) != nil || len(r.setups) > 0 {
+		fmt.Fprintln(w, "demo async ×1: --no-access-log, blocked-loop detector on (the keep-alive targets' configuration).")
+		if r.row(keepAlive, demoNetHTTP) != nil {
+			fmt.Fprintln(w, "net/http parser: the same, every request parsed by net/http's ReadRequest (--http-parser net/http).")
+		}
+		if len(r.setups) > 0 {
+			fmt.Fprintln(w, "×2 rows: --no-access-log; shared: the master's socket; exclusive: the same with --epoll-exclusive;")
+			fmt.Fprintln(w, "reuse-port: --reuse-port.")
+		}
 	}
 	r.peerFootnote(w)
 	for i := range r.rows {
@@ -194,38 +201,6 @@ func (r *runner) checkThroughput(check func(bool, string, string)) {
 		}
 	}
 	check(bad == 0, "demo: zero non-2xx and zero errors under load", fmtInt(bad))
-}
-
-// renderCosts compares demo with everything on (access log and blocked-loop
-// detector: the defaults) against everything off, per CPU-second.
-func (r *runner) renderCosts(w io.Writer, check func(bool, string, string)) {
-	on, off, one := r.row(keepAlive, demoAllOn), r.row(keepAlive, demoAllOff), r.row(keepAlive, demoOne)
-	if on == nil || off == nil || on.fig.perCPU == 0 || off.fig.perCPU == 0 {
-		return
-	}
-	cost := 1 - ratio(on, off, perCPU)
-	fmt.Fprintf(w, "Costs: everything on (access log + blocked-loop detector, demo serve's defaults) vs everything off\n")
-	fmt.Fprintf(w, "(--no-access-log --slow-callback 0), keep-alive GET /healthcheck: %.1f%% fewer requests per CPU-second\n", 100*cost)
-	if one != nil && one.fig.perCPU > 0 {
-		fmt.Fprintf(w, "  access log alone ≈ %.1f%% (all on vs %s), detector alone ≈ %.1f%% (%s vs all off)\n",
-			100*(1-ratio(on, one, perCPU)), demoOne, 100*(1-ratio(one, off, perCPU)), demoOne)
-	}
-	fmt.Fprintln(w, "  request ids are made only by the app's / paths (/, /mixed, /all-async, /threadpool), never by")
-	fmt.Fprintln(w, "  /healthcheck: none is in this figure")
-	if ngOn, ngOff := r.row(keepAlive, nginxLogOnName), r.row(keepAlive, nginxName); ngOn != nil && ngOff != nil && ngOff.fig.perCPU > 0 {
-		fmt.Fprintf(w, "  for comparison, nginx's access log costs it %.1f%% (%s vs %s)\n", 100*(1-ratio(ngOn, ngOff, perCPU)), nginxLogOnName, nginxName)
-	}
-	if ref := r.row(keepAlive, demoNetHTTP); ref != nil && one != nil && ref.fig.perCPU > 0 {
-		fmt.Fprintf(w, "  the server's own request parser: %.2f× the requests per CPU-second of net/http's ReadRequest (%s vs %s)",
-			ratio(one, ref, perCPU), demoOne, demoNetHTTP)
-		if refP, oneP := r.row(r.pipelinedLabel(), demoNetHTTP), r.row(r.pipelinedLabel(), demoOne); refP != nil && oneP != nil && refP.fig.perCPU > 0 {
-			fmt.Fprintf(w, ", %.2f× %s", ratio(oneP, refP, perCPU), r.pipelinedLabel())
-		}
-		fmt.Fprintln(w)
-	}
-	r.noiseNote(w)
-	fmt.Fprintln(w)
-	check(cost <= 0.05, "costs: access log + detector ≤ 5% of req/CPU-s (all on vs all off)", fmt.Sprintf("%.1f%%", 100*cost))
 }
 
 // renderScaling compares each --workers 2 socket setup with one worker, in

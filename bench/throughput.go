@@ -79,9 +79,7 @@ type target struct {
 
 // Row names of demo's configurations.
 const (
-	demoOne    = "demo async ×1"         // --no-access-log, detector on: the configuration the keep-alive targets name
-	demoAllOn  = "demo async ×1 all on"  // access log + detector: demo serve's defaults
-	demoAllOff = "demo async ×1 all off" // --no-access-log --slow-callback 0
+	demoOne = "demo async ×1" // --no-access-log, detector on: the configuration the keep-alive targets name
 	// demoNetHTTP is demoOne parsing every request with net/http's
 	// ReadRequest, the reference its own parser is fuzzed against.
 	demoNetHTTP = "demo async ×1 net/http parser"
@@ -118,9 +116,8 @@ func (r *runner) runThroughput(ctx context.Context) error {
 		{name: demoOne, start: demo(demoOne, 1, "--no-access-log"), keepAlive: keep, pipelined: c.has(Pipelined)},
 	}
 	if c.has(Costs) {
-		targets = append(targets,
-			target{name: demoAllOn, start: demo(demoAllOn, 1), keepAlive: true},
-			target{name: demoAllOff, start: demo(demoAllOff, 1, "--no-access-log", "--slow-callback", "0"), keepAlive: true})
+		// The parser's cost beside net/http's; the access log's and the
+		// detector's are the costs rounds' (costs.go).
 		if serveAccepts(ctx, c.Bin, "--http-parser=net/http") {
 			targets = append(targets, target{name: demoNetHTTP, start: demo(demoNetHTTP, 1, "--no-access-log", "--http-parser", "net/http"),
 				keepAlive: true, pipelined: c.has(Pipelined)})

@@ -28,7 +28,7 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 		"--duration", "300ms", "--warmup", "0s", "--connections", "4", "--load", "go", "--uvicorn=false",
 		"--nginx-bin", "/nonexistent/nginx", "--fasthttp=false", // TestBenchMeasuresPeers runs them
 		"--capacity", "50", "--delay", "100ms", "--probe-interval", "20ms", "--rounds", "1",
-		"--new-conns", "60", "--new-conns-over", "200ms")
+		"--new-conns", "60", "--new-conns-over", "200ms", "--cost-rounds", "6", "--cost-round", "200ms")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
@@ -44,8 +44,7 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 	rows := row.FindAllStringSubmatch(out, -1)
 	want := map[string]bool{
 		"keep-alive net/http GOMAXPROCS=1": false, "pipelined ×16 net/http GOMAXPROCS=1": false,
-		"keep-alive demo async ×1": false, "pipelined ×16 demo async ×1": false,
-		"keep-alive demo async ×1 all on": false, "keep-alive demo async ×1 all off": false,
+		"keep-alive demo async ×1": false, "pipelined ×16 demo async ×1": false, "keep-alive demo async ×1 net/http parser": false,
 		"keep-alive demo async ×2 shared": false, "keep-alive demo async ×2 reuse-port": false,
 	}
 	for _, m := range rows {
@@ -93,9 +92,24 @@ func TestBenchPrintsRatiosAndNoErrors(t *testing.T) {
 		t.Errorf("scaling: want rows for the shared socket and SO_REUSEPORT, got %v\n%s", seen, out)
 	}
 
+	// Costs: every configuration measured in each of the 6 rounds, and
+	// each comparison with an interval (6 rounds are the fewest that give
+	// a 95 % one).
+	for _, name := range []string{"demo async ×1 all on", "demo async ×1 all off", "demo async ×1"} {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(name) + `\s+[\d.]+µs\s+[\d,]+\s+[\d,]+$`).MatchString(out) {
+			t.Errorf("costs: no row for %s", name)
+		}
+	}
+	for _, label := range []string{"everything on vs everything off", `access log alone \(all on vs demo async ×1\)`, `detector alone \(demo async ×1 vs all off\)`} {
+		if !regexp.MustCompile(`(?m)^  ` + label + `\s+-?[\d.]+%\s+-?[\d.]+% … -?[\d.]+%\s+-?[\d.]+% … -?[\d.]+%$`).MatchString(out) {
+			t.Errorf("costs: no line for %s with its median, interval and middle half", label)
+		}
+	}
+
 	// Start-up, costs and the target summary.
 	for _, s := range []string{"serve --workers 4: spawn → `running on`", "SIGKILLed worker → replacement answers",
-		"Costs: everything on (access log + blocked-loop detector", "request ids are made only by the app's / paths",
+		"Costs: server CPU time per keep-alive GET /healthcheck", "6 rounds of 200ms per server", "request ids are made only by the app's / paths",
+		"costs: access log + detector ≤ 5% of req/CPU-s",
 		"scaling [shared]: connections spread evenly", "Targets: "} {
 		if !strings.Contains(out, s) {
 			t.Errorf("report lacks %q", s)
