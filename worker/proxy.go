@@ -76,13 +76,19 @@ func (t *trustedProxies) trustsAddr(a netip.Addr) bool {
 // otherwise go into the access log as the client.
 func (t *trustedProxies) forwarded(peer string, h http.Header) (client, scheme string) {
 	client, scheme = peer, "http"
-	if !t.trustsPeer(peer) {
+	// Keys are canonical in a parsed header, so the map is read directly
+	// (Get canonicalises its key on every call); and a request with
+	// neither header — nearly all of them — is decided without parsing
+	// the peer's address. This runs once per request, for the access log.
+	protos, values := h["X-Forwarded-Proto"], h["X-Forwarded-For"]
+	if len(protos) == 0 && len(values) == 0 || !t.trustsPeer(peer) {
 		return client, scheme
 	}
-	if p := strings.ToLower(strings.TrimSpace(h.Get("X-Forwarded-Proto"))); p == "http" || p == "https" || p == "ws" || p == "wss" {
-		scheme = p
+	if len(protos) > 0 {
+		if p := strings.ToLower(strings.TrimSpace(protos[0])); p == "http" || p == "https" || p == "ws" || p == "wss" {
+			scheme = p
+		}
 	}
-	values := h.Values("X-Forwarded-For")
 	if len(values) == 0 {
 		return client, scheme
 	}

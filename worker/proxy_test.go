@@ -21,6 +21,10 @@ func TestForwardedBelievesTrustedPeersOnly(t *testing.T) {
 		{"127.0.0.1", "127.0.0.1:5000", http.Header{"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"}}, "203.0.113.7:0", "https"},
 		{"127.0.0.1", "192.0.2.1:5000", http.Header{"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"}}, "192.0.2.1:5000", "http"},
 		{"", "127.0.0.1:5000", http.Header{"X-Forwarded-For": {"203.0.113.7"}}, "127.0.0.1:5000", "http"},
+		// Either header alone; neither.
+		{"127.0.0.1", "127.0.0.1:5000", http.Header{"X-Forwarded-Proto": {" HTTPS"}}, "127.0.0.1:5000", "https"},
+		{"127.0.0.1", "192.0.2.1:5000", http.Header{"X-Forwarded-Proto": {"https"}}, "192.0.2.1:5000", "http"},
+		{"127.0.0.1", "127.0.0.1:5000", http.Header{"Accept": {"*/*"}}, "127.0.0.1:5000", "http"},
 		// The nearest hop that is not a trusted proxy is the client; what
 		// the client itself wrote further left is not believed.
 		{"127.0.0.1,10.0.0.0/8", "127.0.0.1:5000", http.Header{"X-Forwarded-For": {"6.6.6.6, 203.0.113.7, 10.1.2.3"}}, "203.0.113.7:0", "http"},
