@@ -29,7 +29,8 @@ func newCore(format Format, level zapcore.Level, out zapcore.WriteSyncer) (zapco
 		if _, fast := encoder.(*consoleEncoder); fast {
 			// The fast encoder's format is zap's (newConsoleEncoder
 			// checked): plain INFO lines may skip zap altogether.
-			return &consoleCore{Core: core, out: out, prefixAt: math.MinInt64}, nil
+			sink, _ := out.(*Sink)
+			return &consoleCore{Core: core, out: out, sink: sink, info: level.Enabled(zapcore.InfoLevel), prefixAt: math.MinInt64}, nil
 		}
 		return core, nil
 	case JSON:
@@ -72,16 +73,21 @@ func encodeLevel(level zapcore.Level, enc zapcore.PrimitiveArrayEncoder) {
 // and the encoder's call, paid by the event loop once or more per request.
 // WriteInfo appends the same bytes straight to out for about a third of
 // that, without allocating, the timestamp formatted once per millisecond
-// (BenchmarkInfoLine; docs/performance.md). Everything else goes through
-// zap, to the same out, so lines keep their order.
+// (BenchmarkInfoLine; docs/performance.md); into a Sink, it formats the
+// line in the Sink's own buffer, under the Sink's lock alone. Everything
+// else goes through zap, to the same out, so lines keep their order.
 type consoleCore struct {
 	zapcore.Core // zap's, with the fast consoleEncoder
 	out          zapcore.WriteSyncer
+	sink         *Sink // out, when it is a Sink
+	info         bool  // INFO is enabled: the level is fixed for the core's life
 
-	mu        sync.Mutex // WriteInfo may be called from any goroutine
-	prefixAt  int64      // the Unix millisecond line's prefix is for
-	prefixLen int        // line[:prefixLen] is `2021-07-07 20:08:57,962 INFO `
-	line      []byte
+	// WriteInfo may be called from any goroutine: what follows is guarded
+	// by the Sink's lock when there is a Sink, else by mu.
+	mu       sync.Mutex
+	prefixAt int64  // the Unix millisecond prefix is for
+	prefix   []byte // `2021-07-07 20:08:57,962 INFO `
+	line     []byte // without a Sink: the line, formatted before Write
 }
 
 var _ InfoLineWriter = (*consoleCore)(nil)
@@ -97,22 +103,33 @@ func (c *consoleCore) WriteInfo(name string, msg []byte) {
 // writeInfoAt is WriteInfo at t. Every t must be in one location (time.Now
 // gives time.Local): the prefix is cached by t's millisecond alone.
 func (c *consoleCore) writeInfoAt(t time.Time, name string, msg []byte) {
-	if !c.Enabled(zapcore.InfoLevel) {
+	if !c.info {
+		return
+	}
+	if c.sink != nil {
+		// The time is formatted for years 1000 to 9999, as wide as its layout.
+		size := len(consoleTimeLayout) + len(" INFO ") + len(name) + 1 + len(msg) + 1
+		c.sink.writeLine(size, func(b []byte) []byte { return c.appendInfo(b, t, name, msg) })
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.line = c.appendInfo(c.line[:0], t, name, msg)
+	_, _ = c.out.Write(c.line) // as zap does, minus reporting to its ErrorOutput
+}
+
+// appendInfo appends the line to b; the caller holds the lock that guards
+// the prefix.
+func (c *consoleCore) appendInfo(b []byte, t time.Time, name string, msg []byte) []byte {
 	if ms := t.UnixMilli(); ms != c.prefixAt {
-		c.line = append(t.AppendFormat(c.line[:0], consoleTimeLayout), " INFO "...)
-		c.prefixAt, c.prefixLen = ms, len(c.line)
+		c.prefix = append(t.AppendFormat(c.prefix[:0], consoleTimeLayout), " INFO "...)
+		c.prefixAt = ms
 	}
-	b := c.line[:c.prefixLen]
+	b = append(b, c.prefix...)
 	if name != "" {
 		b = append(append(b, name...), ' ')
 	}
-	b = append(append(b, msg...), '\n')
-	c.line = b
-	_, _ = c.out.Write(b) // as zap does, minus reporting to its ErrorOutput
+	return append(append(b, msg...), '\n')
 }
 
 // consoleEncoder is zap's console encoder with a fast path for what a worker

@@ -57,15 +57,15 @@ type Sink struct {
 	report func(lines uint64) // set once, before the first Write
 
 	mu         sync.Mutex
-	buf        []byte    // accepted, not yet taken by the writer
-	spare      []byte    // the other half of a double buffer
-	accepted   uint64    // bytes accepted in all
-	written    uint64    // bytes accepted that have gone out (or were lost)
-	progressAt time.Time // last write, or when bytes became pending after none were
-	progress   chan struct{}
-	lastDrop   uint64 // accepted when the last line was dropped
-	unreported uint64 // lines dropped and not reported yet
-	gone       bool   // the reader is gone: logging is off
+	buf        []byte        // accepted, not yet taken by the writer
+	spare      []byte        // the other half of a double buffer
+	accepted   uint64        // bytes accepted in all
+	written    uint64        // bytes accepted that have gone out (or were lost)
+	progressAt time.Time     // last write, or when bytes became pending after none were
+	progress   chan struct{} // closed on progress; made by a waiter, so none is made per write while nobody waits
+	lastDrop   uint64        // accepted when the last line was dropped
+	unreported uint64        // lines dropped and not reported yet
+	gone       bool          // the reader is gone: logging is off
 	closed     bool
 
 	dropped atomic.Uint64
@@ -100,14 +100,13 @@ type SinkConfig struct {
 // Sink writes to a descriptor of its own (see output). Close stops it.
 func NewSink(f *os.File, cfg SinkConfig) (*Sink, error) {
 	s := &Sink{
-		batch:    cfg.Batch,
-		limit:    uint64(cfg.Limit),
-		report:   cfg.Report,
-		progress: make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		batch:  cfg.Batch,
+		limit:  uint64(cfg.Limit),
+		report: cfg.Report,
+		wake:   make(chan struct{}, 1),
+		kick:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	if s.limit == 0 {
 		s.limit = DefaultLimit
@@ -130,22 +129,57 @@ func NewSink(f *os.File, cfg SinkConfig) (*Sink, error) {
 // waits and never fails.
 func (s *Sink) Write(p []byte) (int, error) {
 	s.mu.Lock()
-	if s.gone || s.closed || s.accepted-s.written+uint64(len(p)) > s.limit {
-		n := lines(p)
-		if !s.gone && !s.closed {
-			s.unreported += n
-			s.lastDrop = s.accepted
-		}
-		s.mu.Unlock()
-		s.dropped.Add(n)
+	if !s.admitLocked(len(p)) {
+		s.dropLocked(lines(p))
 		return len(p), nil
 	}
+	start := len(s.buf)
+	s.buf = append(s.buf, p...)
+	s.keepLocked(start)
+	return len(p), nil
+}
+
+// writeLine is Write for one line formatted in place: fill appends it
+// (size bytes at most, its newline included) to the bytes held and returns
+// them, with the Sink's lock held — one lock and one copy for a caller
+// that would otherwise format into a buffer of its own, under a lock of
+// its own, and then Write. fill must not keep its argument or call the
+// Sink.
+func (s *Sink) writeLine(size int, fill func(held []byte) []byte) {
+	s.mu.Lock()
+	if !s.admitLocked(size) {
+		s.dropLocked(1)
+		return
+	}
+	start := len(s.buf)
+	s.buf = fill(s.buf)
+	s.keepLocked(start)
+}
+
+// admitLocked reports whether n more bytes may be held: the reader is
+// there, the Sink open and the limit not reached.
+func (s *Sink) admitLocked(n int) bool {
+	return !s.gone && !s.closed && s.accepted-s.written+uint64(n) <= s.limit
+}
+
+// dropLocked counts n lines as dropped, and releases mu.
+func (s *Sink) dropLocked(n uint64) {
+	if !s.gone && !s.closed {
+		s.unreported += n
+		s.lastDrop = s.accepted
+	}
+	s.mu.Unlock()
+	s.dropped.Add(n)
+}
+
+// keepLocked accepts what was appended to buf after start, wakes the
+// writer if it was idle, and releases mu.
+func (s *Sink) keepLocked(start int) {
 	idle := s.accepted == s.written
 	if idle {
 		s.progressAt = time.Now()
 	}
-	s.buf = append(s.buf, p...)
-	s.accepted += uint64(len(p))
+	s.accepted += uint64(len(s.buf) - start)
 	s.mu.Unlock()
 	if idle {
 		select {
@@ -153,7 +187,6 @@ func (s *Sink) Write(p []byte) (int, error) {
 		default:
 		}
 	}
-	return len(p), nil
 }
 
 // lines counts the lines in p, a last one without a newline included.
@@ -234,6 +267,9 @@ func (s *Sink) waitWritten(patience, max time.Duration) {
 			break
 		}
 		end := s.progressAt.Add(patience)
+		if s.progress == nil {
+			s.progress = make(chan struct{})
+		}
 		progress := s.progress
 		s.mu.Unlock()
 		if deadline.Before(end) {
@@ -416,6 +452,8 @@ func entriesWithin(p []byte, limit int) int {
 
 // notifyLocked wakes whoever waits in waitWritten. Call with mu held.
 func (s *Sink) notifyLocked() {
-	close(s.progress)
-	s.progress = make(chan struct{})
+	if s.progress != nil {
+		close(s.progress)
+		s.progress = nil
+	}
 }
