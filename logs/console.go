@@ -95,9 +95,9 @@ var _ InfoLineWriter = (*consoleCore)(nil)
 // WriteInfo writes what logger.Named(name).Info(string(msg)) would, if
 // logger has this core and no options: msg is a plain message, no fields.
 func (c *consoleCore) WriteInfo(name string, msg []byte) {
-	// zap reads time.Now too: the loop's cached Loop.Now is as old as the
+	// zap reads the clock too: the loop's cached Loop.Now is as old as the
 	// loop's last wake-up, seconds old after a blocking call.
-	c.writeInfoAt(time.Now(), name, msg)
+	c.writeInfoAt(wallClock(), name, msg)
 }
 
 // writeInfoAt is WriteInfo at t. Every t must be in one location (time.Now

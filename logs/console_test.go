@@ -92,11 +92,15 @@ func TestConsoleEncoderWritesZapsBytes(t *testing.T) {
 	compareLines(t, fastOut.String(), zapOut.String(), n)
 }
 
+// TestConsoleCoreWriteInfoWritesZapsBytes, into any writer and, formatted
+// in the Sink's own buffer, into a Sink.
 func TestConsoleCoreWriteInfoWritesZapsBytes(t *testing.T) {
 	var viaZap, direct bytes.Buffer
 	clock := &fixedClock{}
 	logger := zap.New(newTestCore(t, zap.InfoLevel, zapcore.AddSync(&viaZap)), zap.WithClock(clock))
 	cc := newTestCore(t, zap.InfoLevel, zapcore.AddSync(&direct))
+	sink, read := pipeSink(t, SinkConfig{Batch: time.Hour, Limit: 16 << 20})
+	intoSink := newTestCore(t, zap.InfoLevel, sink)
 	n := 0
 	for _, name := range logNames {
 		for _, at := range logTimes {
@@ -104,6 +108,7 @@ func TestConsoleCoreWriteInfoWritesZapsBytes(t *testing.T) {
 				clock.t = at
 				logger.Named(name).Info(msg)
 				cc.writeInfoAt(at, name, []byte(msg))
+				intoSink.writeInfoAt(at, name, []byte(msg))
 				n++
 			}
 		}
@@ -112,6 +117,10 @@ func TestConsoleCoreWriteInfoWritesZapsBytes(t *testing.T) {
 	if first := strings.SplitN(direct.String(), "\n", 2)[0]; first != `2021-07-07 20:08:57,962 INFO 127.0.0.1:54321 - "GET /healthcheck HTTP/1.1" 200` {
 		t.Errorf("first line %q", first)
 	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	compareLines(t, read(), viaZap.String(), n)
 }
 
 // compareLines fails on the first line that differs.
@@ -214,4 +223,17 @@ func BenchmarkInfoLine(b *testing.B) {
 			cc.WriteInfo("worker-1[123]", msg)
 		}
 	})
+}
+
+// A line's timestamp is the wall clock time.Now reads, in the same
+// location, whichever way wallClock reads it.
+func TestWallClockIsTimeNow(t *testing.T) {
+	for range 1000 {
+		before := time.Now().Truncate(time.Microsecond)
+		got := wallClock()
+		after := time.Now()
+		if got.Before(before) || got.After(after) || got.Location() != time.Local {
+			t.Fatalf("wallClock %v (%v), between time.Now's %v and %v", got, got.Location(), before, after)
+		}
+	}
 }

@@ -174,6 +174,36 @@ func TestSinkDropsAndCountsWhileTheReaderStalls(t *testing.T) {
 	}
 }
 
+// TestSinkWriteLineDropsWholeLines: a line formatted in place is taken
+// like a Write — dropped and counted, without being formatted, once the
+// limit is reached or the Sink is closed.
+func TestSinkWriteLineDropsWholeLines(t *testing.T) {
+	s, r := stalledPipe(t, SinkConfig{Limit: 10 * 100})
+	formatted := 0
+	fill := func(b []byte) []byte {
+		formatted++
+		return append(b, line(formatted)...) // 62 bytes
+	}
+	const n = 100
+	for range n {
+		s.writeLine(100, fill) // reserves 100 bytes: 10 fit within the limit
+	}
+	// The writer empties the buffer into the one-page pipe as lines come,
+	// so more than 10 may fit; the rest are counted, none formatted.
+	if dropped := s.Dropped(); dropped == 0 || uint64(formatted)+dropped != n {
+		t.Errorf("%d lines formatted, %d dropped, of %d", formatted, dropped, n)
+	}
+	before := s.Dropped()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	s.writeLine(100, fill)
+	if s.Dropped() != before+1 {
+		t.Errorf("a line after Close: dropped %d, want %d", s.Dropped(), before+1)
+	}
+}
+
 // TestSinkReportsOnlyOnceCaughtUp: the report comes after the lines held
 // when the last one was dropped, not while the reader is still behind.
 func TestSinkReportsOnlyOnceCaughtUp(t *testing.T) {
