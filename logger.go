@@ -10,8 +10,13 @@ import (
 )
 
 // workerLogBatch: a worker logs up to four lines per request on its event
-// loop; they go out together, at most this much later.
-const workerLogBatch = 20 * time.Millisecond
+// loop; they go out together, at most this much later. Each batch wakes
+// the Sink's writer goroutine, and its wake-up and sleep cost a few context
+// switches, dear in a virtual machine: at 20 ms, a share of a busy worker's
+// CPU that docs/performance.md measures. 50 ms is still below what a
+// person reading the lines notices, and a batch of a worker at full speed
+// stays well within the Sink's limit.
+const workerLogBatch = 50 * time.Millisecond
 
 // newLogger builds the logger of a role from --log-level and --log-format:
 // uvicorn-like lines on stderr that never make the caller wait (package

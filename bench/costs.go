@@ -25,9 +25,9 @@ import (
 // would be a 1 % step in a one-second round.
 
 // costSettle is how long after a round's load the server's CPU is read:
-// demo's worker and nginx hold access lines for up to 20 ms before they
+// demo's worker and nginx hold access lines for up to 50 ms before they
 // write them, and that write belongs to the round.
-const costSettle = 50 * time.Millisecond
+const costSettle = 80 * time.Millisecond
 
 // Row names of the costs scenario (demoOne is the third).
 const (

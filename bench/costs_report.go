@@ -36,7 +36,7 @@ func (r *runner) renderCosts(w io.Writer, check func(bool, string, string)) {
 	fmt.Fprintln(w, "  shared machine moves a round or two, not the median, and the interval holds the true median with 95%")
 	fmt.Fprintln(w, "  probability whatever the noise's shape (from the order statistics alone).")
 	if c.has(nginxLogOnName) {
-		fmt.Fprintln(w, "  nginx's access log: to standard error in 64k buffers flushed every 20 ms, like demo's worker.")
+		fmt.Fprintln(w, "  nginx's access log: to standard error in 64k buffers flushed every 50 ms, like demo's worker.")
 	}
 	fmt.Fprintln(w, "  request ids are made only by the app's / paths (/, /mixed, /all-async, /threadpool), never by")
 	fmt.Fprintln(w, "  /healthcheck: none is in this figure")

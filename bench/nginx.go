@@ -123,9 +123,9 @@ http {
     keepalive_requests 1000000000;
 `, p("nginx.pid"), max(1024, 2*c.connections+64))
 	if c.accessLog {
-		// demo's worker writes its access lines in batches, at most 20 ms
+		// demo's worker writes its access lines in batches, at most 50 ms
 		// after the first one: the same here.
-		b.WriteString("    access_log /dev/stderr combined buffer=64k flush=20ms;\n")
+		b.WriteString("    access_log /dev/stderr combined buffer=64k flush=50ms;\n")
 	} else {
 		b.WriteString("    access_log off;\n")
 	}

@@ -69,7 +69,7 @@ func TestNginxConf(t *testing.T) {
 	}
 
 	logged := nginxConf(nginxConfig{dir: dir, port: 1, connections: 5000, accessLog: true})
-	if !strings.Contains(logged, "access_log /dev/stderr combined buffer=64k flush=20ms;") || strings.Contains(logged, "access_log off") {
+	if !strings.Contains(logged, "access_log /dev/stderr combined buffer=64k flush=50ms;") || strings.Contains(logged, "access_log off") {
 		t.Errorf("access log on: %s", logged)
 	}
 	if !strings.Contains(logged, "worker_connections 10064;") {

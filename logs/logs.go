@@ -76,7 +76,7 @@ type Config struct {
 	// is unnamed.
 	Name string
 	// Batch: see SinkConfig. A worker, which logs per request, holds its
-	// lines up to 20 ms to write them together.
+	// lines up to 50 ms to write them together.
 	Batch time.Duration
 	// Out is where lines go; default os.Stderr.
 	Out *os.File

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,10 +28,11 @@ import (
 //     (no /proc): then a stuck write can hold the writer goroutine, though
 //     never the goroutines that log.
 type output struct {
-	fd     int
-	pipe   bool // a pipe or FIFO: writes of up to PIPE_BUF are atomic
-	socket bool // write with send(MSG_DONTWAIT) instead of write(2)
-	stopFD int  // eventfd: interrupt wakes a writer waiting in wait
+	fd       int
+	pipe     bool // a pipe or FIFO: writes of up to PIPE_BUF are atomic
+	socket   bool // write with send(MSG_DONTWAIT) instead of write(2)
+	nonblock bool // fd is our own O_NONBLOCK description: a write never waits
+	stopFD   int  // eventfd: interrupt wakes a writer waiting in wait
 }
 
 // errReaderGone is what a write reports once nobody can read the lines:
@@ -58,7 +60,7 @@ func openOutput(fd int) (*output, error) {
 		nfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		switch {
 		case err == nil:
-			o.fd = nfd
+			o.fd, o.nonblock = nfd, true
 		case errors.Is(err, unix.ENXIO) && o.pipe:
 			return nil, errReaderGone // a FIFO without a reader cannot be opened non-blocking
 		}
@@ -86,9 +88,20 @@ func openOutput(fd int) (*output, error) {
 func (o *output) write(p []byte) (int, error) {
 	var n int
 	var err error
-	if o.socket {
+	switch {
+	case o.socket:
 		n, err = unix.SendmsgN(o.fd, p, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-	} else {
+	case o.nonblock && len(p) > 0:
+		// A write that cannot wait need not tell the scheduler it may
+		// (entersyscall, exitsyscall): that also spares the P a hand-off
+		// to another thread, and the thread a wake-up, when the system
+		// monitor finds it in the call. A busy worker's access log is
+		// written here thousands of times a second.
+		r, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(o.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if n = int(r); errno != 0 {
+			n, err = -1, errno
+		}
+	default:
 		n, err = unix.Write(o.fd, p)
 	}
 	if n < 0 {
