@@ -2,8 +2,11 @@ package logs
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,6 +164,44 @@ func TestConsoleCoreKeepsOrder(t *testing.T) {
 	want := []string{"WARN worker-1[123] one", "INFO worker-1[123] two", "INFO worker-1[123] three", "INFO worker-1[123] four"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestConsoleCoreWriteInfoFromManyGoroutines: the prefix cache is guarded
+// by the Sink's lock, which every direct line takes; lines from several
+// goroutines, direct and through zap, come out whole (go test -race).
+func TestConsoleCoreWriteInfoFromManyGoroutines(t *testing.T) {
+	sink, read := pipeSink(t, SinkConfig{Batch: time.Millisecond, Limit: 16 << 20})
+	cc := newTestCore(t, zap.InfoLevel, sink)
+	logger := zap.New(cc).Named("worker-1[123]")
+	out := make(chan string, 1)
+	go func() { out <- read() }() // reading all along: nothing is dropped
+	const goroutines, each = 4, 500
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				if i%5 == 0 {
+					logger.Info(fmt.Sprintf("zap %d %d", g, i))
+				} else {
+					cc.WriteInfo(logger.Name(), fmt.Appendf(nil, "direct %d %d", g, i))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(<-out, "\n"), "\n")
+	whole := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO worker-1\[123\] (direct|zap) \d \d+$`)
+	for _, l := range lines {
+		if !whole.MatchString(l) {
+			t.Fatalf("line %q", l)
+		}
+	}
+	if len(lines) != goroutines*each {
+		t.Errorf("%d lines, want %d", len(lines), goroutines*each)
 	}
 }
 
