@@ -60,7 +60,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "new-conns", Value: 3000, Usage: "scaling: new connections, one request each, arriving steadily, to see how each setup spreads them (0 skips)"},
 			&cli.DurationFlag{Name: "new-conns-over", Value: 2 * time.Second, Usage: "scaling: how long the arrival of --new-conns takes"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "startup: measurements of start-up and worker replacement"},
-			&cli.IntFlag{Name: "cost-rounds", Value: 20, Usage: "costs: rounds, each loading every server once in turn; the cost is the median of the rounds' own ratios"},
+			&cli.IntFlag{Name: "cost-rounds", Value: 30, Usage: "costs: rounds, each loading every server once in turn; the cost is the median of the rounds' own ratios"},
 			&cli.DurationFlag{Name: "cost-round", Value: time.Second, Usage: "costs: load per server and round (wrk rounds to whole seconds)"},
 			&cli.BoolFlag{Name: "check", Usage: "exit 1 when a target is missed (one against a peer that could not run is not measured, and does not count)"},
 		},
