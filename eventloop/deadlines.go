@@ -3,6 +3,8 @@ package eventloop
 import (
 	"net/http"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // lingerTimeout bounds how long a connection whose client may still be
@@ -74,9 +76,20 @@ func (c *conn) bytesArrived() {
 }
 
 func (c *conn) idleFired() {
-	if c.idle.expired(c.s.loop) {
-		c.close()
+	if !c.idle.expired(c.s.loop) {
+		return
 	}
+	// The loop runs expired timers after each batch of ready sockets, and
+	// a batch is at most maxEvents: after a blocking callback, or in a
+	// burst, a request may be waiting in this socket, arrived in time and
+	// not read yet. Such a connection is not idle, and closing it with
+	// input unread would reset it and lose the request: its read comes in
+	// a later batch, and the clock starts again.
+	if n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil && n > 0 {
+		c.startIdleClock()
+		return
+	}
+	c.close()
 }
 
 // startHeaderClock starts the RequestHeaderTimeout clock. Unlike the
