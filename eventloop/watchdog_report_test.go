@@ -103,25 +103,34 @@ func TestWatchReportsAStallWhileItLastsAndOnceWhenItEnds(t *testing.T) {
 	}
 }
 
+// timedStall is a stall report and when it came.
+type timedStall struct {
+	eventloop.Stall
+	at time.Time
+}
+
+// watchedLoop runs a loop whose watchdog reports stalls past threshold
+// (reminders a minute apart) on the returned channel.
+func watchedLoop(t *testing.T, threshold time.Duration) (*eventloop.Loop, <-chan timedStall, func()) {
+	t.Helper()
+	l, err := eventloop.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reports := make(chan timedStall, 16)
+	l.Watch(eventloop.WatchConfig{Threshold: threshold, Repeat: time.Minute, Report: func(s eventloop.Stall) {
+		reports <- timedStall{s, time.Now()}
+	}})
+	return l, reports, runLoop(t, l)
+}
+
 // TestIdleWatchdogSleeps: while the loop waits for events its watchdog
 // does not wake at all; short callbacks, each after the loop went idle,
 // wake it about twice per threshold, not once per callback; and a stall
 // that begins while it sleeps is still reported while the loop is blocked.
 func TestIdleWatchdogSleeps(t *testing.T) {
 	const threshold = 20 * time.Millisecond
-	l, err := eventloop.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	type report struct {
-		eventloop.Stall
-		at time.Time
-	}
-	reports := make(chan report, 16)
-	l.Watch(eventloop.WatchConfig{Threshold: threshold, Repeat: time.Minute, Report: func(s eventloop.Stall) {
-		reports <- report{s, time.Now()}
-	}})
-	stop := runLoop(t, l)
+	l, reports, stop := watchedLoop(t, threshold)
 	defer stop()
 	roundTrip := func() {
 		ran := make(chan struct{})
@@ -187,19 +196,7 @@ func TestIdleWatchdogSleeps(t *testing.T) {
 // one's reminder would have been due.
 func TestWatchReportsAStallRightAfterAnother(t *testing.T) {
 	const threshold = 20 * time.Millisecond
-	l, err := eventloop.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	type report struct {
-		eventloop.Stall
-		at time.Time
-	}
-	reports := make(chan report, 16)
-	l.Watch(eventloop.WatchConfig{Threshold: threshold, Repeat: time.Minute, Report: func(s eventloop.Stall) {
-		reports <- report{s, time.Now()}
-	}})
-	stop := runLoop(t, l)
+	l, reports, stop := watchedLoop(t, threshold)
 	defer stop()
 	returned := make(chan time.Time, 2)
 	for _, label := range []string{"GET /first", "GET /second"} {
@@ -209,7 +206,7 @@ func TestWatchReportsAStallRightAfterAnother(t *testing.T) {
 			returned <- time.Now()
 		})
 	}
-	var got []report
+	var got []timedStall
 	for len(got) < 4 {
 		select {
 		case r := <-reports:
