@@ -85,11 +85,18 @@ func (c *conn) idleFired() {
 	// not read yet. Such a connection is not idle, and closing it with
 	// input unread would reset it and lose the request: its read comes in
 	// a later batch, and the clock starts again.
-	if n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil && n > 0 {
+	if c.unreadInput() {
 		c.startIdleClock()
 		return
 	}
 	c.close()
+}
+
+// unreadInput reports whether bytes wait in the socket that the loop has
+// not read yet: they arrived before the timer that asks ran.
+func (c *conn) unreadInput() bool {
+	n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ)
+	return err == nil && n > 0
 }
 
 // startHeaderClock starts the RequestHeaderTimeout clock. Unlike the
@@ -100,7 +107,7 @@ func (c *conn) stopHeaderClock() { c.header.stop() }
 
 func (c *conn) headerFired() {
 	if c.header.expired(c.s.loop) {
-		c.timedOut("request header not received in time")
+		c.timedOut(&c.header, "request header not received in time")
 	}
 }
 
@@ -116,12 +123,20 @@ func (c *conn) stopBodyClock() { c.body.stop() }
 
 func (c *conn) bodyFired() {
 	if c.body.expired(c.s.loop) {
-		c.timedOut("request body not received in time")
+		c.timedOut(&c.body, "request body not received in time")
 	}
 }
 
-// timedOut answers 408 for a header or body that did not arrive in time.
-func (c *conn) timedOut(why string) {
+// timedOut answers 408 for a header or body that did not arrive in time —
+// unless bytes that did arrive in time wait unread, as after a blocking
+// callback or in a burst (see idleFired): then the clock looks again once
+// the loop has read them, its deadline unmoved, so what they complete is
+// served and what they do not is refused then.
+func (c *conn) timedOut(k *lazyClock, why string) {
+	if c.unreadInput() {
+		k.timer = c.s.loop.AfterFunc(time.Millisecond, k.onTimer)
+		return
+	}
 	c.fail(http.StatusRequestTimeout, why)
 	if c.fd >= 0 {
 		c.advance()

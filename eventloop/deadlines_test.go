@@ -41,3 +41,47 @@ func TestKeepAliveClockSparesAnUnreadRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderClockSparesAnUnreadHeader: the same for the request-header
+// clock. Each connection sent the start of its header before the loop was
+// held and the rest while it was (all within the timeout); the header
+// completes once the loop reads it, and is served, not answered 408.
+func TestHeaderClockSparesAnUnreadHeader(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	ts := startServer(t, ServerConfig{RequestHeaderTimeout: timeout})
+	const n = 3 * maxEvents
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i] = ts.dial()
+		send(t, conns[i], "GET /echo HTTP/1.1\r\n")
+	}
+	ts.eventually("every header begun", func() bool {
+		begun := 0
+		for c := range ts.srv.conns {
+			if c.header.running() {
+				begun++
+			}
+		}
+		return begun == n
+	})
+	held := make(chan struct{})
+	ts.loop.Post(func() {
+		close(held)
+		time.Sleep(2 * timeout)
+	})
+	<-held
+	for _, c := range conns {
+		send(t, c, "Host: x\r\n\r\n")
+	}
+	for i, c := range conns {
+		if got := readResp(t, bufio.NewReader(c), "GET"); got.status != 200 {
+			t.Fatalf("connection %d of %d: status %d", i+1, n, got.status)
+		}
+	}
+	// A header that stays incomplete is still refused at its deadline.
+	c := ts.dial()
+	send(t, c, "GET /echo HTTP/1.1\r\n")
+	if got := readResp(t, bufio.NewReader(c), "GET"); got.status != 408 {
+		t.Fatalf("an incomplete header: status %d, want 408", got.status)
+	}
+}
