@@ -54,6 +54,10 @@ func (k *lazyClock) expired(l *Loop) bool {
 	return true
 }
 
+// lookAgain has the timer fire again in a moment, the deadline unmoved:
+// once the loop has read what waits in the socket.
+func (k *lazyClock) lookAgain(l *Loop) { k.timer = l.AfterFunc(time.Millisecond, k.onTimer) }
+
 // cancel stops the clock and its timer: the socket is closed.
 func (k *lazyClock) cancel(l *Loop) {
 	if k.timer != nil {
@@ -134,7 +138,7 @@ func (c *conn) bodyFired() {
 // served and what they do not is refused then.
 func (c *conn) timedOut(k *lazyClock, why string) {
 	if c.unreadInput() {
-		k.timer = c.s.loop.AfterFunc(time.Millisecond, k.onTimer)
+		k.lookAgain(c.s.loop)
 		return
 	}
 	c.fail(http.StatusRequestTimeout, why)
