@@ -40,7 +40,9 @@ func (l *Loop) Watch(cfg WatchConfig) {
 	if cfg.Repeat <= 0 {
 		cfg.Repeat = 5 * time.Second
 	}
-	w := &watchdog{loop: l, cfg: cfg, wake: make(chan struct{}, 1), ended: make(chan struct{}, 1)}
+	w := &watchdog{loop: l, cfg: cfg, wake: make(chan struct{}, 1), ended: make(chan struct{}, 1),
+		// A second in the past, so that no reading is 0 (none running).
+		epoch: time.Now().Add(-time.Second)}
 	l.Step = w.step
 	l.watchdog = w
 	l.Go(w.run)
@@ -57,7 +59,8 @@ func (l *Loop) Watch(cfg WatchConfig) {
 type watchdog struct {
 	loop  *Loop
 	cfg   WatchConfig
-	start atomic.Int64  // Unix nanoseconds the running callback began; 0 between callbacks
+	epoch time.Time     // the origin of start and lastEnd, monotonic
+	start atomic.Int64  // when the running callback began (see mono); 0 between callbacks
 	seq   atomic.Uint64 // counts callbacks, so the watchdog can tell one stall from the next
 	// parked is set by the watchdog before it waits on wake, and cleared
 	// by whoever clears it first: the loop, which then sends the one
@@ -69,7 +72,7 @@ type watchdog struct {
 	// a stale token costs one look.
 	ended chan struct{}
 
-	lastEnd int64 // loop goroutine only: when the previous callback ended
+	lastEnd int64 // loop goroutine only: when the previous callback ended (see mono)
 
 	wakeups atomic.Uint64 // times the watchdog woke up (a test reads it)
 }
@@ -83,7 +86,7 @@ type watchdog struct {
 func (w *watchdog) step(begin bool) {
 	if begin {
 		w.seq.Add(1)
-		w.start.Store(max(w.lastEnd, w.loop.now.UnixNano()))
+		w.start.Store(max(w.lastEnd, int64(w.loop.now.Sub(w.epoch))))
 		// Stored start, then loaded parked; park stores parked, then loads
 		// start: one of the two sees the other, so a callback never runs
 		// unwatched (sync/atomic is sequentially consistent).
@@ -92,7 +95,7 @@ func (w *watchdog) step(begin bool) {
 		}
 		return
 	}
-	now := time.Now().UnixNano()
+	now := w.mono()
 	w.lastEnd = now
 	d := time.Duration(now - w.start.Swap(0))
 	if d >= w.cfg.Threshold {
@@ -103,6 +106,11 @@ func (w *watchdog) step(begin bool) {
 		}
 	}
 }
+
+// mono reads the monotonic clock alone, in nanoseconds since epoch: half
+// of time.Now, which reads the wall clock too, and a stall's length is
+// not moved by a step of the wall clock.
+func (w *watchdog) mono() int64 { return int64(time.Since(w.epoch)) }
 
 // running returns the running callback's number and start, consistent
 // with each other; start is 0 when none runs.
@@ -140,7 +148,7 @@ func (w *watchdog) run() {
 		case start != 0 && seq == warned:
 			due = lastReport.Add(w.cfg.Repeat)
 		case start != 0:
-			due = time.Unix(0, start).Add(w.cfg.Threshold)
+			due = w.epoch.Add(time.Duration(start) + w.cfg.Threshold)
 		case hold:
 			due = now.Add(w.cfg.Threshold)
 		default:
@@ -169,7 +177,7 @@ func (w *watchdog) run() {
 			culprit = culpritOf(goroutineStack(w.loop.gid.Load()), projectPrefix, loopPrefix)
 		}
 		warned, lastReport = seq, now
-		w.cfg.Report(Stall{Label: w.loop.Label(), Duration: now.Sub(time.Unix(0, start)), Culprit: culprit})
+		w.cfg.Report(Stall{Label: w.loop.Label(), Duration: now.Sub(w.epoch.Add(time.Duration(start))), Culprit: culprit})
 	}
 }
 
