@@ -3,6 +3,7 @@ package logs
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"unsafe"
 
@@ -57,6 +58,9 @@ func openOutput(fd int) (*output, error) {
 		o.socket = err == nil && typ == unix.SOCK_STREAM
 	default: // FIFO, terminal, /dev/null
 		o.pipe = st.Mode&unix.S_IFMT == unix.S_IFIFO
+		if o.pipe {
+			growPipe(fd)
+		}
 		nfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		switch {
 		case err == nil:
@@ -80,6 +84,23 @@ func openOutput(fd int) (*output, error) {
 	}
 	o.stopFD = stop
 	return o, nil
+}
+
+// pipeSize is the capacity a Sink asks of a pipe it writes to: a busy
+// worker's batch of access lines (tens to hundreds of KiB every Batch) then
+// goes in at once and the reader drains it at its pace. In the 64 KiB a
+// pipe starts with, the batch went in a few KiB per wake-up of the writer,
+// each a poll(2) and a return through the scheduler. 1 MiB is what Linux
+// lets any process ask (fs.pipe-max-size).
+const pipeSize = 1 << 20
+
+// growPipe makes the pipe open as fd hold pipeSize bytes if it has the
+// kernel's default size (16 pages): a size someone chose is left alone.
+// Refused (over the user's quota of pipe memory), it stays as it is.
+func growPipe(fd int) {
+	if n, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil && n == 16*os.Getpagesize() {
+		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, pipeSize)
+	}
 }
 
 // write writes what it can of p, without waiting unless o.fd is one of the

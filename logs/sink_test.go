@@ -689,3 +689,42 @@ func TestSinksSharingAPipeKeepEntriesWhole(t *testing.T) {
 		t.Errorf("%d lines, want at least %d", total, 3*n)
 	}
 }
+
+// TestSinkGrowsADefaultPipe: a pipe of the kernel's default size is grown
+// so that a busy worker's batch goes in at once; one sized on purpose (the
+// stalled pipes above) is left as it is.
+func TestSinkGrowsADefaultPipe(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		set, want int
+	}{
+		{"default", 0, pipeSize},
+		{"chosen", 4096, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if tc.set > 0 {
+				if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, tc.set); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := NewSink(w, SinkConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			got, err := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("pipe holds %d bytes, want %d", got, tc.want)
+			}
+			w.Close()
+		})
+	}
+}
