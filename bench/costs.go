@@ -164,9 +164,28 @@ func (r *runner) runCosts(ctx context.Context) (err error) {
 	return nil
 }
 
+// costVisitTries is how many times a visit is made before a server that
+// answered nothing in it fails: on a busy machine wrk can spend a whole
+// one-second round connecting, and report no request and no error.
+const costVisitTries = 3
+
 // costVisit loads s for one round and returns the server's CPU time per
 // request, in nanoseconds, and its requests a second.
 func (r *runner) costVisit(ctx context.Context, s *server, lc loadConfig) (perReq, rate float64, err error) {
+	for try := 1; ; try++ {
+		perReq, rate, err = r.costVisitOnce(ctx, s, lc)
+		if !errors.Is(err, errNoneAnswered) || try == costVisitTries || ctx.Err() != nil {
+			return perReq, rate, err
+		}
+		r.log("costs: %s answered nothing in its %s visit (try %d of %d): visiting again", s.name, lc.duration, try, costVisitTries)
+	}
+}
+
+// errNoneAnswered: a load answered no request and saw no error.
+var errNoneAnswered = errors.New("no request was answered")
+
+// costVisitOnce is one visit of costVisit.
+func (r *runner) costVisitOnce(ctx context.Context, s *server, lc loadConfig) (perReq, rate float64, err error) {
 	pids := s.pids()
 	before, err := cpuClocks(pids)
 	if err != nil {
@@ -184,7 +203,7 @@ func (r *runner) costVisit(ctx context.Context, s *server, lc loadConfig) (perRe
 		return 0, 0, err
 	}
 	if res.requests == 0 {
-		return 0, 0, fmt.Errorf("no request was answered: %s%s", res.firstErr, s.lastLines())
+		return 0, 0, fmt.Errorf("%w: %s%s", errNoneAnswered, res.firstErr, s.lastLines())
 	}
 	if res.non2xx+res.errors > 0 {
 		return 0, 0, fmt.Errorf("%d non-2xx answers and %d errors (first: %s)", res.non2xx, res.errors, res.firstErr)
