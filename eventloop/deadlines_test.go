@@ -14,7 +14,9 @@ import (
 // is not idle: its keep-alive clock must not close it — closing a socket
 // with unread input resets it, and the client loses the request.
 func TestKeepAliveClockSparesAnUnreadRequest(t *testing.T) {
-	const timeout = 200 * time.Millisecond
+	// Long enough that every connection is open before the first one's
+	// clock runs out, on a busy machine too.
+	const timeout = 500 * time.Millisecond
 	ts := startServer(t, ServerConfig{KeepAliveTimeout: timeout})
 	// More connections than one epoll_wait returns (maxEvents).
 	const n = 3 * maxEvents
@@ -47,7 +49,7 @@ func TestKeepAliveClockSparesAnUnreadRequest(t *testing.T) {
 // held and the rest while it was (all within the timeout); the header
 // completes once the loop reads it, and is served, not answered 408.
 func TestHeaderClockSparesAnUnreadHeader(t *testing.T) {
-	const timeout = 200 * time.Millisecond
+	const timeout = 500 * time.Millisecond // as above
 	ts := startServer(t, ServerConfig{RequestHeaderTimeout: timeout})
 	const n = 3 * maxEvents
 	conns := make([]net.Conn, n)
