@@ -172,12 +172,17 @@ func (w *watchdog) run() {
 			}
 			continue // the callback may have ended meanwhile: look again
 		}
-		culprit := ""
+		label, culprit := w.loop.Label(), ""
 		if seq != warned {
 			culprit = culpritOf(goroutineStack(w.loop.gid.Load()), projectPrefix, loopPrefix)
 		}
+		if s, st := w.running(); s != seq || st != start {
+			// It ended while we looked (a watchdog kept off the CPU):
+			// the label and stack may be another's, and its end reports it.
+			continue
+		}
 		warned, lastReport = seq, now
-		w.cfg.Report(Stall{Label: w.loop.Label(), Duration: now.Sub(w.epoch.Add(time.Duration(start))), Culprit: culprit})
+		w.cfg.Report(Stall{Label: label, Duration: now.Sub(w.epoch.Add(time.Duration(start))), Culprit: culprit})
 	}
 }
 

@@ -202,7 +202,7 @@ func TestWatchReportsAStallRightAfterAnother(t *testing.T) {
 	for _, label := range []string{"GET /first", "GET /second"} {
 		l.Post(func() {
 			l.Annotate(label)
-			sleepyHandler(8 * threshold)
+			sleepyHandler(20 * threshold) // time for a watchdog kept off the CPU a while
 			returned <- time.Now()
 		})
 	}
