@@ -284,7 +284,13 @@ func medianRun(ms []measurement) measurement {
 			m.allConns = append(m.allConns, o.conns)
 		}
 	}
-	med := func(f func(figures) float64) float64 {
+	// Latencies are the median of the runs that recorded any: wrk with
+	// pipelining sometimes records none, and its zeros are no figure.
+	withLat := slices.DeleteFunc(slices.Clone(figs), func(f figures) bool { return !f.hasLat })
+	med := func(figs []figures, f func(figures) float64) float64 {
+		if len(figs) == 0 {
+			return 0
+		}
 		vs := make([]float64, len(figs))
 		for i, fg := range figs {
 			vs[i] = f(fg)
@@ -293,12 +299,12 @@ func medianRun(ms []measurement) measurement {
 		return vs[len(vs)/2]
 	}
 	m.fig = figures{
-		rate:   med(func(f figures) float64 { return f.rate }),
-		cpuPct: med(func(f figures) float64 { return f.cpuPct }),
-		perCPU: med(func(f figures) float64 { return f.perCPU }),
-		p50:    time.Duration(med(func(f figures) float64 { return float64(f.p50) })),
-		p99:    time.Duration(med(func(f figures) float64 { return float64(f.p99) })),
-		hasLat: m.load.lat.n > 0,
+		rate:   med(figs, func(f figures) float64 { return f.rate }),
+		cpuPct: med(figs, func(f figures) float64 { return f.cpuPct }),
+		perCPU: med(figs, func(f figures) float64 { return f.perCPU }),
+		p50:    time.Duration(med(withLat, func(f figures) float64 { return float64(f.p50) })),
+		p99:    time.Duration(med(withLat, func(f figures) float64 { return float64(f.p99) })),
+		hasLat: len(withLat) > 0,
 	}
 	return m
 }
