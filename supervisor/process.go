@@ -91,7 +91,9 @@ func (s *supervisor) startProcess(c *child, argv []string) (process, error) {
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
-	proc, err := s.spawner.start(s.cfg.Executable, argv, attr)
+	proc, err := s.spawner.start(s.cfg.Executable, argv, attr, func(waited time.Duration) {
+		s.continueStoppedSpawn(c.name(), waited)
+	})
 	// The child has its own copies now. Keeping statusW would hide the
 	// worker's EOF from us; lifelineR is no use to the master.
 	statusW.Close()
@@ -219,9 +221,16 @@ func closeInheritedOnExec() error {
 // the whole of Run. Pdeathsig fires when the *thread* that forked the child
 // exits, not the process (golang/go#27505); a random goroutine's thread may be
 // torn down by the runtime at any time, killing healthy workers with it.
+// Being one known thread also tells which processes it forked
+// (spawnguard.go).
 type spawner struct {
 	reqs chan spawnReq
 	done chan struct{}
+	tid  int // the thread's id, set by run
+	// startProcess is os.StartProcess and check is spawnCheck; a test's
+	// stand in for a spawn that does not return.
+	startProcess func(path string, argv []string, attr *os.ProcAttr) (*os.Process, error)
+	check        time.Duration
 }
 
 type spawnReq struct {
@@ -237,28 +246,47 @@ type spawnReply struct {
 }
 
 func startSpawner() *spawner {
-	sp := &spawner{reqs: make(chan spawnReq), done: make(chan struct{})}
-	go sp.loop()
+	sp := &spawner{reqs: make(chan spawnReq), done: make(chan struct{}), startProcess: os.StartProcess, check: spawnCheck}
+	sp.run()
 	return sp
 }
 
-func (sp *spawner) loop() {
+// run starts the spawner's goroutine and waits until its thread is set up.
+func (sp *spawner) run() {
+	ready := make(chan int)
+	go sp.loop(ready)
+	sp.tid = <-ready
+}
+
+func (sp *spawner) loop(ready chan<- int) {
 	defer close(sp.done)
 	// Never unlocked: the thread exits with this goroutine, once Run has
 	// reaped every child, so no Pdeathsig can fire early.
 	runtime.LockOSThread()
+	blockJobStops()
+	ready <- unix.Gettid()
 	for req := range sp.reqs {
-		proc, err := os.StartProcess(req.path, req.argv, req.attr)
+		proc, err := sp.startProcess(req.path, req.argv, req.attr)
 		req.reply <- spawnReply{proc, err}
 	}
 }
 
-// start starts a process, from the spawner's thread.
-func (sp *spawner) start(path string, argv []string, attr *os.ProcAttr) (*os.Process, error) {
+// start starts a process, from the spawner's thread. Until that returns,
+// slow is called every sp.check with the time waited so far.
+func (sp *spawner) start(path string, argv []string, attr *os.ProcAttr, slow func(waited time.Duration)) (*os.Process, error) {
 	reply := make(chan spawnReply, 1)
 	sp.reqs <- spawnReq{path: path, argv: argv, attr: attr, reply: reply}
-	r := <-reply
-	return r.proc, r.err
+	began := time.Now()
+	tick := time.NewTicker(sp.check)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-reply:
+			return r.proc, r.err
+		case <-tick.C:
+			slow(time.Since(began))
+		}
+	}
 }
 
 // stop ends the spawner goroutine and waits for it.
