@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -210,6 +211,11 @@ func NewServer(l *Loop, listenFD int, cfg ServerConfig, h Handler) (*Server, err
 	if err := unix.SetNonblock(listenFD, true); err != nil {
 		return nil, fmt.Errorf("set listener non-blocking: %w", err)
 	}
+	// Like asyncio, disable Nagle: small responses must not wait for ACKs.
+	// Set on the listener, since Linux copies it into every connection
+	// accepted from it: one system call here instead of one per
+	// connection. It fails harmlessly on a unix socket.
+	_ = unix.SetsockoptInt(listenFD, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	s := &Server{
 		loop:    l,
 		lfd:     listenFD,
@@ -315,7 +321,11 @@ func (s *Server) onListen(uint32) {
 // accept takes up to max pending connections (all of them if max < 0).
 func (s *Server) accept(max int) {
 	for i := 0; (max < 0 || i < max) && s.listening; i++ {
-		fd, sa, err := unix.Accept4(s.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		// The standard library's accept4, not x/sys/unix's: that one asks
+		// the listener for its protocol (getsockopt SO_PROTOCOL) after
+		// every IPv4 or IPv6 accept, to tell an L2TP peer apart — one more
+		// system call per connection that a TCP server never needs.
+		fd, sa, err := syscall.Accept4(s.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
 			switch {
 			case errors.Is(err, unix.EAGAIN):
@@ -380,10 +390,7 @@ func (s *Server) stopAccepting() {
 	}
 }
 
-func (s *Server) newConn(fd int, sa unix.Sockaddr) {
-	// Like asyncio, disable Nagle: small responses must not wait for ACKs.
-	// It fails harmlessly on non-TCP sockets.
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+func (s *Server) newConn(fd int, sa syscall.Sockaddr) {
 	c := &conn{s: s, fd: fd, remote: sockaddrString(sa), events: unix.EPOLLIN | unix.EPOLLRDHUP}
 	c.idle.onTimer = c.idleFired
 	c.header.onTimer = c.headerFired
@@ -443,14 +450,14 @@ func (s *Server) accessLog(c *conn, method, target, proto string, status int, he
 // its size is net/http's server's, which bounds a chunk-size line.
 func newScratchReader(r *bytes.Reader) *bufio.Reader { return bufio.NewReaderSize(r, maxChunkLine) }
 
-func sockaddrString(sa unix.Sockaddr) string {
+func sockaddrString(sa syscall.Sockaddr) string {
 	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
+	case *syscall.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-	case *unix.SockaddrInet6:
+	case *syscall.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
-	case *unix.SockaddrUnix:
-		// A unix-socket client is almost always unnamed (x/sys shows that
+	case *syscall.SockaddrUnix:
+		// A unix-socket client is almost always unnamed (Go shows that
 		// as "@"); there is no address worth logging, only the transport.
 		if a.Name == "" || a.Name == "@" {
 			return "unix"

@@ -1474,6 +1474,24 @@ func TestServerClosingAnswerSurvivesLateBytes(t *testing.T) {
 	}
 }
 
+// TestServerAcceptsWithNodelay: every accepted connection has Nagle's
+// algorithm off, set once on the listener, which Linux copies into each.
+func TestServerAcceptsWithNodelay(t *testing.T) {
+	ts := startServerWith(t, ServerConfig{}, func(*testServer) Handler {
+		return func(w *ResponseWriter, _ *Request) {
+			v, err := unix.GetsockoptInt(w.c.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+			w.Respond(200, "text/plain", fmt.Appendf(nil, "%d %v", v, err))
+		}
+	})
+	for i := range 3 {
+		c := ts.dial()
+		send(t, c, get)
+		if got := readResp(t, bufio.NewReader(c), "GET"); got.body != "1 <nil>" {
+			t.Fatalf("connection %d: TCP_NODELAY %s, want 1", i, got.body)
+		}
+	}
+}
+
 func TestServerRequestBodyTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	// The header clock is long and every byte restarts the keep-alive
