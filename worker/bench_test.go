@@ -97,6 +97,13 @@ func serveAppSpec(tb testing.TB, cfg Config, spec *appspec.App, log *zap.Logger)
 // gives the server's config and handler, and what to tell once it exists.
 func serveInProcess(tb testing.TB, setup func(*eventloop.Loop) (eventloop.ServerConfig, eventloop.Handler, func(*eventloop.Server))) string {
 	tb.Helper()
+	_, addr := serveLoopInProcess(tb, setup)
+	return addr
+}
+
+// serveLoopInProcess is serveInProcess, returning the loop too.
+func serveLoopInProcess(tb testing.TB, setup func(*eventloop.Loop) (eventloop.ServerConfig, eventloop.Handler, func(*eventloop.Server))) (*eventloop.Loop, string) {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -133,7 +140,7 @@ func serveInProcess(tb testing.TB, setup func(*eventloop.Loop) (eventloop.Server
 		}
 		loop.Close()
 	})
-	return ln.Addr().String()
+	return loop, ln.Addr().String()
 }
 
 // BenchmarkAppRouteLines measures an app route's whole per-request log

@@ -58,7 +58,6 @@ type request struct {
 
 func (a *app) newRequest(w *eventloop.ResponseWriter, r *appspec.Route) *request {
 	q := &request{a: a, spec: r, w: w, id: newRequestID()}
-	w.Header().Set("X-Request-ID", q.id)
 	q.resume, q.called = q.wake, q.onCall
 	w.OnClientGone(q.clientGone)
 	return q
