@@ -1,17 +1,12 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -27,12 +22,17 @@ type capacityResult struct {
 	tally                   // of the burst's requests
 	wall      time.Duration // from the burst to the last response
 	lat       histogram     // per request, from the burst
-	health    ProbeResult   // /healthcheck probes during the burst, from a process of their own
+	sent      time.Duration // from the burst until the last request was written
+	// longest is the longest time from one request's write to its answer:
+	// what the server took, without the wait for the bench to send it.
+	longest time.Duration
+	health  ProbeResult // /healthcheck probes during the burst, from a process of their own
 
 	// The same burst straight at demo external, one call per request: what
-	// the external API alone adds to its delay.
-	extAlone    time.Duration
-	extAloneBad int
+	// the external API alone adds to its delay. extLongest is each
+	// request's own answer time at worst, from its write.
+	extAlone, extLongest, extSent time.Duration
+	extAloneBad                   int
 
 	idleRSS, peakRSS int64 // worker, KiB: before the burst, and VmHWM after it
 	workerCPU        time.Duration
@@ -83,13 +83,15 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, ext.Stop(10*time.Second)) }()
 
-	// The control: the same burst at the external API alone.
+	// The control: the same burst at the external API alone, each request
+	// the one the worker's calls send (the connection closes after it).
 	r.log("capacity: %d requests at demo external alone", res.n)
 	control := &capacityResult{asked: res.n, n: res.n, calls: 1, delay: c.Delay}
-	if err := burstAt(ctx, extURL, "/", res.n, control); err != nil {
+	if err := burstAt(ctx, extURL, "/", "Accept: */*\r\nConnection: close\r\n", res.n, control); err != nil {
 		return fmt.Errorf("capacity: %w", err)
 	}
-	res.extAlone, res.extAloneBad = control.wall, control.asked-control.ok
+	res.extAlone, res.extLongest, res.extSent = control.wall, control.longest, control.sent
+	res.extAloneBad = control.asked - control.ok
 
 	// The backlog absorbs the connections opened before the burst while
 	// the worker is accepting them; the kernel caps it at somaxconn.
@@ -117,7 +119,7 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	cpuBefore := snapCPU([]int{worker, ext.PID()})
 	self0 := selfCPU()
 	ovBefore, dropsBefore, netErr := listenOverflows()
-	burstErr := burstAt(ctx, s.url, "/all-async", res.n, res)
+	burstErr := burstAt(ctx, s.url, "/all-async", "", res.n, res)
 	res.benchCPU = selfCPU() - self0
 	_, per := snapCPU([]int{worker, ext.PID()}).since(cpuBefore)
 	health, probeErr := probe.stop()
@@ -133,29 +135,6 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 	r.capacity = res
 	r.log("capacity: %d/%d completed in %v, peak RSS %d KiB, /healthcheck max %v",
 		res.ok, res.n, res.wall.Round(time.Millisecond), res.peakRSS, res.health.Max.Round(time.Millisecond))
-	return ctx.Err()
-}
-
-// burstAt opens n connections to url, then sends GET path on all of them
-// at once and records the outcome in res.
-func burstAt(ctx context.Context, url, path string, n int, res *capacityResult) error {
-	t := time.Now()
-	conns, dialErrs, firstDialErr := dialMany(ctx, url, n)
-	res.dialTime = time.Since(t)
-	res.connected = len(conns)
-	res.errors += dialErrs
-	if res.firstErr == "" {
-		res.firstErr = firstDialErr
-	}
-	defer func() {
-		for _, conn := range conns {
-			conn.Close()
-		}
-	}()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	burst(ctx, url, path, conns, res)
 	return ctx.Err()
 }
 
@@ -192,108 +171,4 @@ func raiseNoFile(need uint64) (uint64, string) {
 	}
 	return lim.Cur, fmt.Sprintf("RLIMIT_NOFILE hard limit %s is below the %s needed and cannot be raised here",
 		fmtInt(int64(lim.Max)), fmtInt(int64(need)))
-}
-
-// dialMany opens n connections to url's host, a bounded number at a time.
-func dialMany(ctx context.Context, url string, n int) ([]net.Conn, int, string) {
-	u, err := checkTarget(url)
-	if err != nil {
-		return nil, n, err.Error()
-	}
-	const parallel = 64
-	var (
-		mu       sync.Mutex
-		conns    = make([]net.Conn, 0, n)
-		errs     int
-		firstErr string
-		wg       sync.WaitGroup
-		next     = make(chan struct{})
-	)
-	for range parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := net.Dialer{Timeout: 10 * time.Second}
-			for range next {
-				conn, err := d.DialContext(ctx, "tcp", u.Host)
-				mu.Lock()
-				if err != nil {
-					errs++
-					if firstErr == "" {
-						firstErr = "connect: " + err.Error()
-					}
-				} else {
-					conns = append(conns, conn)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for i := 0; i < n && ctx.Err() == nil; i++ {
-		next <- struct{}{}
-	}
-	close(next)
-	wg.Wait()
-	return conns, errs, firstErr
-}
-
-// burst sends GET path on every connection at the same instant and
-// reads each answer. Every goroutine is parked on the start signal before
-// it fires, so none gets a head start.
-func burst(ctx context.Context, url, path string, conns []net.Conn, res *capacityResult) {
-	u, _ := checkTarget(url) // dialMany checked it
-	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: demo-bench\r\n\r\n")
-	// Generous: a request answered after this is an error, not a hang.
-	deadline := 3*res.budget() + 5*time.Second
-	var (
-		mu    sync.Mutex
-		ready sync.WaitGroup
-		done  sync.WaitGroup
-		fire  = make(chan struct{})
-		t0    time.Time
-		last  time.Duration
-	)
-	for _, conn := range conns {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-			defer stop()
-			ready.Done()
-			<-fire
-			status, err := roundTripOnce(conn, req, t0.Add(deadline))
-			took := time.Since(t0)
-			mu.Lock()
-			defer mu.Unlock()
-			res.add(status, err)
-			res.lat.record(took)
-			last = max(last, took)
-		}()
-	}
-	ready.Wait()
-	t0 = time.Now()
-	close(fire)
-	done.Wait()
-	res.wall = last
-}
-
-// roundTripOnce writes req on conn and reads one response with net/http's
-// parser; it returns the status.
-func roundTripOnce(conn net.Conn, req []byte, deadline time.Time) (int, error) {
-	if err := conn.SetDeadline(deadline); err != nil {
-		return 0, err
-	}
-	if _, err := conn.Write(req); err != nil {
-		return 0, fmt.Errorf("write: %w", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return 0, fmt.Errorf("read: %w", err)
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return 0, fmt.Errorf("read body: %w", err)
-	}
-	return resp.StatusCode, nil
 }
