@@ -95,9 +95,12 @@ func (r *runner) runCapacity(ctx context.Context) (err error) {
 
 	// The backlog absorbs the connections opened before the burst while
 	// the worker is accepting them; the kernel caps it at somaxconn.
+	// The connections are all open before the burst: on a busy machine
+	// opening them can take longer than the default keep-alive timeout,
+	// which would close the first ones idle.
 	backlog := min(max(2048, res.n+1024), 65535)
 	s, err := r.startDemo(ctx, "demo async ×1 (capacity)",
-		"--workers", "1", "--mode", "async", "--no-access-log", "--backlog", strconv.Itoa(backlog),
+		"--workers", "1", "--mode", "async", "--no-access-log", "--backlog", strconv.Itoa(backlog), "--timeout-keep-alive", "60",
 		"--external", extURL, "--calls", strconv.Itoa(c.Calls))
 	if err != nil {
 		return fmt.Errorf("capacity: %w", err)
