@@ -275,9 +275,9 @@ func (c *conn) handle(ev uint32) {
 }
 
 func (c *conn) read() {
-	n, err := unix.Read(c.fd, c.s.rbuf)
+	n, err := rawRead(c.fd, c.s.rbuf)
 	for errors.Is(err, unix.EINTR) {
-		n, err = unix.Read(c.fd, c.s.rbuf)
+		n, err = rawRead(c.fd, c.s.rbuf)
 	}
 	switch {
 	case errors.Is(err, unix.EAGAIN):
@@ -450,7 +450,7 @@ func (c *conn) startLinger() {
 // linger.
 func (c *conn) drainLinger() {
 	for {
-		n, err := unix.Read(c.fd, c.s.rbuf)
+		n, err := rawRead(c.fd, c.s.rbuf)
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue

@@ -313,7 +313,7 @@ func (c *conn) writeFailed(err error) {
 func writeSome(fd int, b []byte) (int, error) {
 	done := 0
 	for done < len(b) {
-		n, err := unix.Write(fd, b[done:])
+		n, err := rawWrite(fd, b[done:])
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
