@@ -28,18 +28,25 @@ func TestKeepAliveClockSparesAnUnreadRequest(t *testing.T) {
 
 	// Hold the loop past every connection's keep-alive deadline, the
 	// requests arriving meanwhile, well within it.
+	sendWhileHeld(t, ts, conns, 2*timeout, get)
+}
+
+// sendWhileHeld holds ts's loop for hold and, meanwhile, sends rest on
+// every connection; each must then be answered 200.
+func sendWhileHeld(t *testing.T, ts *testServer, conns []net.Conn, hold time.Duration, rest string) {
+	t.Helper()
 	held := make(chan struct{})
 	ts.loop.Post(func() {
 		close(held)
-		time.Sleep(2 * timeout)
+		time.Sleep(hold)
 	})
 	<-held
 	for _, c := range conns {
-		send(t, c, get)
+		send(t, c, rest)
 	}
 	for i, c := range conns {
 		if got := readResp(t, bufio.NewReader(c), "GET"); got.status != 200 {
-			t.Fatalf("connection %d of %d: status %d", i+1, n, got.status)
+			t.Fatalf("connection %d of %d: status %d", i+1, len(conns), got.status)
 		}
 	}
 }
@@ -66,20 +73,7 @@ func TestHeaderClockSparesAnUnreadHeader(t *testing.T) {
 		}
 		return begun == n
 	})
-	held := make(chan struct{})
-	ts.loop.Post(func() {
-		close(held)
-		time.Sleep(2 * timeout)
-	})
-	<-held
-	for _, c := range conns {
-		send(t, c, "Host: x\r\n\r\n")
-	}
-	for i, c := range conns {
-		if got := readResp(t, bufio.NewReader(c), "GET"); got.status != 200 {
-			t.Fatalf("connection %d of %d: status %d", i+1, n, got.status)
-		}
-	}
+	sendWhileHeld(t, ts, conns, 2*timeout, "Host: x\r\n\r\n")
 	// A header that stays incomplete is still refused at its deadline.
 	c := ts.dial()
 	send(t, c, "GET /echo HTTP/1.1\r\n")
