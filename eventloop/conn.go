@@ -1,7 +1,6 @@
 package eventloop
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -276,13 +275,13 @@ func (c *conn) handle(ev uint32) {
 
 func (c *conn) read() {
 	n, err := rawRead(c.fd, c.s.rbuf)
-	for errors.Is(err, unix.EINTR) {
+	for err == unix.EINTR {
 		n, err = rawRead(c.fd, c.s.rbuf)
 	}
 	switch {
-	case errors.Is(err, unix.EAGAIN):
+	case err == unix.EAGAIN:
 		return
-	case err != nil:
+	case err != 0:
 		if !isPeerError(err) {
 			c.s.logError("read from "+c.remote, err)
 		}
@@ -382,7 +381,7 @@ func (c *conn) dispatch(body []byte) {
 	}
 	x.r.Body, x.r.RemoteAddr = body, c.remote
 	hdr := x.w.header
-	if hdr != nil {
+	if len(hdr) > 0 {
 		clear(hdr)
 	}
 	x.w = ResponseWriter{c: c, req: &x.r, header: hdr}
@@ -452,11 +451,11 @@ func (c *conn) drainLinger() {
 	for {
 		n, err := rawRead(c.fd, c.s.rbuf)
 		switch {
-		case errors.Is(err, unix.EINTR):
+		case err == unix.EINTR:
 			continue
-		case errors.Is(err, unix.EAGAIN):
+		case err == unix.EAGAIN:
 			return
-		case err != nil || n == 0:
+		case err != 0 || n == 0:
 			c.close()
 			return
 		}

@@ -65,7 +65,10 @@ type Loop struct {
 	urgentFD int // epoll set polled after every full batch
 	wakeFD   int // eventfd: Post writes to it so a sleeping epoll_wait returns
 
-	fds    map[int]*registration
+	// fds holds the registrations by descriptor number: the kernel hands
+	// out the lowest free number, so the slice stays as long as the most
+	// descriptors open at once, and a lookup per event is an index.
+	fds    []*registration
 	gen    uint32 // bumped per registration so a stale event for a reused fd is dropped
 	timers timerHeap
 	now    time.Time
@@ -86,10 +89,7 @@ type Loop struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // owned goroutines started with Go
 
-	// Step, when set, is called around every callback the loop runs (begin
-	// true before, false after). Watch installs it to detect stalls.
-	Step     func(begin bool)
-	watchdog *watchdog // installed by Watch; nil without one
+	watchdog *watchdog // installed by Watch to bracket every callback; nil without one
 
 	gid   atomic.Int64           // the loop goroutine's id, for reading its stack
 	label atomic.Pointer[string] // what the current callback is doing (Annotate)
@@ -120,7 +120,7 @@ func New() (*Loop, error) {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Loop{epfd: epfd, urgentFD: urgentFD, wakeFD: wakeFD, fds: make(map[int]*registration), now: time.Now(), ctx: ctx, cancel: cancel,
+	l := &Loop{epfd: epfd, urgentFD: urgentFD, wakeFD: wakeFD, now: time.Now(), ctx: ctx, cancel: cancel,
 		urgentEvents: make([]unix.EpollEvent, maxEvents)}
 	// Run dispatches wakeFD (drainPosted) and urgentFD (pollUrgent) itself;
 	// their handlers are never called.
@@ -171,7 +171,7 @@ func (l *Loop) Run() error {
 func (l *Loop) dispatch(events []unix.EpollEvent) {
 	for i := range events {
 		ev := &events[i]
-		reg := l.fds[int(ev.Fd)]
+		reg := l.reg(int(ev.Fd))
 		if reg == nil || reg.gen != uint32(ev.Pad) {
 			continue // closed (and maybe reused) by an earlier callback in this batch
 		}
@@ -181,7 +181,7 @@ func (l *Loop) dispatch(events []unix.EpollEvent) {
 		case l.urgentFD:
 			l.pollUrgent()
 		default:
-			l.call(func() { reg.handler(ev.Events) })
+			l.callHandler(reg.handler, ev.Events)
 		}
 	}
 }
@@ -202,19 +202,36 @@ func (l *Loop) pollUrgent() {
 // accepts at such a time with AddUrgent.
 func (l *Loop) Backlogged() bool { return l.backlogged }
 
-// call runs one callback, bracketed by the Step hook.
+// call runs one callback, bracketed by the watchdog when there is one.
+// Nothing above Run recovers a panic, so none has to be allowed for here.
 func (l *Loop) call(fn func()) {
-	if l.Step == nil {
+	if w := l.watchdog; w != nil {
+		w.begin()
 		fn()
-		l.label.Store(nil)
-		return
+		w.end()
+	} else {
+		fn()
 	}
-	l.Step(true)
-	defer func() {
-		l.Step(false)
+	l.clearLabel()
+}
+
+// callHandler is call for a readiness handler: no closure per event.
+func (l *Loop) callHandler(h func(events uint32), events uint32) {
+	if w := l.watchdog; w != nil {
+		w.begin()
+		h(events)
+		w.end()
+	} else {
+		h(events)
+	}
+	l.clearLabel()
+}
+
+// clearLabel ends the label of the callback that returned.
+func (l *Loop) clearLabel() {
+	if l.label.Load() != nil { // a load is cheaper than a store
 		l.label.Store(nil)
-	}()
-	fn()
+	}
 }
 
 // Annotate says what the running callback is doing, e.g.
@@ -278,7 +295,18 @@ func (l *Loop) add(fd int, events uint32, handler func(events uint32), urgent bo
 	if err := unix.EpollCtl(l.set(urgent), unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll add fd %d: %w", fd, err)
 	}
+	if fd >= len(l.fds) {
+		l.fds = append(l.fds, make([]*registration, fd+1-len(l.fds))...)
+	}
 	l.fds[fd] = reg
+	return nil
+}
+
+// reg returns fd's registration, or nil.
+func (l *Loop) reg(fd int) *registration {
+	if uint(fd) < uint(len(l.fds)) {
+		return l.fds[fd]
+	}
 	return nil
 }
 
@@ -291,7 +319,7 @@ func (l *Loop) set(urgent bool) int {
 
 // Modify changes the events fd is registered for.
 func (l *Loop) Modify(fd int, events uint32) error {
-	reg := l.fds[fd]
+	reg := l.reg(fd)
 	if reg == nil {
 		return fmt.Errorf("epoll modify fd %d: not registered", fd)
 	}
@@ -305,7 +333,7 @@ func (l *Loop) Modify(fd int, events uint32) error {
 // Demote moves fd from the urgent set to the main one, registered for
 // events; it does nothing to a fd already in the main set.
 func (l *Loop) Demote(fd int, events uint32) error {
-	reg := l.fds[fd]
+	reg := l.reg(fd)
 	if reg == nil {
 		return fmt.Errorf("epoll demote fd %d: not registered", fd)
 	}
@@ -318,7 +346,7 @@ func (l *Loop) Demote(fd int, events uint32) error {
 	reg.urgent = false
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		delete(l.fds, fd) // in neither set now
+		l.fds[fd] = nil // in neither set now
 		return fmt.Errorf("epoll demote fd %d: %w", fd, err)
 	}
 	return nil
@@ -326,11 +354,11 @@ func (l *Loop) Demote(fd int, events uint32) error {
 
 // Remove unregisters fd. Call it before closing fd.
 func (l *Loop) Remove(fd int) error {
-	reg, ok := l.fds[fd]
-	if !ok {
+	reg := l.reg(fd)
+	if reg == nil {
 		return nil
 	}
-	delete(l.fds, fd)
+	l.fds[fd] = nil
 	if err := unix.EpollCtl(l.set(reg.urgent), unix.EPOLL_CTL_DEL, fd, nil); err != nil {
 		return fmt.Errorf("epoll remove fd %d: %w", fd, err)
 	}

@@ -31,18 +31,27 @@ const (
 // and fields costs no allocation. The table is bounded (cleared when full,
 // entries at most maxInterned bytes): a client sending ever-new values only
 // costs the allocations it would cost without it.
+//
+// In front of the table sit a few slots chosen by length and last byte: a
+// keep-alive client sends the same few strings again and again, and one
+// comparison of bytes is cheaper than a lookup in the table.
 func (s *Server) intern(b []byte) string {
-	if len(b) > maxInterned {
+	if len(b) > maxInterned || len(b) == 0 {
 		return string(b)
 	}
-	if v, ok := s.strs[string(b)]; ok { // the lookup does not allocate
-		return v
+	slot := &s.recent[(len(b)+int(b[len(b)-1]))%len(s.recent)]
+	if *slot == string(b) { // the comparison does not allocate
+		return *slot
 	}
-	if len(s.strs) >= maxInternedStrs {
-		clear(s.strs)
+	v, ok := s.strs[string(b)] // nor does the lookup
+	if !ok {
+		if len(s.strs) >= maxInternedStrs {
+			clear(s.strs)
+		}
+		v = string(b)
+		s.strs[v] = v
 	}
-	v := string(b)
-	s.strs[v] = v
+	*slot = v
 	return v
 }
 

@@ -3,6 +3,7 @@ package eventloop
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 )
 
 // FuzzParseHead compares the server's own parser with net/http's on one
@@ -60,4 +61,35 @@ func describeHead(c *conn, r *Request) string {
 	return fmt.Sprintf("%s\nclose=%v http11=%v bodySize=%d chunked=%v expect100=%v",
 		echoRequest(r.Method, r.Target, r.Proto, r.Host, r.URL, hdr, r.Trailer, nil),
 		r.Close, r.http11, c.bodySize, c.chunked, c.expect100)
+}
+
+// TestInternReturnsTheSameBytes holds intern to its bytes when strings
+// share a slot in front of the table (same length, same last byte), when
+// the table is cleared, and past the longest kept.
+func TestInternReturnsTheSameBytes(t *testing.T) {
+	s := parseTestServer()
+	long := make([]byte, maxInterned+1)
+	for i := range long {
+		long[i] = 'a'
+	}
+	inputs := []string{"/x1", "/y1", "/x1", "/z1", "/y1", "", string(long), "/x1"}
+	for round := 0; round < 3; round++ {
+		for _, in := range inputs {
+			if got := s.intern([]byte(in)); got != in {
+				t.Fatalf("intern(%q) = %q", in, got)
+			}
+		}
+		for i := 0; i < maxInternedStrs; i++ { // fill the table: it is cleared
+			s.intern([]byte(fmt.Sprintf("/fill/%d", i)))
+		}
+	}
+	first := s.intern([]byte("/same"))
+	b := []byte("/same")
+	if again := s.intern(b); unsafe.StringData(again) != unsafe.StringData(first) {
+		t.Errorf("intern made a second copy of %q", first)
+	}
+	b[1] = 'S' // the caller's buffer is reused: the interned string must not change
+	if first != "/same" {
+		t.Errorf("interned string changed with its source buffer: %q", first)
+	}
 }

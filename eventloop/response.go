@@ -3,7 +3,6 @@ package eventloop
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -315,11 +314,11 @@ func writeSome(fd int, b []byte) (int, error) {
 	for done < len(b) {
 		n, err := rawWrite(fd, b[done:])
 		switch {
-		case errors.Is(err, unix.EINTR):
+		case err == unix.EINTR:
 			continue
-		case errors.Is(err, unix.EAGAIN):
+		case err == unix.EAGAIN:
 			return done, nil
-		case err != nil:
+		case err != 0:
 			return done, err
 		}
 		done += n

@@ -198,6 +198,7 @@ type Server struct {
 	dateSec int64
 	date    []byte
 	strs    map[string]string // interned targets and field values (parse.go)
+	recent  [8]string         // the table's strings used last, by length and last byte
 }
 
 // NewServer serves h on the connections accepted from listenFD, which it

@@ -43,7 +43,6 @@ func (l *Loop) Watch(cfg WatchConfig) {
 	w := &watchdog{loop: l, cfg: cfg, wake: make(chan struct{}, 1), ended: make(chan struct{}, 1),
 		// A second in the past, so that no reading is 0 (none running).
 		epoch: time.Now().Add(-time.Second)}
-	l.Step = w.step
 	l.watchdog = w
 	l.Go(w.run)
 }
@@ -77,24 +76,24 @@ type watchdog struct {
 	wakeups atomic.Uint64 // times the watchdog woke up (a test reads it)
 }
 
-// step brackets every callback (the Loop's Step hook, loop goroutine). It
-// reads the clock once per callback, at its end: a callback begins when
+// begin and end bracket every callback (loop goroutine). They read the
+// clock once per callback, at its end: a callback begins when
 // the one before it ended or, first after epoll_wait, when that returned
 // (the loop's Now) — the loop does next to nothing in between, and a
 // second clock read per callback was a measurable share of a short
 // request (docs/performance.md, optimisation 8).
-func (w *watchdog) step(begin bool) {
-	if begin {
-		w.seq.Add(1)
-		w.start.Store(max(w.lastEnd, int64(w.loop.now.Sub(w.epoch))))
-		// Stored start, then loaded parked; park stores parked, then loads
-		// start: one of the two sees the other, so a callback never runs
-		// unwatched (sync/atomic is sequentially consistent).
-		if w.parked.Load() && w.parked.CompareAndSwap(true, false) {
-			w.wake <- struct{}{}
-		}
-		return
+func (w *watchdog) begin() {
+	w.seq.Add(1)
+	w.start.Store(max(w.lastEnd, int64(w.loop.now.Sub(w.epoch))))
+	// Stored start, then loaded parked; park stores parked, then loads
+	// start: one of the two sees the other, so a callback never runs
+	// unwatched (sync/atomic is sequentially consistent).
+	if w.parked.Load() && w.parked.CompareAndSwap(true, false) {
+		w.wake <- struct{}{}
 	}
+}
+
+func (w *watchdog) end() {
 	now := w.mono()
 	w.lastEnd = now
 	d := time.Duration(now - w.start.Swap(0))

@@ -20,13 +20,24 @@ type liveCounts struct {
 	requests atomic.Uint64
 	inFlight atomic.Int64
 	conns    atomic.Int64
+
+	// What the loop stored last in inFlight and conns: in a steady stream of
+	// keep-alive requests neither changes, and an atomic store costs more
+	// than a comparison (loop goroutine only).
+	lastInFlight, lastConns int
 }
 
 // publish stores the counters (loop goroutine only) and returns them.
 func (c *liveCounts) publish(requests uint64, st eventloop.ServerStats) contract.LoopStats {
 	c.requests.Store(requests)
-	c.inFlight.Store(int64(st.InFlight))
-	c.conns.Store(int64(st.Conns))
+	if st.InFlight != c.lastInFlight {
+		c.lastInFlight = st.InFlight
+		c.inFlight.Store(int64(st.InFlight))
+	}
+	if st.Conns != c.lastConns {
+		c.lastConns = st.Conns
+		c.conns.Store(int64(st.Conns))
+	}
 	seq := c.seq.Add(1)
 	return contract.LoopStats{Requests: requests, InFlight: st.InFlight, Conns: st.Conns, Seq: seq}
 }
