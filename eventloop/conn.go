@@ -274,9 +274,9 @@ func (c *conn) handle(ev uint32) {
 }
 
 func (c *conn) read() {
-	n, err := rawRead(c.fd, c.s.rbuf)
+	n, err := Recv(c.fd, c.s.rbuf)
 	for err == unix.EINTR {
-		n, err = rawRead(c.fd, c.s.rbuf)
+		n, err = Recv(c.fd, c.s.rbuf)
 	}
 	switch {
 	case err == unix.EAGAIN:
@@ -449,7 +449,7 @@ func (c *conn) startLinger() {
 // linger.
 func (c *conn) drainLinger() {
 	for {
-		n, err := rawRead(c.fd, c.s.rbuf)
+		n, err := Recv(c.fd, c.s.rbuf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -495,10 +495,7 @@ func (c *conn) setEvents(ev uint32) {
 func (c *conn) close() {
 	s := c.s
 	if c.fd >= 0 {
-		if err := s.loop.Remove(c.fd); err != nil {
-			s.logError("unregister connection", err)
-		}
-		unix.Close(c.fd)
+		_ = s.loop.Discard(c.fd) // a failed close still frees the fd
 		c.fd = -1
 		if s.cfg.Trace != nil {
 			s.cfg.Trace(TraceEvent{Kind: TraceConnLost, Remote: c.remote})

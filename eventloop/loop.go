@@ -292,7 +292,7 @@ func (l *Loop) add(fd int, events uint32, handler func(events uint32), urgent bo
 	l.gen++
 	reg := &registration{fd: fd, gen: l.gen, urgent: urgent, handler: handler}
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
-	if err := unix.EpollCtl(l.set(urgent), unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := epollCtl(l.set(urgent), unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll add fd %d: %w", fd, err)
 	}
 	if fd >= len(l.fds) {
@@ -324,7 +324,7 @@ func (l *Loop) Modify(fd int, events uint32) error {
 		return fmt.Errorf("epoll modify fd %d: not registered", fd)
 	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
-	if err := unix.EpollCtl(l.set(reg.urgent), unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+	if err := epollCtl(l.set(reg.urgent), unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll modify fd %d: %w", fd, err)
 	}
 	return nil
@@ -340,12 +340,12 @@ func (l *Loop) Demote(fd int, events uint32) error {
 	if !reg.urgent {
 		return nil
 	}
-	if err := unix.EpollCtl(l.urgentFD, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+	if err := epollCtl(l.urgentFD, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
 		return fmt.Errorf("epoll demote fd %d: %w", fd, err)
 	}
 	reg.urgent = false
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(reg.gen)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.fds[fd] = nil // in neither set now
 		return fmt.Errorf("epoll demote fd %d: %w", fd, err)
 	}
@@ -359,8 +359,24 @@ func (l *Loop) Remove(fd int) error {
 		return nil
 	}
 	l.fds[fd] = nil
-	if err := unix.EpollCtl(l.set(reg.urgent), unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+	if err := epollCtl(l.set(reg.urgent), unix.EPOLL_CTL_DEL, fd, nil); err != nil {
 		return fmt.Errorf("epoll remove fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Discard unregisters fd and closes it, with one system call where Remove
+// and a close make two: closing the last descriptor of an open socket
+// takes it out of every epoll set. Should another descriptor still refer
+// to the socket for a moment (a child between fork and exec), its events
+// carry the old registration's number, which the loop drops. The error is
+// close's.
+func (l *Loop) Discard(fd int) error {
+	if reg := l.reg(fd); reg != nil {
+		l.fds[fd] = nil
+	}
+	if err := rawClose(fd); err != nil {
+		return fmt.Errorf("close fd %d: %w", fd, err)
 	}
 	return nil
 }

@@ -312,7 +312,7 @@ func (c *conn) writeFailed(err error) {
 func writeSome(fd int, b []byte) (int, error) {
 	done := 0
 	for done < len(b) {
-		n, err := rawWrite(fd, b[done:])
+		n, err := Send(fd, b[done:])
 		switch {
 		case err == unix.EINTR:
 			continue

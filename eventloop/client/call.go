@@ -213,13 +213,13 @@ func (c *Client) buildRequest(k *call) []byte {
 // (shared) rather than k.out itself. EAGAIN is the only error that leaves
 // anything to retry.
 func (k *call) write(req []byte, shared bool) (done bool, err error) {
-	// MSG_NOSIGNAL: a peer that already closed yields EPIPE, not SIGPIPE.
-	n, err := unix.SendmsgN(k.fd, req, nil, nil, unix.MSG_NOSIGNAL)
-	if err == unix.EINTR {
+	n, errno := eventloop.Send(k.fd, req) // a peer that already closed: EPIPE, no SIGPIPE
+	switch errno {
+	case 0:
+	case unix.EAGAIN, unix.EINTR:
 		err = unix.EAGAIN
-	}
-	if err != nil && err != unix.EAGAIN {
-		return false, err
+	default:
+		return false, errno
 	}
 	n = max(n, 0)
 	if n == len(req) {
@@ -263,11 +263,11 @@ func (k *call) flush() {
 }
 
 func (k *call) read() {
-	n, err := unix.Read(k.fd, k.c.scratch)
+	n, err := eventloop.Recv(k.fd, k.c.scratch)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
-	if err != nil {
+	if err != 0 {
 		k.fail(fmt.Errorf("read response: %w", err))
 		return
 	}
@@ -375,10 +375,7 @@ func (k *call) closeFD() {
 	if k.fd < 0 {
 		return
 	}
-	// Remove only fails for an fd epoll no longer knows; closing it below
-	// drops it from the epoll set anyway.
-	_ = k.c.l.Remove(k.fd)
-	_ = unix.Close(k.fd) // nothing to flush: a failed close still frees the fd
+	_ = k.c.l.Discard(k.fd) // nothing to flush: a failed close still frees the fd
 	k.fd = -1
 	testHookSocket(-1)
 }
