@@ -204,6 +204,7 @@ type runner struct {
 
 	missing   []peerMiss        // peers that could not run, and why
 	nginx     *nginxLookup      // findNginx's answer, once asked
+	fasthttp  *fasthttpLookup   // findFasthttp's build, once made
 	versions  map[string]string // row name → what ran, with versions
 	wireBytes map[string]int    // row name → bytes of its /healthcheck response
 }

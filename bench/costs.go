@@ -85,6 +85,15 @@ func (r *runner) runCosts(ctx context.Context) (err error) {
 			costServer{name: nginxLogOnName, start: start(nginxLogOnName, true), peer: true},
 			costServer{name: nginxName, start: start(nginxName, false), peer: true})
 	}
+	// The peers with a keep-alive target are visited too: their ratio to
+	// demo from these rounds is known far more closely than from the
+	// throughput scenario's few long loads minutes apart (peers_report.go).
+	if bin, ok, err := r.findFasthttp(ctx); err != nil {
+		return err
+	} else if ok {
+		servers = append(servers, costServer{name: fasthttpName, peer: true,
+			start: func(ctx context.Context) (*server, error) { return r.startFasthttp(ctx, bin) }})
+	}
 
 	var up []*server
 	var upPeer []bool
@@ -235,6 +244,25 @@ func (c *costResult) roundLine(round int) string {
 
 // has reports whether name took part in every round.
 func (c *costResult) has(name string) bool { return slices.Contains(c.names, name) }
+
+// ratio is a's requests per CPU-second over b's, round by round: b's CPU
+// per request ÷ a's.
+func (c *costResult) ratio(a, b string) (medianCI, bool) {
+	if !c.has(a) || !c.has(b) {
+		return medianCI{}, false
+	}
+	xa, xb := c.perReq[a], c.perReq[b]
+	xs := make([]float64, 0, len(xa))
+	for i := range min(len(xa), len(xb)) {
+		if xa[i] > 0 {
+			xs = append(xs, xb[i]/xa[i])
+		}
+	}
+	if len(xs) == 0 {
+		return medianCI{}, false
+	}
+	return newMedianCI(xs), true
+}
 
 // cost is what on costs over off: in each round, the share of requests per
 // CPU-second lost, 1 − (off's CPU per request ÷ on's).

@@ -198,9 +198,52 @@ func (r *runner) findNginx(ctx context.Context) (nginxInstall, bool) {
 	return r.nginx.install, r.nginx.ok
 }
 
+// fasthttpLookup is the fasthttp peer's build, made once per run.
+type fasthttpLookup struct {
+	bin string
+	ok  bool
+}
+
+// findFasthttp builds the fasthttp peer the first time it is asked,
+// recording it among the peers that could not run when it cannot. The
+// error is the context's: the build was cut short.
+func (r *runner) findFasthttp(ctx context.Context) (bin string, ok bool, err error) {
+	if r.fasthttp == nil {
+		c := &r.cfg
+		look := &fasthttpLookup{}
+		if !c.Fasthttp {
+			r.missPeer("fasthttp", "not asked for (--fasthttp=false)")
+		} else if src, why := findFasthttpSource(c.FasthttpSrc, c.Bin); why != "" {
+			r.missPeer("fasthttp", why)
+		} else {
+			r.log("building the fasthttp peer (go build in %s)", src)
+			bin, err := goBuilder().build(ctx, src, c.CacheDir, r.scratch)
+			if ctx.Err() != nil {
+				return "", false, ctx.Err()
+			}
+			if err != nil {
+				r.missPeer("fasthttp", err.Error())
+			} else {
+				look.bin, look.ok = bin, true
+			}
+		}
+		r.fasthttp = look
+	}
+	return r.fasthttp.bin, r.fasthttp.ok, nil
+}
+
+// startFasthttp starts the built fasthttp peer, noting its versions.
+func (r *runner) startFasthttp(ctx context.Context, bin string) (*server, error) {
+	s, version, err := startFasthttp(ctx, bin)
+	if err == nil {
+		r.versions[fasthttpName] = version
+	}
+	return s, err
+}
+
 // peerTargets finds (or builds) the peers and returns them as targets,
 // recording each one that cannot run. Peers take part in the keep-alive and
-// pipelined scenarios (nginx in costs too: see runCosts).
+// pipelined scenarios (nginx and fasthttp in costs too: see runCosts).
 func (r *runner) peerTargets(ctx context.Context) ([]target, error) {
 	c := &r.cfg
 	keep, pipe := c.has(Throughput), c.has(Pipelined)
@@ -216,28 +259,11 @@ func (r *runner) peerTargets(ctx context.Context) ([]target, error) {
 			}})
 	}
 
-	if !c.Fasthttp {
-		r.missPeer("fasthttp", "not asked for (--fasthttp=false)")
-	} else if src, why := findFasthttpSource(c.FasthttpSrc, c.Bin); why != "" {
-		r.missPeer("fasthttp", why)
-	} else {
-		r.log("building the fasthttp peer (go build in %s)", src)
-		bin, err := goBuilder().build(ctx, src, c.CacheDir, r.scratch)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err != nil {
-			r.missPeer("fasthttp", err.Error())
-		} else {
-			ts = append(ts, target{name: fasthttpName, keepAlive: keep, pipelined: pipe, optional: true,
-				start: func(ctx context.Context) (*server, error) {
-					s, version, err := startFasthttp(ctx, bin)
-					if err == nil {
-						r.versions[fasthttpName] = version
-					}
-					return s, err
-				}})
-		}
+	if bin, ok, err := r.findFasthttp(ctx); err != nil {
+		return nil, err
+	} else if ok {
+		ts = append(ts, target{name: fasthttpName, keepAlive: keep, pipelined: pipe, optional: true,
+			start: func(ctx context.Context) (*server, error) { return r.startFasthttp(ctx, bin) }})
 	}
 
 	if !c.Uvicorn {

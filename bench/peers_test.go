@@ -394,6 +394,35 @@ func TestPeersThatCannotRunAreListedAndTheirTargetsNotMeasured(t *testing.T) {
 	if len(rep.Unmeasured) != 0 {
 		t.Errorf("unmeasured %v, want none", rep.Unmeasured)
 	}
+
+	// With nginx in the costs rounds too, its keep-alive ratio is theirs:
+	// the median of eight rounds' own ratios (nginx's CPU per request over
+	// demo's), not the throughput rounds' 0.90×. fasthttp took part in too
+	// few rounds for an interval: its ratio stays the throughput rounds'.
+	r.targets = nil
+	r.costs = &costResult{
+		names: []string{demoOne, nginxName, fasthttpName}, rounds: 8, round: time.Second,
+		perReq: map[string][]float64{
+			demoOne:      {10, 10, 10, 10, 20, 20, 20, 20},
+			nginxName:    {10.2, 10.4, 10.6, 10.8, 20, 22, 23, 24},
+			fasthttpName: {13},
+		},
+		rate: map[string][]float64{demoOne: {1}, nginxName: {1}, fasthttpName: {1}},
+	}
+	out.Reset()
+	r.render(&out)
+	text = out.String()
+	for _, s := range []string{
+		"  keep-alive                     1.50×    1.07×*                  1.20×",
+		"  * keep-alive: from the costs rounds, the median of 8 rounds' own ratios (demo async ×1 and the peer loaded in turn)",
+		"    nginx ×1: 95% interval of the median 1.00× … 1.20×, middle half of the rounds 1.04× … 1.11×; the keep-alive rounds above alone: 0.90×",
+		"  ✓  keep-alive: demo ×1 ≥ 1.0× nginx (one worker process) requests per CPU-second  1.07× (8 paired rounds, 95% interval 1.00× … 1.20×)",
+		"  ✓  keep-alive: demo ×1 ≥ 1.2× fasthttp (GOMAXPROCS=1) requests per CPU-second     1.20×",
+	} {
+		if !strings.Contains(text, s) {
+			t.Errorf("report lacks %q:\n%s", s, text)
+		}
+	}
 }
 
 // The fasthttp peer for real, when its modules can be had within a minute
