@@ -17,6 +17,20 @@ func appendTarget(b []byte, target string) []byte {
 	if !strings.HasPrefix(path, "/") {
 		return appendQuoteEscaped(b, target)
 	}
+	if plain(path) {
+		b = append(b, path...) // as most requests send it: in one piece
+	} else {
+		b = appendQuotedPath(b, path)
+	}
+	if query != "" { // uvicorn leaves out an empty query, `?` too
+		b = append(b, '?')
+		b = appendQuoteEscaped(b, query)
+	}
+	return b
+}
+
+// appendQuotedPath appends urllib.parse.quote(unquote(path)).
+func appendQuotedPath(b []byte, path string) []byte {
 	for i := 0; i < len(path); i++ {
 		c := path[i]
 		if c == '%' && i+2 < len(path) && isHex(path[i+1]) && isHex(path[i+2]) {
@@ -29,10 +43,6 @@ func appendTarget(b []byte, target string) []byte {
 			b = append(b, '%', upperHex[c>>4], upperHex[c&15])
 		}
 	}
-	if query != "" { // uvicorn leaves out an empty query, `?` too
-		b = append(b, '?')
-		b = appendQuoteEscaped(b, query)
-	}
 	return b
 }
 
@@ -43,6 +53,17 @@ const upperHex = "0123456789ABCDEF"
 func quoteSafe(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '_' || c == '.' || c == '-' || c == '~' || c == '/'
+}
+
+// plain reports whether quote(unquote(path)) is path itself: no escape, no
+// byte to escape.
+func plain(path string) bool {
+	for i := 0; i < len(path); i++ {
+		if !quoteSafe(path[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func appendQuoteEscaped(b []byte, s string) []byte {
