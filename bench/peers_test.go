@@ -347,17 +347,13 @@ func TestPeersThatCannotRunAreListedAndTheirTargetsNotMeasured(t *testing.T) {
 	var out bytes.Buffer
 	rep := r.render(&out)
 	text := out.String()
-	for _, s := range []string{
+	reportHas(t, text,
 		"  nginx                  could not run: not installed: no /nonexistent/nginx (apt-get install nginx)",
 		"  uvicorn                could not run: not asked for (--uvicorn=false)",
 		"  –  keep-alive: demo ×1 ≥ 1.0× nginx (one worker process) requests per CPU-second  not measured: nginx (one worker process) did not run",
 		"  –  pipelined: demo ×1 ≥ 0.8× fasthttp (GOMAXPROCS=1) requests per CPU-second",
 		"; 3 not measured (a peer did not run)",
-	} {
-		if !strings.Contains(text, s) {
-			t.Errorf("report lacks %q:\n%s", s, text)
-		}
-	}
+	)
 	if len(rep.Unmeasured) != 3 || len(rep.Missed) != 1 { // p99: no latency in these rows
 		t.Errorf("unmeasured %v, missed %v; want 3 and only the p99 target", rep.Unmeasured, rep.Missed)
 	}
@@ -379,18 +375,14 @@ func TestPeersThatCannotRunAreListedAndTheirTargetsNotMeasured(t *testing.T) {
 	out.Reset()
 	rep = r.render(&out)
 	text = out.String()
-	for _, s := range []string{
+	reportHas(t, text,
 		"  scenario       net/http GOMAXPROCS=1  nginx ×1  fasthttp GOMAXPROCS=1",
 		"  keep-alive                     1.50×     0.90×                  1.20×",
 		"  pipelined ×16                  5.00×         -                  0.75×",
 		"  ✗  keep-alive: demo ×1 ≥ 1.0× nginx (one worker process) requests per CPU-second  0.90×",
 		"  ✓  keep-alive: demo ×1 ≥ 1.2× fasthttp (GOMAXPROCS=1) requests per CPU-second     1.20×",
 		"  ✗  pipelined: demo ×1 ≥ 0.8× fasthttp (GOMAXPROCS=1) requests per CPU-second      0.75×",
-	} {
-		if !strings.Contains(text, s) {
-			t.Errorf("report lacks %q:\n%s", s, text)
-		}
-	}
+	)
 	if len(rep.Unmeasured) != 0 {
 		t.Errorf("unmeasured %v, want none", rep.Unmeasured)
 	}
@@ -412,15 +404,21 @@ func TestPeersThatCannotRunAreListedAndTheirTargetsNotMeasured(t *testing.T) {
 	out.Reset()
 	r.render(&out)
 	text = out.String()
-	for _, s := range []string{
+	reportHas(t, text,
 		"  keep-alive                     1.50×    1.07×*                  1.20×",
 		"  * keep-alive: from the costs rounds, the median of 8 rounds' own ratios (demo async ×1 and the peer loaded in turn)",
 		"    nginx ×1: 95% interval of the median 1.00× … 1.20×, middle half of the rounds 1.04× … 1.11×; the keep-alive rounds above alone: 0.90×",
 		"  ✓  keep-alive: demo ×1 ≥ 1.0× nginx (one worker process) requests per CPU-second  1.07× (8 paired rounds, 95% interval 1.00× … 1.20×)",
 		"  ✓  keep-alive: demo ×1 ≥ 1.2× fasthttp (GOMAXPROCS=1) requests per CPU-second     1.20×",
-	} {
-		if !strings.Contains(text, s) {
-			t.Errorf("report lacks %q:\n%s", s, text)
+	)
+}
+
+// reportHas fails t for each of lines text lacks.
+func reportHas(t *testing.T, text string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(text, l) {
+			t.Errorf("report lacks %q:\n%s", l, text)
 		}
 	}
 }

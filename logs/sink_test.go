@@ -27,17 +27,8 @@ import (
 // once the Sink is closed, reads everything that went through.
 func pipeSink(t testing.TB, cfg SinkConfig) (*Sink, func() string) {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewSink(w, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); r.Close(); w.Close() })
+	s, r := readPipe(t, cfg)
 	return s, func() string {
-		w.Close() // the Sink holds its own descriptor, closed by Close
 		b, err := io.ReadAll(r)
 		if err != nil {
 			t.Fatal(err)
@@ -62,6 +53,23 @@ func stalledPipe(t testing.TB, cfg SinkConfig) (*Sink, *os.File) {
 		t.Fatal(err)
 	}
 	w.Close()
+	t.Cleanup(func() { s.Close(); r.Close() })
+	return s, r
+}
+
+// readPipe returns a Sink on a new pipe and the pipe's read end, for a
+// test to read as it goes.
+func readPipe(t testing.TB, cfg SinkConfig) (*Sink, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSink(w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // the Sink holds its own descriptor
 	t.Cleanup(func() { s.Close(); r.Close() })
 	return s, r
 }
@@ -230,17 +238,7 @@ func TestSinkReportsOnlyOnceCaughtUp(t *testing.T) {
 // TestSinkSyncWritesEverythingForALiveReader: Sync is what makes a line
 // appear before a worker blocks on purpose.
 func TestSinkSyncWritesEverythingForALiveReader(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	s, err := NewSink(w, SinkConfig{Batch: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	defer s.Close()
+	s, r := readPipe(t, SinkConfig{Batch: time.Hour})
 	s.Write([]byte("before the blocking call\n"))
 	s.Sync()
 	r.SetReadDeadline(time.Now().Add(time.Second)) // it is in the pipe already, or Sync failed
@@ -254,17 +252,7 @@ func TestSinkSyncWritesEverythingForALiveReader(t *testing.T) {
 // TestSinkWritesAFullBatchBeforeItsDelay: lines past hotBatch go out
 // without waiting for the batch delay (an hour here); fewer wait for it.
 func TestSinkWritesAFullBatchBeforeItsDelay(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	s, err := NewSink(w, SinkConfig{Batch: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	defer s.Close()
+	s, r := readPipe(t, SinkConfig{Batch: time.Hour})
 	buf := make([]byte, 1<<20)
 	s.Write(line(0))
 	r.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
