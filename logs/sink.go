@@ -31,10 +31,6 @@ const (
 	closePatience = 500 * time.Millisecond
 	closeMax      = 5 * time.Second
 
-	// hotBatch is how much the writer is woken for before the batch delay
-	// is up.
-	hotBatch = 32 << 10
-
 	// maxKeep: a buffer that grew beyond this during a burst is dropped
 	// after use rather than pinned for the life of the process.
 	maxKeep = 4 * DefaultLimit
@@ -184,17 +180,7 @@ func (s *Sink) keepLocked(start int) {
 		s.progressAt = time.Now()
 	}
 	s.accepted += uint64(len(s.buf) - start)
-	full := len(s.buf) >= hotBatch && start < hotBatch
 	s.mu.Unlock()
-	if full {
-		// Out now rather than at the batch delay: the two buffers the
-		// writer swaps stay small enough to stay in the CPU's cache, where
-		// the next line's bytes are written without a miss.
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
 	if idle {
 		select {
 		case s.wake <- struct{}{}:

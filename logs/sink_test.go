@@ -249,32 +249,6 @@ func TestSinkSyncWritesEverythingForALiveReader(t *testing.T) {
 	}
 }
 
-// TestSinkWritesAFullBatchBeforeItsDelay: lines past hotBatch go out
-// without waiting for the batch delay (an hour here); fewer wait for it.
-func TestSinkWritesAFullBatchBeforeItsDelay(t *testing.T) {
-	s, r := readPipe(t, SinkConfig{Batch: time.Hour})
-	buf := make([]byte, 1<<20)
-	s.Write(line(0))
-	r.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if n, err := r.Read(buf); err == nil {
-		t.Fatalf("one line went out before the batch delay: %q", buf[:n])
-	}
-	var want int
-	for i := 0; want < hotBatch; i++ {
-		s.Write(line(i))
-		want += len(line(i))
-	}
-	got := 0
-	r.SetReadDeadline(time.Now().Add(time.Second))
-	for got < want {
-		n, err := r.Read(buf)
-		if err != nil {
-			t.Fatalf("%d of %d bytes out within a second of the batch filling: %v", got, want, err)
-		}
-		got += n
-	}
-}
-
 // TestSinkCloseFlushesASlowReader: a clean exit loses nothing while the
 // reader reads, even slowly.
 func TestSinkCloseFlushesASlowReader(t *testing.T) {
