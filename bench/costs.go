@@ -248,6 +248,18 @@ func (c *costResult) has(name string) bool { return slices.Contains(c.names, nam
 // ratio is a's requests per CPU-second over b's, round by round: b's CPU
 // per request ÷ a's.
 func (c *costResult) ratio(a, b string) (medianCI, bool) {
+	return c.perRound(a, b, func(pa, pb float64) float64 { return pb / pa })
+}
+
+// cost is what on costs over off: in each round, the share of requests per
+// CPU-second lost, 1 − (off's CPU per request ÷ on's).
+func (c *costResult) cost(p costPair) (medianCI, bool) {
+	return c.perRound(p.on, p.off, func(on, off float64) float64 { return 1 - off/on })
+}
+
+// perRound is f of a's and b's CPU per request in each round both took
+// part in, summarised; false when there is none.
+func (c *costResult) perRound(a, b string, f func(pa, pb float64) float64) (medianCI, bool) {
 	if !c.has(a) || !c.has(b) {
 		return medianCI{}, false
 	}
@@ -255,26 +267,7 @@ func (c *costResult) ratio(a, b string) (medianCI, bool) {
 	xs := make([]float64, 0, len(xa))
 	for i := range min(len(xa), len(xb)) {
 		if xa[i] > 0 {
-			xs = append(xs, xb[i]/xa[i])
-		}
-	}
-	if len(xs) == 0 {
-		return medianCI{}, false
-	}
-	return newMedianCI(xs), true
-}
-
-// cost is what on costs over off: in each round, the share of requests per
-// CPU-second lost, 1 − (off's CPU per request ÷ on's).
-func (c *costResult) cost(p costPair) (medianCI, bool) {
-	if !c.has(p.on) || !c.has(p.off) {
-		return medianCI{}, false
-	}
-	on, off := c.perReq[p.on], c.perReq[p.off]
-	xs := make([]float64, 0, len(on))
-	for i := range min(len(on), len(off)) {
-		if on[i] > 0 {
-			xs = append(xs, 1-off[i]/on[i])
+			xs = append(xs, f(xa[i], xb[i]))
 		}
 	}
 	if len(xs) == 0 {

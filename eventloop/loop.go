@@ -205,31 +205,31 @@ func (l *Loop) Backlogged() bool { return l.backlogged }
 // call runs one callback, bracketed by the watchdog when there is one.
 // Nothing above Run recovers a panic, so none has to be allowed for here.
 func (l *Loop) call(fn func()) {
-	if w := l.watchdog; w != nil {
-		w.begin()
-		fn()
-		w.end()
-	} else {
-		fn()
-	}
-	l.clearLabel()
+	l.enter()
+	fn()
+	l.leave()
 }
 
 // callHandler is call for a readiness handler: no closure per event.
 func (l *Loop) callHandler(h func(events uint32), events uint32) {
-	if w := l.watchdog; w != nil {
-		w.begin()
-		h(events)
-		w.end()
-	} else {
-		h(events)
-	}
-	l.clearLabel()
+	l.enter()
+	h(events)
+	l.leave()
 }
 
-// clearLabel ends the label of the callback that returned.
-func (l *Loop) clearLabel() {
-	if l.label.Load() != nil { // a load is cheaper than a store
+// enter and leave bracket every callback.
+func (l *Loop) enter() {
+	if w := l.watchdog; w != nil {
+		w.begin()
+	}
+}
+
+func (l *Loop) leave() {
+	if w := l.watchdog; w != nil {
+		w.end()
+	}
+	// The callback's label, if it set one, ends; a load is cheaper than a store.
+	if l.label.Load() != nil {
 		l.label.Store(nil)
 	}
 }
